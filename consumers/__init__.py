@@ -1,0 +1,22 @@
+"""The runtime: consumer-group loop, batches, checkpoints, dead letters, CLI.
+
+``consumers`` sits on top: it may import ``projections``, ``producers`` and ``schemas``.
+"""
+
+from consumers._settings import Settings, load_settings
+from consumers.batch import BatchProcessor, PreparedBatch
+from consumers.broker import EmbeddedBroker
+from consumers.runner import LoopSettings, ProjectionRunner, StopSignal
+from consumers.stats import RunStats
+
+__all__ = [
+    "BatchProcessor",
+    "EmbeddedBroker",
+    "LoopSettings",
+    "PreparedBatch",
+    "ProjectionRunner",
+    "RunStats",
+    "Settings",
+    "StopSignal",
+    "load_settings",
+]

@@ -1,0 +1,114 @@
+"""Engines for the read-model database, and the edge where driver errors are translated.
+
+PostgreSQL (psycopg 3) in production; SQLite as the embedded default. SQLite runs in
+WAL mode with ``synchronous=NORMAL`` and takes the write lock at ``BEGIN IMMEDIATE``
+so two consumer processes on one file queue up instead of failing a lock upgrade.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import sqlite3
+from collections.abc import Iterator
+from typing import Any
+
+from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError, DBAPIError, SQLAlchemyError
+
+from schemas.errors import ConfigurationError, DatabaseUnavailable
+
+__all__ = ["database_errors", "is_postgres", "make_engine", "redact_url"]
+
+# SQLSTATEs that mean "try the same transaction again": serialization failure,
+# deadlock, lock timeout, and the connection-exception class (08xxx).
+_RETRYABLE_SQLSTATES = {"40001", "40P01", "55P03", "57P01", "57P02", "57P03"}
+
+
+def make_engine(url: str, *, pool_size: int = 5, read_only: bool = False) -> Engine:
+    """Create an engine for ``url`` (``sqlite:///file.db`` or ``postgresql://…``)."""
+    try:
+        parsed = make_url(url)
+    except ArgumentError as exc:
+        raise ConfigurationError(f"database URL {url!r} is not a URL: {exc}") from exc
+    if parsed.drivername in ("postgresql", "postgres"):
+        parsed = parsed.set(drivername="postgresql+psycopg")
+    if parsed.get_backend_name() == "sqlite":
+        return _sqlite_engine(parsed, read_only=read_only)
+    if parsed.get_backend_name() != "postgresql":
+        raise ConfigurationError(
+            f"unsupported database {parsed.get_backend_name()!r}: use sqlite:/// or postgresql://"
+        )
+    kwargs: dict[str, Any] = {"pool_size": pool_size, "pool_pre_ping": True}
+    if read_only:
+        kwargs["connect_args"] = {"options": "-c default_transaction_read_only=on"}
+    return create_engine(parsed, **kwargs)
+
+
+def _sqlite_engine(parsed: Any, *, read_only: bool) -> Engine:
+    engine = create_engine(parsed, connect_args={"timeout": 60})
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_conn: sqlite3.Connection, _record: object) -> None:
+        # Let SQLAlchemy's "begin" hook below issue BEGIN; pysqlite's own implicit
+        # transactions would start deferred and fail to upgrade under contention.
+        dbapi_conn.isolation_level = None
+        cur = dbapi_conn.cursor()
+        cur.execute("PRAGMA journal_mode=WAL")
+        cur.execute("PRAGMA synchronous=NORMAL")
+        cur.execute("PRAGMA busy_timeout=60000")
+        if read_only:
+            cur.execute("PRAGMA query_only=ON")
+        cur.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn: Any) -> None:
+        conn.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
+
+    return engine
+
+
+def is_postgres(engine: Engine) -> bool:
+    return engine.dialect.name == "postgresql"
+
+
+def redact_url(url: str) -> str:
+    """The URL with any password replaced, safe for logs and error messages."""
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except ArgumentError:
+        return "<unparseable database URL>"
+
+
+@contextlib.contextmanager
+def database_errors() -> Iterator[None]:
+    """Translate driver errors into :class:`DatabaseUnavailable` where they are retryable."""
+    try:
+        yield
+    except DBAPIError as exc:
+        if _is_retryable(exc):
+            raise DatabaseUnavailable(_describe(exc)) from exc
+        raise
+    except SQLAlchemyError as exc:
+        if "timeout" in type(exc).__name__.lower():  # pool exhausted while the DB is away
+            raise DatabaseUnavailable(f"{type(exc).__name__}: {exc}") from exc
+        raise
+
+
+def _is_retryable(exc: DBAPIError) -> bool:
+    if exc.connection_invalidated:
+        return True
+    orig = exc.orig
+    sqlstate = getattr(orig, "sqlstate", None)
+    if isinstance(sqlstate, str):
+        return sqlstate in _RETRYABLE_SQLSTATES or sqlstate.startswith("08")
+    if isinstance(orig, sqlite3.OperationalError):
+        text = str(orig).lower()
+        return "locked" in text or "busy" in text or "unable to open" in text
+    # psycopg raises OperationalError without a SQLSTATE when it cannot connect at all.
+    return type(orig).__name__ in ("OperationalError", "InterfaceError")
+
+
+def _describe(exc: DBAPIError) -> str:
+    first_line = str(exc.orig).strip().splitlines()[0] if str(exc.orig).strip() else ""
+    return f"{type(exc.orig).__name__}: {first_line}"

@@ -1,0 +1,222 @@
+"""The ``blog`` projection: denormalized ``posts`` and the ``tag_cloud``, in one transaction.
+
+``tag_cloud`` counts live posts per tag. It is maintained incrementally from the
+difference between a post's stored tags and its new tags, so it must be written in the
+same transaction as ``posts`` (whose old row supplies the "before"): the two read
+models form one projection with one checkpoint.
+
+Fold rules (the oracle in the tests states them independently):
+
+* an update applies only when its ``version`` is greater than the stored version;
+* a delete is terminal: the post becomes a tombstone (``deleted_at`` set, no tags)
+  and no later update, whatever its version, resurrects it;
+* so the result does not depend on duplicates or arrival order.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    Connection,
+    DateTime,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    and_,
+    select,
+)
+
+from projections._base import ApplyResult, Projection
+from projections._event import Event
+from projections._sql import MAX_PARAMS, chunks, insert_for
+
+__all__ = ["POST_DELETED", "POST_UPDATED", "BlogProjection", "top_tags"]
+
+POST_UPDATED = "blog.BlogPostUpdated"
+POST_DELETED = "blog.BlogPostDeleted"
+
+
+@dataclass(slots=True)
+class _PostChange:
+    """Every event of one post in one batch, collapsed."""
+
+    update: dict[str, Any] | None = None
+    delete: dict[str, Any] | None = None
+    events: list[Event] = field(default_factory=list)
+
+    def add(self, event: Event) -> None:
+        self.events.append(event)
+        record = event.record
+        if event.event_type == POST_DELETED:
+            if self.delete is None or record["version"] > self.delete["version"]:
+                self.delete = record
+        elif self.update is None or record["version"] > self.update["version"]:
+            self.update = record
+
+
+class BlogProjection(Projection):
+    """Posts (version-guarded, tomb-stoned deletes) and the tag cloud over live posts."""
+
+    name = "blog"
+    version = 1
+
+    def __init__(self, *, topic: str = "blog.posts", generation: int | None = None) -> None:
+        self.topics = (topic,)
+        super().__init__(generation=generation)
+
+    def define_tables(self, metadata: MetaData) -> None:
+        self.posts = Table(
+            self.table_name("posts"),
+            metadata,
+            Column("post_id", String(200), primary_key=True),
+            Column("title", Text),
+            Column("description", Text),
+            Column("tags", Text, nullable=False, doc="JSON array, in the event's order"),
+            Column("author", String(200)),
+            Column("created_at", DateTime(timezone=True)),
+            Column("updated_at", DateTime(timezone=True)),
+            Column("version", BigInteger, nullable=False),
+            Column("deleted_at", DateTime(timezone=True)),
+            Column("last_event_id", String(64), nullable=False),
+        )
+        self.tag_cloud = Table(
+            self.table_name("tag_cloud"),
+            metadata,
+            Column("tag", String(200), primary_key=True),
+            Column("posts_count", Integer, nullable=False),
+        )
+
+    def apply(self, conn: Connection, events: Sequence[Event]) -> ApplyResult:
+        changes: dict[str, _PostChange] = {}
+        for event in events:
+            if event.event_type in (POST_UPDATED, POST_DELETED):
+                changes.setdefault(event.record["post_id"], _PostChange()).add(event)
+        if not changes:
+            return ApplyResult(applied=0)
+        stored = self._load(conn, list(changes))
+        rows: list[dict[str, Any]] = []
+        deltas: Counter[str] = Counter()
+        applied = stale = 0
+        for post_id, change in changes.items():
+            old = stored.get(post_id)
+            row = _next_row(post_id, old, change)
+            if row is None:
+                stale += len(change.events)
+                continue
+            old_version = old["version"] if old is not None else 0
+            n_stale = sum(
+                1
+                for e in change.events
+                if e.record["version"] <= old_version and e.event_type == POST_UPDATED
+            )
+            stale += n_stale
+            applied += len(change.events) - n_stale
+            rows.append(row)
+            old_tags = set(json.loads(old["tags"])) if old is not None else set()
+            new_tags = set(json.loads(row["tags"]))
+            deltas.subtract(old_tags - new_tags)
+            deltas.update(new_tags - old_tags)
+        self._upsert_posts(conn, rows)
+        self._apply_tag_deltas(conn, deltas)
+        return ApplyResult(applied=applied, stale=stale)
+
+    def _load(self, conn: Connection, post_ids: list[str]) -> dict[str, dict[str, Any]]:
+        p = self.posts
+        out: dict[str, dict[str, Any]] = {}
+        for part in chunks(post_ids, MAX_PARAMS):
+            query = select(p.c.post_id, p.c.tags, p.c.version, p.c.deleted_at).where(
+                p.c.post_id.in_(part)
+            )
+            for r in conn.execute(query).mappings():
+                out[r["post_id"]] = dict(r)
+        return out
+
+    def _upsert_posts(self, conn: Connection, rows: list[dict[str, Any]]) -> None:
+        if not rows:
+            return
+        insert = insert_for(conn, self.posts)
+        columns = [c.name for c in self.posts.columns if c.name != "post_id"]
+        stmt = insert.on_conflict_do_update(
+            index_elements=[self.posts.c.post_id],
+            set_={name: insert.excluded[name] for name in columns},
+        )
+        conn.execute(stmt, rows)
+
+    def _apply_tag_deltas(self, conn: Connection, deltas: Counter[str]) -> None:
+        # Sorted, so concurrent consumers lock tag rows in one order and never deadlock.
+        changed = sorted((tag, n) for tag, n in deltas.items() if n != 0)
+        if not changed:
+            return
+        t = self.tag_cloud
+        insert = insert_for(conn, t)
+        stmt = insert.on_conflict_do_update(
+            index_elements=[t.c.tag],
+            set_={"posts_count": t.c.posts_count + insert.excluded.posts_count},
+        )
+        conn.execute(stmt, [{"tag": tag, "posts_count": n} for tag, n in changed])
+        for part in chunks([tag for tag, _ in changed], MAX_PARAMS):
+            conn.execute(t.delete().where(and_(t.c.tag.in_(part), t.c.posts_count <= 0)))
+
+
+def _next_row(
+    post_id: str, old: dict[str, Any] | None, change: _PostChange
+) -> dict[str, Any] | None:
+    """The post's new row, or None when the batch changes nothing (stale or after delete)."""
+    if old is not None and old["deleted_at"] is not None:
+        return None  # deletion is terminal
+    old_version = old["version"] if old is not None else 0
+    if change.delete is not None:
+        d = change.delete
+        newest = max(d["version"], change.update["version"] if change.update else 0, old_version)
+        return {
+            "post_id": post_id,
+            "title": change.update["title"] if change.update else None,
+            "description": change.update["description"] if change.update else None,
+            "tags": "[]",
+            "author": change.update["author"] if change.update else None,
+            "created_at": change.update["creation_date"] if change.update else None,
+            "updated_at": _ts(d["deleted_at"]),
+            "version": newest,
+            "deleted_at": _ts(d["deleted_at"]),
+            "last_event_id": str(d["event_id"]),
+        }
+    u = change.update
+    if u is None or u["version"] <= old_version:
+        return None
+    return {
+        "post_id": post_id,
+        "title": u["title"],
+        "description": u["description"],
+        "tags": json.dumps(list(dict.fromkeys(u["tags"]))),
+        "author": u["author"],
+        "created_at": _ts(u["creation_date"]),
+        "updated_at": _ts(u["updated_at"]),
+        "version": u["version"],
+        "deleted_at": None,
+        "last_event_id": str(u["event_id"]),
+    }
+
+
+def _ts(value: datetime | int) -> datetime:
+    if isinstance(value, datetime):
+        return value
+    return datetime.fromtimestamp(value / 1000, tz=UTC)
+
+
+def top_tags(
+    conn: Connection, projection: BlogProjection, limit: int = 20
+) -> list[tuple[str, int]]:
+    """The tag cloud, most posts first (ties by tag name)."""
+    t = projection.tag_cloud
+    query = select(t.c.tag, t.c.posts_count).order_by(t.c.posts_count.desc(), t.c.tag).limit(limit)
+    return [(row.tag, row.posts_count) for row in conn.execute(query)]

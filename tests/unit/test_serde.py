@@ -1,0 +1,98 @@
+"""Schemas and the single-object framing."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+
+import pytest
+from fastavro import parse_schema
+
+from producers import blog_events, order_events
+from schemas import SINGLE_OBJECT_MAGIC, AvroSerde, SchemaCatalog
+from schemas._catalog import schema_fingerprint
+from schemas.errors import InvalidEventError, PoisonError, UndecodableError, UnknownSchemaError
+
+
+@pytest.fixture(scope="module")
+def serde() -> AvroSerde:
+    return AvroSerde(SchemaCatalog.load())
+
+
+def _normalise(record: dict) -> dict:
+    return {k: (str(v) if isinstance(v, uuid.UUID) else v) for k, v in record.items()}
+
+
+def test_fingerprint_matches_the_avro_spec_vector() -> None:
+    """CRC-64-AVRO of the schema "null" is 0x63DD24E7CC258F8A, written little-endian."""
+    assert schema_fingerprint(parse_schema("null")) == (0x63DD24E7CC258F8A).to_bytes(8, "little")
+
+
+def test_catalog_holds_every_shipped_schema() -> None:
+    """The three event types of the contract are in the catalog."""
+    names = SchemaCatalog.load().names()
+    assert names == ["blog.BlogPostDeleted", "blog.BlogPostUpdated", "orders.OrderFulfilled"]
+
+
+@pytest.mark.parametrize(
+    "event",
+    [*blog_events(posts=20, delete_ratio=0.5, seed=5)[:40], *order_events(orders=5)],
+    ids=lambda e: e.event_type,
+)
+def test_round_trip(serde: AvroSerde, event) -> None:
+    """Every event type encodes to single-object bytes and decodes to the same record."""
+    data = serde.encode(event.event_type, event.record)
+    assert data[:2] == SINGLE_OBJECT_MAGIC
+    assert data[2:10] == serde.catalog.latest(event.event_type).fingerprint
+    decoded = serde.decode(data)
+    assert decoded.event_type == event.event_type
+    assert _normalise(decoded.record) == event.record
+
+
+def test_corrupt_body_is_poison(serde: AvroSerde) -> None:
+    """Truncated Avro bytes raise UndecodableError, a PoisonError."""
+    ev = blog_events(posts=1)[0]
+    data = serde.encode(ev.event_type, ev.record)
+    with pytest.raises(UndecodableError):
+        serde.decode(data[:-7])
+    with pytest.raises(PoisonError):
+        serde.decode(data + b"\x00\x01")
+
+
+@pytest.mark.parametrize("payload", [None, b"", b"not avro at all", b"\x00\x00\x00\x00\x01abc"])
+def test_foreign_bytes_are_poison(serde: AvroSerde, payload: bytes | None) -> None:
+    """Null, empty, text and other framings are undecodable, not a crash."""
+    with pytest.raises(UndecodableError):
+        serde.decode(payload)
+
+
+def test_unknown_fingerprint_is_poison(serde: AvroSerde) -> None:
+    """A fingerprint that no schema file has raises UnknownSchemaError."""
+    with pytest.raises(UnknownSchemaError, match="unknown schema fingerprint"):
+        serde.decode(SINGLE_OBJECT_MAGIC + b"\x01" * 8 + b"\x02")
+
+
+def test_invalid_event_is_poison(serde: AvroSerde) -> None:
+    """A schema-valid order with a negative quantity fails validation."""
+    order = order_events(orders=1)[0].record
+    bad = {**order, "lines": [{**order["lines"][0], "quantity": -1}]}
+    data = serde.encode("orders.OrderFulfilled", bad)
+    with pytest.raises(InvalidEventError, match="quantity"):
+        serde.decode(data)
+
+
+def test_money_is_integer_minor_units() -> None:
+    """No float anywhere in the order schema (money stays exact)."""
+    catalog = SchemaCatalog.load()
+    text = str(catalog.latest("orders.OrderFulfilled").source)
+    assert "float" not in text
+    assert "double" not in text
+
+
+def test_timestamps_decode_as_utc(serde: AvroSerde) -> None:
+    """timestamp-millis fields come back as aware UTC datetimes."""
+    ev = blog_events(posts=1)[0]
+    decoded = serde.decode(serde.encode(ev.event_type, ev.record))
+    assert decoded.record["updated_at"].tzinfo == UTC
+    assert decoded.record["updated_at"] == ev.record["updated_at"]
+    assert isinstance(ev.record["creation_date"], datetime)
