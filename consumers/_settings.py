@@ -66,6 +66,9 @@ class Settings(BaseSettings):
     )
     retry_initial_s: float = Field(default=0.2, gt=0)
     retry_max_s: float = Field(default=15.0, gt=0)
+    ledger_retention_hours: float = Field(
+        default=168, gt=0, description="how long event ids are kept for dedup"
+    )
     dlq_suffix: str = ".dlq"
     dead_letter_mode: DeadLetterMode = "skip"
     shutdown_grace_s: float = Field(default=25.0, gt=0)

@@ -7,6 +7,7 @@ Deployment, ``rebuild``, the demo and the tests all build runners the same way.
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import timedelta
 
 from consumers._kafka import consumer_config, producer_config
 from consumers._settings import Settings
@@ -49,6 +50,7 @@ def build_runner(
             suffix=settings.dlq_suffix,
         ),
         stats=RunStats(),
+        ledger_retention=timedelta(hours=settings.ledger_retention_hours),
     )
     return ProjectionRunner(
         consumer_conf=consumer_config(

@@ -9,8 +9,9 @@ from __future__ import annotations
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import Engine, text
+from sqlalchemy import Connection, Engine, text
 
 from consumers._message import MessageLike
 from consumers.deadletter import DeadLetter, DeadLetterSink
@@ -19,6 +20,7 @@ from projections import (
     ApplyResult,
     CheckpointStore,
     Event,
+    EventLedger,
     Move,
     Projection,
     TopicPartition,
@@ -68,6 +70,8 @@ class BatchProcessor:
         checkpoints: CheckpointStore,
         dead_letters: DeadLetterSink | None,
         stats: RunStats,
+        ledger: EventLedger | None = None,
+        ledger_retention: timedelta = timedelta(days=7),
     ) -> None:
         self.engine = engine
         self.projection = projection
@@ -75,6 +79,10 @@ class BatchProcessor:
         self.checkpoints = checkpoints
         self.dead_letters = dead_letters
         self.stats = stats
+        # Only projections with non-idempotent writes pay for event-id dedup.
+        self.ledger = (ledger or EventLedger()) if projection.needs_event_dedup else None
+        self.ledger_retention = ledger_retention
+        self._next_purge = 0.0
 
     def ensure_schema(self) -> None:
         """Create the checkpoint table and the projection's tables if missing."""
@@ -84,6 +92,8 @@ class BatchProcessor:
                 # PostgreSQL's catalog, so DDL is serialized with an advisory lock.
                 conn.execute(text("SELECT pg_advisory_xact_lock(hashtext('projectionist.ddl'))"))
             self.checkpoints.create(conn)
+            if self.ledger is not None:
+                self.ledger.create(conn)
             self.projection.metadata.create_all(conn)
 
     def close(self) -> None:
@@ -149,18 +159,33 @@ class BatchProcessor:
             batch.dead_letters_sent = True  # a retry of the DB part must not send them again
         moves = {tp: Move(positions.get(tp), end) for tp, end in batch.ends.items()}
         result = ApplyResult(applied=0)
+        events = batch.events
         if moves:
             with database_errors(), self.engine.begin() as conn:
-                self.checkpoints.advance(conn, self.projection.slot, moves)
-                result = self.projection.apply(conn, batch.events)
+                slot = self.projection.slot
+                self.checkpoints.advance(conn, slot, moves)
+                if self.ledger is not None:
+                    events = self.ledger.first_seen(conn, slot, events)
+                    self._purge_ledger(conn)
+                result = self.projection.apply(conn, events)
         s = self.stats
+        s.skipped_event_id += len(batch.events) - len(events)
         s.consumed += batch.consumed
         s.skipped_offset += batch.skipped_offset
         s.dead_lettered += len(batch.dead_letters)
         s.applied += result.applied
         s.stale += result.stale
-        s.ignored += len(batch.events) - result.applied - result.stale
+        s.ignored += len(events) - result.applied - result.stale
         s.batches += 1
         if result.applied:
             s.last_applied_at = time.time()
         return {tp: m.new for tp, m in moves.items()}
+
+    def _purge_ledger(self, conn: Connection) -> None:
+        """Keep the ledger bounded: drop ids past the retention window, every few minutes."""
+        now = time.time()
+        if self.ledger is None or now < self._next_purge:
+            return
+        self._next_purge = now + 300
+        cutoff = datetime.now(UTC) - self.ledger_retention
+        self.ledger.purge(conn, self.projection.slot, cutoff)

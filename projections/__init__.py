@@ -8,6 +8,7 @@ from projections._db import database_errors, is_postgres, make_engine, redact_ur
 from projections._event import Event
 from projections.blog import BlogProjection
 from projections.checkpoints import CheckpointStore, Move, TopicPartition
+from projections.ledger import EventLedger
 from projections.registry import Topics, create_projection, projection_names
 
 __all__ = [
@@ -15,6 +16,7 @@ __all__ = [
     "BlogProjection",
     "CheckpointStore",
     "Event",
+    "EventLedger",
     "Move",
     "Projection",
     "TopicPartition",

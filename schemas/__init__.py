@@ -7,10 +7,10 @@ from schemas._catalog import SchemaCatalog, SchemaVersion
 from schemas._serde import SINGLE_OBJECT_MAGIC, AvroSerde, DecodedEvent
 from schemas._validation import validate
 
-__all__ = [  # noqa: RUF022 - sorted case-insensitively, as the test checks
+__all__ = [
+    "SINGLE_OBJECT_MAGIC",
     "AvroSerde",
     "DecodedEvent",
-    "SINGLE_OBJECT_MAGIC",
     "SchemaCatalog",
     "SchemaVersion",
     "validate",
