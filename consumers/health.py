@@ -79,9 +79,12 @@ class ProjectionHealth:
         return self.runner.processor.projection.slot
 
     def _retrying(self, now: float) -> bool:
+        """An outage is being handled: a retry happened lately or has not succeeded yet."""
         retries = self.runner.stats.retries
         if retries != self._retries_seen:
             self._retries_seen, self._retry_at = retries, now
+        if self.runner.positions and not self.runner.ready:
+            return True  # backoff between retries can outlast the stall timeout
         return now - self._retry_at < self.settings.stall_timeout_s
 
     def liveness(self) -> Verdict:

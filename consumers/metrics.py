@@ -112,7 +112,8 @@ RUNNER_FAMILIES: dict[str, tuple[str, str, tuple[str, ...]]] = {
     ),
     "kafka_broker_rtt_seconds": (
         "gauge",
-        "Average broker round-trip time in librdkafka's last statistics window.",
+        "Average broker round-trip time in librdkafka's last statistics window "
+        "(fetch long-polls included).",
         ("projection", "broker"),
     ),
     "kafka_fetch_queue_messages": (

@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 import structlog
-from prometheus_client import CollectorRegistry
+from prometheus_client import CollectorRegistry, disable_created_metrics
 from sqlalchemy import Engine, text
 
 from consumers._settings import Settings
@@ -31,6 +31,8 @@ class Observability:
     def __init__(self, settings: Settings, *, registry: CollectorRegistry | None = None) -> None:
         if settings.metrics_address is not None:
             parse_address(settings.metrics_address)  # a typo fails before Kafka is touched
+        # Per-series "_created" samples double the series count for no alert or panel.
+        disable_created_metrics()  # type: ignore[no-untyped-call]
         self.settings = settings
         self.registry = registry or CollectorRegistry()
         self.metrics = Metrics(self.registry)
