@@ -97,12 +97,12 @@ RUNNER_FAMILIES: dict[str, tuple[str, str, tuple[str, ...]]] = {
     ),
     "ready": (
         "gauge",
-        "1 when /readyz would answer 200 (assigned, database and broker reachable).",
+        "Readiness as /readyz answers it (1: assigned, database and broker reachable).",
         ("projection",),
     ),
     "stalled": (
         "gauge",
-        "1 when the loop is stuck or makes no progress while behind (/healthz fails).",
+        "Liveness failure as /healthz answers it (1: loop stuck, or behind without progress).",
         ("projection",),
     ),
     "kafka_brokers_up": (
