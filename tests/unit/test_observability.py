@@ -151,9 +151,7 @@ def test_client_statistics_are_parsed_from_librdkafka_json() -> None:
                 "b1": {"nodeid": 1, "state": "UP", "rtt": {"avg": 2500}},
                 "b2": {"nodeid": 2, "state": "DOWN", "rtt": {"avg": 0}},
             },
-            "topics": {
-                "blog": {"partitions": {"0": {"fetchq_cnt": 7}, "-1": {"fetchq_cnt": 99}}}
-            },
+            "topics": {"blog": {"partitions": {"0": {"fetchq_cnt": 7}, "-1": {"fetchq_cnt": 99}}}},
         }
     )
     stats = KafkaClientStats.parse(raw, now=5.0)
