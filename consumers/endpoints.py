@@ -52,12 +52,11 @@ class ObservabilityServer:
     def start(self) -> None:
         handler = _handler(self._registry, self._probes)
         try:
-            self._server = ThreadingHTTPServer((self._host, self._port), handler)
+            self._server = _QuietServer((self._host, self._port), handler)
         except OSError as exc:
             raise ConfigurationError(
                 f"cannot serve metrics on {self._host}:{self._port}: {exc.strerror or exc}"
             ) from None
-        self._server.daemon_threads = True
         self._thread = threading.Thread(
             target=self._server.serve_forever, name="observability-http", daemon=True
         )
@@ -72,6 +71,14 @@ class ObservabilityServer:
         if self._thread is not None:
             self._thread.join(timeout=5)
             self._thread = None
+
+
+class _QuietServer(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def handle_error(self, request: object, client_address: object) -> None:
+        # A probe that gave up (client timeout) leaves a broken pipe: not worth a traceback.
+        log.debug("observability request failed", client=str(client_address))
 
 
 def _verdicts(probes: Sequence[ProjectionHealth], check: str) -> tuple[bool, str]:

@@ -13,7 +13,7 @@ from contextlib import contextmanager
 
 import structlog
 from prometheus_client import CollectorRegistry, disable_created_metrics
-from sqlalchemy import Engine, text
+from sqlalchemy import Engine
 
 from consumers._settings import Settings
 from consumers.endpoints import ObservabilityServer, parse_address
@@ -75,8 +75,15 @@ class Observability:
 
 
 def _ping(engine: Engine) -> None:
-    with engine.connect() as conn:
-        conn.execute(text("SELECT 1"))
+    # A raw DBAPI connection: no "begin" hook, so SQLite's BEGIN IMMEDIATE cannot make a
+    # probe wait for the loop's write transaction. The pool's pre-ping still applies.
+    conn = engine.raw_connection()
+    try:
+        cursor = conn.cursor()
+        cursor.execute("SELECT 1")
+        cursor.close()
+    finally:
+        conn.close()
 
 
 @contextmanager
