@@ -31,8 +31,8 @@ test: lint tools-prometheus  ## lint, then every test tier (unit, integration, f
 tools-prometheus: SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 tools-prometheus:
 	@command -v promtool >/dev/null && command -v prometheus >/dev/null || { \
-	  apt-get update -qq && \
-	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus && \
+	  $(SUDO) apt-get update -qq && \
+	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus && \
 	  if [ -d /run/systemd/system ]; then $(SUDO) systemctl disable --now prometheus >/dev/null 2>&1 || true; fi; }
 
 test-fast: venv
