@@ -17,6 +17,7 @@ and the observer's snapshots; nothing here talks to Kafka.
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -73,6 +74,10 @@ class ProjectionHealth:
         self._assigned_seen_at: float | None = None
         self._ping_at = float("-inf")
         self._ping_error: str | None = None
+        # Probes and scrapes arrive on several HTTP threads. Separate locks: a slow
+        # database ping (readiness) must never hold up liveness.
+        self._live_lock = threading.Lock()
+        self._ready_lock = threading.Lock()
 
     @property
     def name(self) -> str:
@@ -88,6 +93,14 @@ class ProjectionHealth:
         return now - self._retry_at < self.settings.stall_timeout_s
 
     def liveness(self) -> Verdict:
+        with self._live_lock:
+            return self._liveness()
+
+    def readiness(self) -> Verdict:
+        with self._ready_lock:
+            return self._readiness()
+
+    def _liveness(self) -> Verdict:
         now, limit = self._clock(), self.settings.stall_timeout_s
         retrying = self._retrying(now)
         positions = tuple(sorted(self.runner.positions.items()))
@@ -107,7 +120,7 @@ class ProjectionHealth:
             )
         return Verdict(True)
 
-    def readiness(self) -> Verdict:
+    def _readiness(self) -> Verdict:
         now = self._clock()
         if self.runner.positions:
             self._assigned_seen_at = now

@@ -105,7 +105,8 @@ def observed_runner(
         bootstrap_servers=bootstrap_servers,
         stop=stop,
         observer=observer,
-        client_statistics=observer.client_statistics,
+        # librdkafka statistics cost a JSON document per interval: only when scraped.
+        client_statistics=observer.client_statistics if settings.metrics_address else None,
     )
     obs.watch(runner, observer)
     structlog.contextvars.bind_contextvars(projection=runner.processor.projection.slot)

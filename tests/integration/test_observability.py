@@ -26,7 +26,15 @@ from tests.integration.observability_support import (
     tcp_proxy,
 )
 from tests.oracle import blog_actual, blog_oracle
-from tests.support import TEST_ENV, checkpoint_total, json_line, start_cli, unique, wait_for
+from tests.support import (
+    TEST_ENV,
+    checkpoint_total,
+    json_line,
+    run_cli,
+    start_cli,
+    unique,
+    wait_for,
+)
 
 SLOT = "blog_v1"
 
@@ -255,3 +263,16 @@ def test_readiness_follows_a_database_outage_and_liveness_does_not(
             )
             assert http_get(f"{url}/healthz")[0] == 200
     assert blog_actual(pg_url) == blog_oracle(first + second)
+
+
+def test_bad_metrics_address_is_one_line_and_exit_2() -> None:
+    """A malformed PROJECTIONIST_METRICS_ADDRESS fails before Kafka is touched: one line, exit 2."""
+    result = run_cli(
+        ["consume", "blog", "-b", "127.0.0.1:1"],
+        env={"PROJECTIONIST_METRICS_ADDRESS": "localhost", "PROJECTIONIST_LOG_FORMAT": "json"},
+        timeout_s=60,
+    )
+    assert result.returncode == 2, result.stderr[-2000:]
+    assert "metrics address 'localhost' is not host:port" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1, result.stderr
