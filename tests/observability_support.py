@@ -1,4 +1,4 @@
-"""Real parts for observability tests: a Prometheus server, a cuttable TCP proxy, HTTP gets."""
+"""Observability test parts: Prometheus server, cuttable TCP proxy, in-process runner, HTTP gets."""
 
 from __future__ import annotations
 
@@ -13,8 +13,15 @@ import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
+from typing import Any
 
-from tests.support import missing, wait_for
+from confluent_kafka import Producer
+
+from consumers._kafka import producer_config
+from consumers._settings import Settings, load_settings
+from consumers.observability import observed_runner
+from consumers.runner import ProjectionRunner, StopSignal
+from tests.support import TEST_ENV, missing, unique, wait_for
 
 
 def free_port() -> int:
@@ -208,3 +215,52 @@ class TcpProxy:
 def tcp_proxy(host: str, port: int) -> Iterator[TcpProxy]:
     with TcpProxy((host, port)) as proxy:
         yield proxy
+
+
+SLOT = "blog_v1"
+
+
+def publish_poison(bootstrap: str, topic: str, count: int) -> None:
+    producer = Producer(producer_config(Settings(bootstrap_servers=bootstrap)))
+    for i in range(count):
+        producer.produce(topic, key=f"poison-{i}".encode(), value=b"\x00not avro at all")
+    assert producer.flush(30) == 0
+
+
+def settings_for(bootstrap: str, topic: str, db_url: str, **overrides: Any) -> Settings:
+    env = {k.removeprefix("PROJECTIONIST_").lower(): v for k, v in TEST_ENV.items()}
+    return load_settings(
+        **env,
+        bootstrap_servers=bootstrap,
+        blog_topic=topic,
+        group_prefix=unique("obs"),
+        database_url=db_url,
+        metrics_address=f"127.0.0.1:{free_port()}",
+        **overrides,
+    )
+
+
+@contextmanager
+def running(settings: Settings) -> Iterator[tuple[ProjectionRunner, str]]:
+    """An in-process runner on its own thread, with its endpoints served; stopped on exit."""
+    stop = StopSignal()
+    errors: list[BaseException] = []
+    with observed_runner(settings, "blog", stop=stop) as runner:
+
+        def loop() -> None:
+            try:
+                runner.run_forever()
+            except BaseException as exc:  # noqa: BLE001 - re-raised in the test thread
+                errors.append(exc)
+
+        thread = threading.Thread(target=loop, name="runner", daemon=True)
+        thread.start()
+        try:
+            yield runner, f"http://{settings.metrics_address}"
+        finally:
+            stop.set()
+            thread.join(timeout=60)
+            runner.processor.engine.dispose()
+    assert not thread.is_alive(), "runner did not stop"
+    if errors:
+        raise errors[0]
