@@ -100,12 +100,20 @@ def test_metric_names_help_and_labels_follow_prometheus_conventions() -> None:
     assert not problems, "\n".join(problems)
 
 
-def test_nothing_is_registered_until_metrics_are_built() -> None:
-    """Importing the modules registers nothing; a fresh registry holds only what we build."""
-    registry = CollectorRegistry()
-    assert list(registry.collect()) == []
-    Metrics(registry)
-    assert any(f.name == "projectionist_events_received" for f in registry.collect())
+def test_nothing_is_registered_at_import_or_on_the_global_registry() -> None:
+    """Importing every module and building Observability leaves the default registry untouched."""
+    import importlib
+
+    from prometheus_client import REGISTRY
+
+    from consumers._settings import Settings
+    from consumers.observability import Observability
+
+    for module in ("metrics", "observer", "health", "endpoints", "observability", "cli", "app"):
+        importlib.import_module(f"consumers.{module}")
+    obs = Observability(Settings(metrics_address="127.0.0.1:0"))
+    assert not [f.name for f in REGISTRY.collect() if f.name.startswith("projectionist")]
+    assert any(f.name == "projectionist_events_received" for f in obs.registry.collect())
 
 
 def test_runner_families_reconcile_with_run_stats() -> None:
