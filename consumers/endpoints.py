@@ -6,6 +6,7 @@ poll loop, and a slow database ping in ``/readyz`` never delays ``/healthz``.
 
 from __future__ import annotations
 
+import socket
 import threading
 from collections.abc import Callable, Sequence
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -52,7 +53,8 @@ class ObservabilityServer:
     def start(self) -> None:
         handler = _handler(self._registry, self._probes)
         try:
-            self._server = _QuietServer((self._host, self._port), handler)
+            server_class = _QuietServerV6 if ":" in self._host else _QuietServer
+            self._server = server_class((self._host, self._port), handler)
         except OSError as exc:
             raise ConfigurationError(
                 f"cannot serve metrics on {self._host}:{self._port}: {exc.strerror or exc}"
@@ -79,6 +81,10 @@ class _QuietServer(ThreadingHTTPServer):
     def handle_error(self, request: object, client_address: object) -> None:
         # A probe that gave up (client timeout) leaves a broken pipe: not worth a traceback.
         log.debug("observability request failed", client=str(client_address))
+
+
+class _QuietServerV6(_QuietServer):
+    address_family = socket.AF_INET6
 
 
 def _verdicts(probes: Sequence[ProjectionHealth], check: str) -> tuple[bool, str]:

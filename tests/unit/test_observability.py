@@ -264,3 +264,62 @@ def test_logs_mask_secrets_and_omit_payloads_above_debug() -> None:
     assert info["record"] != {"a": 1}
     debug = redact(None, "debug", {"event": "x", "record": {"a": 1}})
     assert debug["record"] == {"a": 1}
+
+
+def test_helpers_for_rebuild_outbox_and_email_export_the_alerted_series() -> None:
+    """The helper methods other features call produce the series the alert rules read."""
+    registry = CollectorRegistry()
+    metrics = Metrics(registry)
+    metrics.rebuild_advanced("blog_v2", done=250, total=1_000, now=1_700_000_000.0)
+    metrics.outbox_observed("blog", pending=7, oldest_age_s=42.0)
+    metrics.relay_publish("blog", "blog.posts", published=5, failed=1)
+    metrics.email_outcome("emails_v1", sent=3, failed=2)
+    metrics.tag_cloud_checked("blog_v1", drifted_tags=4)
+    text = generate_latest(registry).decode()
+    for line in (
+        'projectionist_rebuild_progress_ratio{projection="blog_v2"} 0.25',
+        'projectionist_rebuild_last_progress_timestamp_seconds{projection="blog_v2"} 1.7e+09',
+        'projectionist_outbox_pending_events{service="blog"} 7.0',
+        'projectionist_outbox_oldest_pending_age_seconds{service="blog"} 42.0',
+        'projectionist_relay_published_events_total{service="blog",topic="blog.posts"} 5.0',
+        'projectionist_relay_publish_failures_total{service="blog",topic="blog.posts"} 1.0',
+        'projectionist_emails_sent_total{projection="emails_v1"} 3.0',
+        'projectionist_emails_failed_total{projection="emails_v1"} 2.0',
+        'projectionist_tag_cloud_drift_tags{projection="blog_v1"} 4.0',
+    ):
+        assert line in text, f"{line!r} missing"
+    metrics.rebuild_finished("blog_v2")
+    text = generate_latest(registry).decode()
+    assert 'projectionist_rebuild_last_progress_timestamp_seconds{projection="blog_v2"} 0.0' in text
+
+
+def test_endpoints_serve_metrics_and_probe_verdicts() -> None:
+    """/metrics is Prometheus text, /healthz and /readyz answer 200/503 with reasons, others 404."""
+    import urllib.error
+    import urllib.request
+
+    from consumers.endpoints import ObservabilityServer
+
+    runner, _observer, health, _clock, registry = watched()
+    server = ObservabilityServer(address="127.0.0.1:0", registry=registry, probes=[health])
+    server.start()
+
+    def get(path: str) -> tuple[int, str]:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{server.port}{path}", timeout=5) as r:
+                return r.status, r.read().decode()
+        except urllib.error.HTTPError as exc:
+            with exc:
+                return exc.code, exc.read().decode()
+
+    try:
+        status, text = get("/metrics")
+        assert status == 200
+        assert 'projectionist_assigned_partitions{projection="blog_v1"} 0.0' in text
+        assert get("/healthz") == (200, "blog_v1: ok (ok)\n")
+        assert get("/readyz") == (503, "blog_v1: FAIL (no partitions assigned yet)\n")
+        runner.positions, runner.ready = {("blog", 0): 1}, True
+        assert get("/readyz")[0] == 200
+        assert get("/nope")[0] == 404
+    finally:
+        server.close()
