@@ -15,7 +15,7 @@ from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
 
-from confluent_kafka import Producer
+from confluent_kafka import Consumer, Producer
 
 from consumers._kafka import producer_config
 from consumers._settings import Settings, load_settings
@@ -241,11 +241,15 @@ def settings_for(bootstrap: str, topic: str, db_url: str, **overrides: Any) -> S
 
 
 @contextmanager
-def running(settings: Settings) -> Iterator[tuple[ProjectionRunner, str]]:
+def running(
+    settings: Settings, *, consumer_factory: Any = None
+) -> Iterator[tuple[ProjectionRunner, str]]:
     """An in-process runner on its own thread, with its endpoints served; stopped on exit."""
     stop = StopSignal()
     errors: list[BaseException] = []
     with observed_runner(settings, "blog", stop=stop) as runner:
+        if consumer_factory is not None:
+            runner._factory = consumer_factory  # fault injection: wrap the Kafka client
 
         def loop() -> None:
             try:
@@ -264,3 +268,31 @@ def running(settings: Settings) -> Iterator[tuple[ProjectionRunner, str]]:
     assert not thread.is_alive(), "runner did not stop"
     if errors:
         raise errors[0]
+
+
+class FreezableConsumer:
+    """A real Consumer whose ``consume()`` can be made to return nothing — the client
+    that keeps its group membership (librdkafka heartbeats and prefetches in the
+    background) but stopped handing messages to the application."""
+
+    def __init__(self, conf: dict[str, Any]) -> None:
+        self._consumer = Consumer(conf)
+        self._frozen = False
+        self._thawed = threading.Event()
+
+    def freeze(self) -> None:
+        self._thawed.clear()
+        self._frozen = True
+
+    def thaw(self) -> None:
+        self._frozen = False
+        self._thawed.set()
+
+    def consume(self, num_messages: int, timeout: float) -> list[Any]:
+        if self._frozen:
+            self._thawed.wait(timeout)  # the fault: a poll that yields nothing
+            return []
+        return list(self._consumer.consume(num_messages, timeout))
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._consumer, name)

@@ -10,7 +10,14 @@ import sqlalchemy as sa
 
 from producers import blog_events
 from tests.integration.helpers import publish
-from tests.observability_support import SLOT, http_get, running, settings_for, tcp_proxy
+from tests.observability_support import (
+    SLOT,
+    FreezableConsumer,
+    http_get,
+    running,
+    settings_for,
+    tcp_proxy,
+)
 from tests.oracle import blog_actual, blog_oracle
 from tests.support import checkpoint_total, unique, wait_for
 
@@ -66,6 +73,59 @@ def test_blocked_apply_fails_liveness_within_stall_timeout_then_recovers(
         wait_for("/healthz to recover", lambda: http_get(f"{url}/healthz")[0] == 200, timeout_s=20)
         wait_for(
             "the blocked batch to commit",
+            lambda: checkpoint_total(sqlite_url, SLOT) == len(first) + len(more),
+            timeout_s=30,
+        )
+    assert blog_actual(sqlite_url) == blog_oracle(first + more)
+
+
+def test_consumer_that_stops_delivering_while_behind_fails_liveness_then_recovers(
+    bootstrap: str, sqlite_url: str
+) -> None:
+    """Assigned, lag > 0 (fetch responses still arrive), polls yield nothing, no retries:
+    /healthz reports the silent stall after stall_timeout_s, and recovers once messages flow."""
+    topic = unique("blog")
+    first, more = blog_events(posts=20, seed=5), blog_events(posts=10, seed=6)
+    publish(bootstrap, topic, first)
+    stall_s = 3.0
+    settings = settings_for(bootstrap, topic, sqlite_url, stall_timeout_s=stall_s)
+    consumers: list[FreezableConsumer] = []
+
+    def factory(conf: dict[str, Any]) -> FreezableConsumer:
+        consumers.append(FreezableConsumer(conf))
+        return consumers[-1]
+
+    with running(settings, consumer_factory=factory) as (runner, url):
+        wait_for(
+            "first events applied and /readyz 200",
+            lambda: (
+                checkpoint_total(sqlite_url, SLOT) == len(first)
+                and http_get(f"{url}/readyz")[0] == 200
+            ),
+            timeout_s=60,
+        )
+        consumers[0].freeze()
+        publish(bootstrap, topic, more)
+        wait_for(
+            "lag to show in /metrics while nothing is delivered",
+            lambda: runner.observer is not None and sum(runner.observer.lag.values()) > 0,
+            timeout_s=30,
+        )
+        behind_at = time.monotonic()
+        _status, body = wait_for(
+            "/healthz to report the stall",
+            lambda: (r := http_get(f"{url}/healthz"))[0] == 503 and r,
+            timeout_s=stall_s + 10,
+            every_s=0.1,
+        )
+        assert time.monotonic() - behind_at >= stall_s - 1.0, "failed before the stall timeout"
+        assert "stalled:" in body, body
+        assert "events behind and no checkpoint progress" in body
+        assert runner.stats.retries == 0
+        consumers[0].thaw()
+        wait_for("/healthz to recover", lambda: http_get(f"{url}/healthz")[0] == 200, timeout_s=20)
+        wait_for(
+            "the rest to be applied",
             lambda: checkpoint_total(sqlite_url, SLOT) == len(first) + len(more),
             timeout_s=30,
         )
