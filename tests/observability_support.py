@@ -87,19 +87,23 @@ class PrometheusServer:
             stdout=self._log,
             stderr=subprocess.STDOUT,
         )
-        wait_for(
-            "Prometheus to become ready",
-            lambda: (
-                self._proc is not None
-                and (self._proc.poll() is not None or http_get(f"{self.url}/-/ready")[0] == 200)
-            ),
-            timeout_s=60,
-            every_s=0.2,
-        )
-        if self._proc.poll() is not None:
-            raise AssertionError(
-                f"prometheus exited: {(self._base / 'prometheus.log').read_text()}"
+        try:
+            wait_for(
+                "Prometheus to become ready",
+                lambda: (
+                    self._proc is not None
+                    and (self._proc.poll() is not None or http_get(f"{self.url}/-/ready")[0] == 200)
+                ),
+                timeout_s=60,
+                every_s=0.2,
             )
+            if self._proc.poll() is not None:
+                raise AssertionError(
+                    f"prometheus exited: {(self._base / 'prometheus.log').read_text()}"
+                )
+        except BaseException:
+            self.__exit__()
+            raise
         return self
 
     def __exit__(self, *_exc: object) -> None:
