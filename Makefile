@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: venv demo test test-fast lint fmt bench soak clean lock
+.PHONY: venv demo test test-fast lint fmt bench soak clean lock tools-prometheus
 
 $(STAMP): pyproject.toml requirements.lock
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -22,8 +22,18 @@ lint: venv
 	$(BIN)/ruff check .
 	$(BIN)/mypy
 
-test: lint  ## lint, then every test tier (unit, integration, faults)
+test: lint tools-prometheus  ## lint, then every test tier (unit, integration, faults)
 	$(BIN)/pytest
+
+# Debian's prometheus package ships `prometheus` and `promtool` for the observability
+# tests, which start their own server on a free loopback port. Where systemd runs, the
+# package starts a service on :9090: stop and disable it, the tests never use it.
+tools-prometheus: SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+tools-prometheus:
+	@command -v promtool >/dev/null && command -v prometheus >/dev/null || { \
+	  $(SUDO) apt-get update -qq && \
+	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus && \
+	  if [ -d /run/systemd/system ]; then $(SUDO) systemctl disable --now prometheus >/dev/null 2>&1 || true; fi; }
 
 test-fast: venv
 	$(BIN)/pytest tests/unit

@@ -77,6 +77,15 @@ class Settings(BaseSettings):
     metrics_address: str | None = Field(
         default=None, description="host:port for /metrics, /healthz, /readyz"
     )
+    stall_timeout_s: float = Field(
+        default=120.0, gt=0, description="/healthz fails after this long without loop progress"
+    )
+    readiness_grace_s: float = Field(
+        default=30.0, ge=0, description="/readyz tolerates no assignment this long (rebalances)"
+    )
+    kafka_statistics_interval_ms: int = Field(
+        default=15_000, ge=0, description="librdkafka statistics for client gauges (0: off)"
+    )
     log_format: Literal["auto", "json", "console"] = "auto"
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 

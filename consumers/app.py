@@ -13,7 +13,7 @@ from consumers._kafka import consumer_config, producer_config
 from consumers._settings import Settings
 from consumers.batch import BatchProcessor
 from consumers.deadletter import KafkaDeadLetterSink
-from consumers.runner import LoopSettings, ProjectionRunner, StopSignal
+from consumers.runner import LoopSettings, ProjectionRunner, RunObserver, StopSignal
 from consumers.stats import RunStats
 from projections import CheckpointStore, Projection, Topics, create_projection, make_engine
 from schemas import AvroSerde, SchemaCatalog
@@ -37,6 +37,8 @@ def build_runner(
     bootstrap_servers: str | None = None,
     stop: StopSignal | None = None,
     on_batch: Callable[[ProjectionRunner], None] | None = None,
+    observer: RunObserver | None = None,
+    client_statistics: Callable[[str], None] | None = None,
 ) -> ProjectionRunner:
     projection = create_projection(projection_name, topics=topics_from(settings))
     engine = make_engine(settings.database_url_value())
@@ -52,10 +54,14 @@ def build_runner(
         stats=RunStats(),
         ledger_retention=timedelta(hours=settings.ledger_retention_hours),
     )
+    conf = consumer_config(
+        settings, group_id=group_id(settings, projection), bootstrap_servers=bootstrap_servers
+    )
+    if client_statistics is not None and settings.kafka_statistics_interval_ms > 0:
+        conf["statistics.interval.ms"] = settings.kafka_statistics_interval_ms
+        conf["stats_cb"] = client_statistics
     return ProjectionRunner(
-        consumer_conf=consumer_config(
-            settings, group_id=group_id(settings, projection), bootstrap_servers=bootstrap_servers
-        ),
+        consumer_conf=conf,
         processor=processor,
         loop=LoopSettings(
             batch_max_messages=settings.batch_max_messages,
@@ -66,4 +72,5 @@ def build_runner(
         ),
         stop=stop,
         on_batch=on_batch,
+        observer=observer,
     )

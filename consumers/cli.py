@@ -112,7 +112,7 @@ def consume(
 
     SIGTERM or Ctrl-C finishes the batch in hand, commits it, leaves the group and exits 0.
     """
-    from consumers.app import build_runner
+    from consumers.observability import observed_runner
 
     settings = _settings(
         bootstrap_servers=bootstrap_servers,
@@ -122,8 +122,9 @@ def consume(
     )
     stop = StopSignal()
     stop.install()
-    runner = build_runner(settings, projection, stop=stop)
-    stats = runner.drain(timeout_s=timeout) if drain else runner.run_forever()
+    # Metrics, /healthz and /readyz on PROJECTIONIST_METRICS_ADDRESS when set.
+    with observed_runner(settings, projection, stop=stop) as runner:
+        stats = runner.drain(timeout_s=timeout) if drain else runner.run_forever()
     if json_out:
         print(json.dumps({"projection": projection, "signal": stop.signal_name, **stats.as_dict()}))
         return

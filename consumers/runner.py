@@ -15,7 +15,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 import structlog
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, TopicPartition
@@ -31,7 +31,7 @@ from schemas.errors import (
     RetryableError,
 )
 
-__all__ = ["LoopSettings", "ProjectionRunner", "StopSignal"]
+__all__ = ["LoopSettings", "ProjectionRunner", "RunObserver", "StopSignal"]
 
 log = structlog.get_logger(__name__)
 T = TypeVar("T")
@@ -62,6 +62,16 @@ class StopSignal:
         return self._event.wait(timeout)
 
 
+class RunObserver(Protocol):
+    """Hooks the loop calls (metrics, health); both run on the loop's thread and must be quick."""
+
+    def polled(self, runner: ProjectionRunner) -> None:
+        """After every poll, committed or not (positions and cached watermarks are fresh)."""
+
+    def committed(self, runner: ProjectionRunner, batch: PreparedBatch, seconds: float) -> None:
+        """After a batch's transaction committed; ``seconds`` is that successful attempt."""
+
+
 @dataclass(frozen=True, slots=True)
 class LoopSettings:
     batch_max_messages: int = 5_000
@@ -83,6 +93,7 @@ class ProjectionRunner:
         stop: StopSignal | None = None,
         consumer_factory: Callable[[dict[str, Any]], Consumer] = Consumer,
         on_batch: Callable[[ProjectionRunner], None] | None = None,
+        observer: RunObserver | None = None,
     ) -> None:
         self.processor = processor
         self.stats = processor.stats
@@ -91,6 +102,7 @@ class ProjectionRunner:
         self._conf = consumer_conf
         self._factory = consumer_factory
         self._on_batch = on_batch
+        self.observer = observer
         #: last applied offset per owned partition (None: nothing applied yet)
         self.positions: dict[TP, int | None] = {}
         self._pending: PreparedBatch | None = None
@@ -129,6 +141,8 @@ class ProjectionRunner:
                 batch = self.processor.prepare(self._without_errors(messages), self.positions)
                 if batch:
                     self._commit(consumer, batch)
+                if self.observer is not None:
+                    self.observer.polled(self)
                 if self._on_batch is not None:
                     self._on_batch(self)
                 if drain and self._caught_up(consumer):
@@ -172,7 +186,9 @@ class ProjectionRunner:
         try:
             while True:
                 try:
+                    started = time.perf_counter()
                     new = self.processor.commit(batch, self.positions)
+                    seconds = time.perf_counter() - started
                     break
                 except RetryableError as exc:
                     attempt += 1
@@ -205,6 +221,8 @@ class ProjectionRunner:
                 self._reposition(consumer, reload=False)
         self.ready = True
         self.positions.update({tp: off for tp, off in new.items() if tp in self.positions})
+        if self.observer is not None:
+            self.observer.committed(self, batch, seconds)
         offsets = [
             TopicPartition(t, p, off + 1) for (t, p), off in new.items() if (t, p) in self.positions
         ]

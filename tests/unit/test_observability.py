@@ -1,0 +1,325 @@
+"""Metrics conventions, client statistics, probe logic and log redaction (no broker)."""
+
+from __future__ import annotations
+
+import json
+import re
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+from prometheus_client import CollectorRegistry, generate_latest
+
+from consumers.endpoints import parse_address
+from consumers.health import HealthSettings, ProjectionHealth
+from consumers.logs import redact
+from consumers.metrics import RUNNER_FAMILIES, Metrics
+from consumers.observer import KafkaClientStats, LoopObserver, RunnerCollector
+from consumers.stats import RunStats
+from schemas.errors import ConfigurationError
+
+NAME = re.compile(r"^projectionist_[a-z][a-z0-9_]*[a-z0-9]$")
+UNBOUNDED_LABELS = {"event_id", "key", "post_id", "order_id", "offset", "message", "error"}
+# words that say a quantity is a time, a size or a ratio: they need a base-unit suffix
+UNIT_WORDS = {"duration": "_seconds", "age": "_seconds", "timestamp": "_seconds", "rtt": "_seconds"}
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 1_000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def fake_runner(**overrides: Any) -> Any:
+    runner = SimpleNamespace(
+        stats=RunStats(),
+        positions={},
+        ready=False,
+        last_poll_at=0.0,
+        processor=SimpleNamespace(projection=SimpleNamespace(slot="blog_v1")),
+        lag=dict,
+    )
+    runner.__dict__.update(overrides)
+    return runner
+
+
+def watched(
+    *, ping: Any = None, stall_s: float = 10.0, grace_s: float = 5.0
+) -> tuple[Any, LoopObserver, ProjectionHealth, FakeClock, CollectorRegistry]:
+    registry = CollectorRegistry()
+    runner = fake_runner()
+    observer = LoopObserver(Metrics(registry))
+    clock = FakeClock()
+    health = ProjectionHealth(
+        runner,
+        observer,
+        settings=HealthSettings(stall_timeout_s=stall_s, readiness_grace_s=grace_s),
+        ping_database=ping or (lambda: None),
+        clock=clock,
+        wall_clock=clock,
+    )
+    collector = RunnerCollector()
+    collector.watch(runner, observer, health)
+    registry.register(collector)
+    return runner, observer, health, clock, registry
+
+
+def test_metric_names_help_and_labels_follow_prometheus_conventions() -> None:
+    """Every family: prefixed snake_case, base-unit suffixes, a sentence of help, bounded labels."""
+    _runner, _obs, _health, _clock, registry = watched()
+    families = list(registry.collect())
+    assert len(families) >= len(RUNNER_FAMILIES) + 10
+    problems = []
+    for fam in families:
+        name = fam.name
+        if not NAME.match(name):
+            problems.append(f"{name}: not projectionist_snake_case")
+        if fam.type == "counter" and name.endswith("_total"):
+            problems.append(f"{name}: counter family name must not carry _total twice")
+        if fam.type != "counter" and name.endswith("_total"):
+            problems.append(f"{name}: only counters end in _total")
+        if any(bad in name for bad in ("_milliseconds", "_ms", "_minutes", "_kbytes", "_percent")):
+            problems.append(f"{name}: not a base unit")
+        for word, suffix in UNIT_WORDS.items():
+            if word in name.split("_") and not name.endswith(suffix):
+                problems.append(f"{name}: a {word} must end in {suffix}")
+        if not fam.documentation or not fam.documentation[0].isupper():
+            problems.append(f"{name}: help must be a capitalised sentence")
+        elif not fam.documentation.rstrip(")").endswith("."):
+            problems.append(f"{name}: help must end with a full stop")
+    for fam_name, (_kind, _help, labels) in RUNNER_FAMILIES.items():
+        if set(labels) & UNBOUNDED_LABELS:
+            problems.append(f"{fam_name}: unbounded label {set(labels) & UNBOUNDED_LABELS}")
+    metrics = Metrics(CollectorRegistry())
+    for attr, value in vars(metrics).items():
+        label_names = set(getattr(value, "_labelnames", ()))
+        if label_names & UNBOUNDED_LABELS:
+            problems.append(f"{attr}: unbounded label {label_names & UNBOUNDED_LABELS}")
+    assert not problems, "\n".join(problems)
+
+
+def test_nothing_is_registered_at_import_or_on_the_global_registry() -> None:
+    """Importing every module and building Observability leaves the default registry untouched."""
+    import importlib
+
+    from prometheus_client import REGISTRY
+
+    from consumers._settings import Settings
+    from consumers.observability import Observability
+
+    for module in ("metrics", "observer", "health", "endpoints", "observability", "cli", "app"):
+        importlib.import_module(f"consumers.{module}")
+    obs = Observability(Settings(metrics_address="127.0.0.1:0"))
+    assert not [f.name for f in REGISTRY.collect() if f.name.startswith("projectionist")]
+    assert any(f.name == "projectionist_events_received" for f in obs.registry.collect())
+
+
+def test_runner_families_reconcile_with_run_stats() -> None:
+    """Scrape-time counters equal RunStats, and consumed equals the sum of the outcome buckets."""
+    runner, observer, _health, _clock, registry = watched()
+    runner.stats = RunStats(
+        consumed=20, applied=11, skipped_offset=3, stale=2, ignored=1, dead_lettered=3
+    )
+    runner.positions = {("blog", 0): 41, ("blog", 1): None}
+    observer.lag, observer.high_watermarks = {("blog", 0): 8, ("blog", 1): -1}, {("blog", 0): 50}
+    text = generate_latest(registry).decode()
+
+    def value(series: str) -> float:
+        match = re.search(rf"^{re.escape(series)} (\S+)$", text, re.M)
+        assert match, f"{series} missing in\n{text}"
+        return float(match.group(1))
+
+    skipped = sum(
+        value(f'projectionist_events_skipped_total{{projection="blog_v1",reason="{r}"}}')
+        for r in ("offset", "event_id", "stale_version", "ignored_type")
+    )
+    consumed = value('projectionist_events_consumed_total{projection="blog_v1"}')
+    applied = value('projectionist_events_applied_total{projection="blog_v1"}')
+    dead = value('projectionist_events_dead_lettered_total{projection="blog_v1"}')
+    assert (consumed, applied, skipped, dead) == (20, 11, 6, 3)
+    assert consumed == applied + skipped + dead
+    assert value('projectionist_assigned_partitions{projection="blog_v1"}') == 2
+    p0 = '{partition="0",projection="blog_v1",topic="blog"}'
+    assert value(f"projectionist_checkpoint_offset{p0}") == 41
+    assert value(f"projectionist_lag_events{p0}") == 8
+    assert value(f"projectionist_high_watermark_offset{p0}") == 50
+    assert 'partition="1"' not in text, "unknown lag and no checkpoint must not be exported"
+
+
+def test_client_statistics_are_parsed_from_librdkafka_json() -> None:
+    """Brokers UP, RTT in seconds, queued messages and rx counters come from the stats JSON."""
+    raw = json.dumps(
+        {
+            "rxmsgs": 42,
+            "rx_bytes": 4096,
+            "brokers": {
+                "bootstrap": {"nodeid": -1, "state": "UP", "rtt": {"avg": 1}},
+                "b1": {"nodeid": 1, "state": "UP", "rtt": {"avg": 2500}},
+                "b2": {"nodeid": 2, "state": "DOWN", "rtt": {"avg": 0}},
+            },
+            "topics": {"blog": {"partitions": {"0": {"fetchq_cnt": 7}, "-1": {"fetchq_cnt": 99}}}},
+        }
+    )
+    stats = KafkaClientStats.parse(raw, now=5.0)
+    assert stats.brokers_up == 1
+    assert stats.broker_rtt_s == {"1": 0.0025, "2": 0.0}
+    assert (stats.fetch_queue_messages, stats.received_messages, stats.received_bytes) == (
+        7,
+        42,
+        4096,
+    )
+
+
+def test_liveness_fails_when_behind_without_progress_and_recovers() -> None:
+    """Assigned, lag > 0, no retries, no checkpoint movement for the stall timeout → unhealthy."""
+    runner, observer, health, clock, _ = watched(stall_s=10)
+    runner.positions, runner.ready = {("blog", 0): 5}, True
+    observer.lag = {("blog", 0): 100}
+    verdicts = []
+    for _ in range(4):  # the loop keeps polling: only the stall rule can fire
+        clock.now += 4
+        runner.last_poll_at = clock.now
+        verdicts.append(health.liveness())
+    assert [v.ok for v in verdicts] == [True, True, True, False]
+    verdict = verdicts[-1]
+    assert "stalled: 100 events behind" in verdict.reason
+    runner.positions = {("blog", 0): 6}
+    assert health.liveness().ok
+
+
+def test_liveness_tolerates_retries_and_a_caught_up_idle_consumer() -> None:
+    """Retrying an outage or having nothing to do never fails liveness."""
+    runner, observer, health, clock, _ = watched(stall_s=10)
+    runner.positions, runner.ready = {("blog", 0): 5}, False  # a retry has not succeeded yet
+    observer.lag = {("blog", 0): 100}
+    for _ in range(5):
+        clock.now += 5
+        runner.last_poll_at = clock.now
+        assert health.liveness().ok
+    runner.ready, observer.lag = True, {("blog", 0): 0}
+    for _ in range(5):
+        clock.now += 5
+        runner.last_poll_at = clock.now
+        assert health.liveness().ok
+
+
+def test_liveness_fails_when_the_loop_stops_polling() -> None:
+    """A poll loop stuck for longer than the stall timeout (no retries) is unhealthy."""
+    runner, _observer, health, clock, _ = watched(stall_s=10)
+    runner.positions, runner.ready, runner.last_poll_at = {("blog", 0): 5}, True, clock.now
+    clock.now += 9
+    assert health.liveness().ok
+    clock.now += 2
+    verdict = health.liveness()
+    assert not verdict.ok
+    assert "has not polled" in verdict.reason
+
+
+def test_readiness_needs_assignment_with_grace_and_a_reachable_database() -> None:
+    """No assignment yet → not ready; a short rebalance is tolerated; a failing ping is not."""
+    failing: list[Exception] = []
+
+    def ping() -> None:
+        if failing:
+            raise failing[0]
+
+    runner, observer, health, clock, _ = watched(ping=ping, grace_s=5)
+    assert health.readiness().reason == "no partitions assigned yet"
+    runner.positions, runner.ready = {("blog", 0): None}, True
+    assert health.readiness().ok
+    runner.positions = {}
+    clock.now += 4
+    assert health.readiness().ok, "a rebalance shorter than the grace period must not flap"
+    clock.now += 2
+    assert not health.readiness().ok
+    runner.positions = {("blog", 0): None}
+    failing.append(ConnectionRefusedError("connection refused"))
+    clock.now += 2
+    verdict = health.readiness()
+    assert not verdict.ok
+    assert "database unreachable" in verdict.reason
+    failing.clear()
+    clock.now += 2
+    assert health.readiness().ok
+    observer.kafka = KafkaClientStats(received_at=clock.now, brokers_up=0)
+    assert health.readiness().reason == "no Kafka broker reachable"
+
+
+def test_metrics_address_is_validated() -> None:
+    """host:port and :port are accepted; anything else is a configuration error."""
+    assert parse_address("127.0.0.1:9100") == ("127.0.0.1", 9100)
+    assert parse_address(":9100") == ("0.0.0.0", 9100)
+    assert parse_address("[::1]:0") == ("::1", 0)
+    for bad in ("9100", "host:", "host:port", "host:70000"):
+        with pytest.raises(ConfigurationError):
+            parse_address(bad)
+
+
+def test_logs_mask_secrets_and_omit_payloads_above_debug() -> None:
+    """Secrets are always masked; payload bodies only pass at DEBUG."""
+    info = redact(None, "info", {"event": "x", "db_password": "hunter2", "record": {"a": 1}})
+    assert info["db_password"] == "**********"
+    assert info["record"] != {"a": 1}
+    debug = redact(None, "debug", {"event": "x", "record": {"a": 1}})
+    assert debug["record"] == {"a": 1}
+
+
+def test_helpers_for_rebuild_outbox_and_email_export_the_alerted_series() -> None:
+    """The helper methods other features call produce the series the alert rules read."""
+    registry = CollectorRegistry()
+    metrics = Metrics(registry)
+    metrics.rebuild_advanced("blog_v2", done=250, total=1_000, now=1_700_000_000.0)
+    metrics.outbox_observed("blog", pending=7, oldest_age_s=42.0)
+    metrics.relay_publish("blog", "blog.posts", published=5, failed=1)
+    metrics.email_outcome("emails_v1", sent=3, failed=2)
+    metrics.tag_cloud_checked("blog_v1", drifted_tags=4)
+    text = generate_latest(registry).decode()
+    for line in (
+        'projectionist_rebuild_progress_ratio{projection="blog_v2"} 0.25',
+        'projectionist_rebuild_last_progress_timestamp_seconds{projection="blog_v2"} 1.7e+09',
+        'projectionist_outbox_pending_events{service="blog"} 7.0',
+        'projectionist_outbox_oldest_pending_age_seconds{service="blog"} 42.0',
+        'projectionist_relay_published_events_total{service="blog",topic="blog.posts"} 5.0',
+        'projectionist_relay_publish_failures_total{service="blog",topic="blog.posts"} 1.0',
+        'projectionist_emails_sent_total{projection="emails_v1"} 3.0',
+        'projectionist_emails_failed_total{projection="emails_v1"} 2.0',
+        'projectionist_tag_cloud_drift_tags{projection="blog_v1"} 4.0',
+    ):
+        assert line in text, f"{line!r} missing"
+    metrics.rebuild_finished("blog_v2")
+    text = generate_latest(registry).decode()
+    assert 'projectionist_rebuild_last_progress_timestamp_seconds{projection="blog_v2"} 0.0' in text
+
+
+def test_endpoints_serve_metrics_and_probe_verdicts() -> None:
+    """/metrics is Prometheus text, /healthz and /readyz answer 200/503 with reasons, others 404."""
+    import urllib.error
+    import urllib.request
+
+    from consumers.endpoints import ObservabilityServer
+
+    runner, _observer, health, _clock, registry = watched()
+    server = ObservabilityServer(address="127.0.0.1:0", registry=registry, probes=[health])
+    server.start()
+
+    def get(path: str) -> tuple[int, str]:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{server.port}{path}", timeout=5) as r:
+                return r.status, r.read().decode()
+        except urllib.error.HTTPError as exc:
+            with exc:
+                return exc.code, exc.read().decode()
+
+    try:
+        status, text = get("/metrics")
+        assert status == 200
+        assert 'projectionist_assigned_partitions{projection="blog_v1"} 0.0' in text
+        assert get("/healthz") == (200, "blog_v1: ok (ok)\n")
+        assert get("/readyz") == (503, "blog_v1: FAIL (no partitions assigned yet)\n")
+        runner.positions, runner.ready = {("blog", 0): 1}, True
+        assert get("/readyz")[0] == 200
+        assert get("/nope")[0] == 404
+    finally:
+        server.close()
