@@ -9,6 +9,7 @@ from projections._event import Event
 from projections.blog import BlogProjection
 from projections.checkpoints import CheckpointStore, Move, TopicPartition
 from projections.ledger import EventLedger
+from projections.orders import OrdersProjection
 from projections.registry import Topics, create_projection, projection_names
 
 __all__ = [
@@ -18,6 +19,7 @@ __all__ = [
     "Event",
     "EventLedger",
     "Move",
+    "OrdersProjection",
     "Projection",
     "TopicPartition",
     "Topics",
