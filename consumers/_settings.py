@@ -102,6 +102,11 @@ class Settings(BaseSettings):
     )
     mail_retry_initial_s: float = Field(default=5.0, gt=0)
     mail_retry_max_s: float = Field(default=900.0, gt=0)
+    mail_claim_lease_s: float = Field(
+        default=120.0,
+        gt=0,
+        description="a crashed sender's claim on a message expires after this; then it is re-sent",
+    )
 
     # --- tag-cloud reconciliation -----------------------------------------------------------
     reconcile_interval_s: float | None = Field(

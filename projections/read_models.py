@@ -12,29 +12,20 @@ import binascii
 import json
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
-from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import Connection, Engine, MetaData, and_, or_, select
 
 from projections.blog import BlogProjection, top_tags
 from projections.ledger import ledger_table
+from projections.money import format_amount
 from projections.orders import OrdersProjection
 
 __all__ = ["BadCursor", "PostsPage", "ReadModels", "format_amount"]
 
-# ISO 4217 currencies whose minor unit is not 1/100 (the common ones).
-_EXPONENTS = {"JPY": 0, "KRW": 0, "ISK": 0, "CLP": 0, "VND": 0, "BHD": 3, "KWD": 3, "JOD": 3}
-
 
 class BadCursor(ValueError):
     """A pagination cursor this API did not issue (or one that was tampered with)."""
-
-
-def format_amount(minor: int, currency: str) -> str:
-    """Exact decimal text of ``minor`` units: ``format_amount(1999, "EUR") == "19.99"``."""
-    exponent = _EXPONENTS.get(currency, 2)
-    return str(Decimal(minor).scaleb(-exponent))
 
 
 @dataclass(frozen=True, slots=True)

@@ -2,9 +2,16 @@
 
 from __future__ import annotations
 
+import email.policy
 import socket
-from collections.abc import Iterator
+import threading
+from collections import Counter
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass, field
+from email.message import EmailMessage
+from email.parser import BytesParser
+from typing import Any
 
 import httpx
 
@@ -42,3 +49,71 @@ def api_server(db_url: str, env: dict[str, str] | None = None) -> Iterator[str]:
         proc.terminate()
         _out, err = proc.communicate(timeout=15)
         assert "Traceback" not in err, err[-3000:]
+
+
+@dataclass
+class Received:
+    """One message as the SMTP server accepted it."""
+
+    envelope_from: str
+    recipients: list[str]
+    message: EmailMessage
+
+    @property
+    def message_id(self) -> str:
+        return str(self.message["Message-ID"]).strip()
+
+
+@dataclass
+class RecordingSmtp:
+    """An aiosmtpd handler that keeps what it accepts and answers as a test tells it."""
+
+    port: int = 0
+    received: list[Received] = field(default_factory=list)
+    #: address -> SMTP answer to RCPT TO (e.g. "550 5.1.1 no such user")
+    reject: dict[str, str] = field(default_factory=dict)
+    #: address -> how many times to answer RCPT TO with 451 before accepting
+    tempfail: Counter[str] = field(default_factory=Counter)
+    #: called with the number of messages received, after each accepted DATA
+    on_message: Callable[[int], None] | None = None
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    async def handle_RCPT(
+        self, _server: Any, _session: Any, envelope: Any, address: str, _options: Any
+    ) -> str:
+        if address in self.reject:
+            return self.reject[address]
+        with self.lock:
+            if self.tempfail[address] > 0:
+                self.tempfail[address] -= 1
+                return "451 4.3.0 mailbox busy, try again later"
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
+
+    async def handle_DATA(self, _server: Any, _session: Any, envelope: Any) -> str:
+        parsed = BytesParser(policy=email.policy.default).parsebytes(envelope.content)
+        assert isinstance(parsed, EmailMessage)
+        with self.lock:
+            self.received.append(Received(envelope.mail_from, list(envelope.rcpt_tos), parsed))
+            n = len(self.received)
+        if self.on_message is not None:
+            self.on_message(n)
+        return "250 2.0.0 accepted"
+
+    def message_ids(self) -> Counter[str]:
+        with self.lock:
+            return Counter(r.message_id for r in self.received)
+
+
+@contextmanager
+def smtp_server() -> Iterator[RecordingSmtp]:
+    """A real SMTP server (aiosmtpd) on a free loopback port."""
+    from aiosmtpd.controller import Controller
+
+    handler = RecordingSmtp(port=free_port())
+    controller = Controller(handler, hostname="127.0.0.1", port=handler.port)
+    controller.start()
+    try:
+        yield handler
+    finally:
+        controller.stop()
