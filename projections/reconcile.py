@@ -125,8 +125,10 @@ class TagCloudReconciler:
         p = self.projection.posts
         counts: Counter[str] = Counter()
         scanned = 0
-        rows = conn.execution_options(yield_per=5_000).execute(
-            select(p.c.tags).where(p.c.deleted_at.is_(None))
+        # Streamed (server-side cursor on PostgreSQL); options on the statement, not the
+        # connection, so the repair's statements after it run on ordinary cursors.
+        rows = conn.execute(
+            select(p.c.tags).where(p.c.deleted_at.is_(None)).execution_options(yield_per=5_000)
         )
         for (tags,) in rows:
             scanned += 1
