@@ -96,6 +96,9 @@ class Settings(BaseSettings):
     smtp_username: str | None = None
     smtp_password: SecretStr | None = None
     smtp_timeout_s: float = Field(default=30.0, gt=0)
+    smtp_ca_file: str | None = Field(
+        default=None, description="PEM CA bundle to trust for SMTP TLS (default: system store)"
+    )
     mail_from: str = Field(default="Projectionist <orders@projectionist.invalid>")
     mail_max_attempts: int = Field(
         default=8, ge=1, description="transient SMTP failures before a message is marked failed"
@@ -118,6 +121,7 @@ class Settings(BaseSettings):
         "group_instance_id",
         "metrics_address",
         "smtp_username",
+        "smtp_ca_file",
         "reconcile_interval_s",
         mode="before",
     )

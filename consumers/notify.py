@@ -34,6 +34,7 @@ def smtp_config(settings: Settings) -> SmtpConfig:
         username=settings.smtp_username,
         password=password.get_secret_value() if password is not None else None,
         timeout_s=settings.smtp_timeout_s,
+        ca_file=settings.smtp_ca_file,
     )
 
 

@@ -63,6 +63,7 @@ class SmtpConfig:
     username: str | None = None
     password: str | None = None
     timeout_s: float = 30.0
+    ca_file: str | None = None  # extra CA bundle (PEM) to trust; None: the system store
 
     def __repr__(self) -> str:  # never show the password
         return (
@@ -72,7 +73,7 @@ class SmtpConfig:
 
 
 class SmtpMailer:
-    """Sends over SMTP with ``smtplib``: TLS verified against the system trust store."""
+    """Sends over SMTP with ``smtplib``; TLS certificates and host names are always verified."""
 
     def __init__(self, config: SmtpConfig) -> None:
         self.config = config
@@ -82,21 +83,24 @@ class SmtpMailer:
         try:
             if c.ssl:
                 smtp: smtplib.SMTP = smtplib.SMTP_SSL(
-                    c.host, c.port, timeout=c.timeout_s, context=ssl.create_default_context()
+                    c.host, c.port, timeout=c.timeout_s, context=self._tls()
                 )
             else:
                 smtp = smtplib.SMTP(c.host, c.port, timeout=c.timeout_s)
             try:
                 if c.starttls:
-                    smtp.starttls(context=ssl.create_default_context())
+                    smtp.starttls(context=self._tls())
                 if c.username:
                     smtp.login(c.username, c.password or "")
             except BaseException:
                 smtp.close()
                 raise
-        except (smtplib.SMTPException, OSError) as exc:
+        except (smtplib.SMTPException, OSError) as exc:  # ssl.SSLError is an OSError
             raise MailUnavailable(f"SMTP {c.host}:{c.port}: {_describe(exc)}") from exc
         return _SmtpConnection(smtp)
+
+    def _tls(self) -> ssl.SSLContext:
+        return ssl.create_default_context(cafile=self.config.ca_file)
 
 
 class _SmtpConnection:

@@ -58,6 +58,8 @@ class Received:
     envelope_from: str
     recipients: list[str]
     message: EmailMessage
+    tls: bool = False
+    authenticated: bool = False
 
     @property
     def message_id(self) -> str:
@@ -90,11 +92,20 @@ class RecordingSmtp:
         envelope.rcpt_tos.append(address)
         return "250 OK"
 
-    async def handle_DATA(self, _server: Any, _session: Any, envelope: Any) -> str:
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
         parsed = BytesParser(policy=email.policy.default).parsebytes(envelope.content)
         assert isinstance(parsed, EmailMessage)
+        received = Received(
+            envelope.mail_from,
+            list(envelope.rcpt_tos),
+            parsed,
+            # session.ssl: after STARTTLS; the transport's ssl_object: implicit TLS
+            tls=session.ssl is not None
+            or server.transport.get_extra_info("ssl_object") is not None,
+            authenticated=bool(session.authenticated),
+        )
         with self.lock:
-            self.received.append(Received(envelope.mail_from, list(envelope.rcpt_tos), parsed))
+            self.received.append(received)
             n = len(self.received)
         if self.on_message is not None:
             self.on_message(n)
@@ -106,12 +117,12 @@ class RecordingSmtp:
 
 
 @contextmanager
-def smtp_server() -> Iterator[RecordingSmtp]:
-    """A real SMTP server (aiosmtpd) on a free loopback port."""
+def smtp_server(**options: Any) -> Iterator[RecordingSmtp]:
+    """A real SMTP server (aiosmtpd) on a free loopback port; ``options`` go to its Controller."""
     from aiosmtpd.controller import Controller
 
     handler = RecordingSmtp(port=free_port())
-    controller = Controller(handler, hostname="127.0.0.1", port=handler.port)
+    controller = Controller(handler, hostname="127.0.0.1", port=handler.port, **options)
     controller.start()
     try:
         yield handler

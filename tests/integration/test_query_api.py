@@ -77,8 +77,14 @@ def _database(kind: str, tmp: pytest.TempPathFactory) -> Any:
 def test_openapi_document_lists_every_endpoint(api: Api) -> None:
     """/openapi.json documents all read endpoints and /docs serves the browsable page."""
     paths = api.get("/openapi.json").json()["paths"]
-    for path in ("/tags", "/posts", "/posts/{post_id}", "/orders/{order_id}",
-                 "/customers/{customer_id}", "/sales/daily"):  # fmt: skip
+    for path in (
+        "/tags",
+        "/posts",
+        "/posts/{post_id}",
+        "/orders/{order_id}",
+        "/customers/{customer_id}",
+        "/sales/daily",
+    ):
         assert "get" in paths[path], path
     docs = api.get("/docs")
     assert docs.status_code == 200
