@@ -13,13 +13,13 @@ import typer
 
 from consumers._settings import Settings
 from consumers.app import topics_from
-from consumers.cli import DatabaseOpt, _settings, app, console
+from consumers.cli import BootstrapOpt, DatabaseOpt, _settings, app, console
 from consumers.runner import StopSignal
 from projections import BlogProjection, OrdersProjection, create_projection, make_engine
 from projections.read_models import ReadModels
 from schemas.errors import ConfigurationError
 
-__all__ = ["build_read_models", "reconcile_tag_cloud", "serve"]
+__all__ = ["build_read_models", "produce_orders", "reconcile_tag_cloud", "serve"]
 
 
 def build_read_models(settings: Settings, *, read_only: bool) -> ReadModels:
@@ -70,6 +70,29 @@ def serve(
         )
     finally:
         reads.engine.dispose()
+
+
+@app.command("produce-orders")
+def produce_orders(
+    orders: Annotated[int, typer.Option(min=0, help="fulfilled orders to publish")] = 300,
+    seed: Annotated[int, typer.Option(help="random seed: the same seed gives the same events")] = 2,
+    duplicates: Annotated[
+        float, typer.Option(min=0, max=1, help="ratio of events re-published")
+    ] = 0.0,
+    bootstrap_servers: BootstrapOpt = None,
+) -> None:
+    """Publish a sample of orders.OrderFulfilled events (repeat customers, three currencies)."""
+    from consumers._kafka import producer_config
+    from producers import EventPublisher, order_events, with_noise
+    from schemas import AvroSerde, SchemaCatalog
+
+    settings = _settings(bootstrap_servers=bootstrap_servers)
+    events = with_noise(order_events(orders=orders, seed=seed), duplicate_ratio=duplicates)
+    publisher = EventPublisher(producer_config(settings), serde=AvroSerde(SchemaCatalog.load()))
+    for ev in events:
+        publisher.publish(settings.orders_topic, ev.event_type, ev.record, key=ev.key)
+    publisher.flush()
+    console.print(f"published {len(events)} events to {settings.orders_topic}")
 
 
 @app.command("reconcile")

@@ -7,6 +7,7 @@ even when no new events arrive.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 
 import structlog
@@ -22,6 +23,9 @@ from schemas.errors import RetryableError
 __all__ = ["mail_delivery_hook", "smtp_config"]
 
 log = structlog.get_logger(__name__)
+
+_ROUND = 100  # messages per delivery round (one SMTP session)
+_DELIVERY_BUDGET_S = 10.0
 
 
 def smtp_config(settings: Settings) -> SmtpConfig:
@@ -58,12 +62,19 @@ def mail_delivery_hook(
     )
 
     def deliver(runner: ProjectionRunner) -> None:
-        try:
-            report = delivery.deliver_due()
-        except RetryableError as exc:  # the database is away: the next poll tries again
-            log.warning("mail delivery deferred", error=str(exc))
-            return
-        for name, n in report.counters().items():
-            runner.stats.extra[name] = runner.stats.extra.get(name, 0) + n
+        # Rounds until nothing is due (so --drain leaves nothing behind), within a time
+        # budget so a large backlog never keeps the loop from polling for long.
+        until = time.monotonic() + _DELIVERY_BUDGET_S
+        while True:
+            try:
+                report = delivery.deliver_due(limit=_ROUND)
+            except RetryableError as exc:  # the database is away: the next poll tries again
+                log.warning("mail delivery deferred", error=str(exc))
+                return
+            for name, n in report.counters().items():
+                runner.stats.extra[name] = runner.stats.extra.get(name, 0) + n
+            handled = report.sent + report.failed + report.retried
+            if handled < _ROUND or report.unavailable or time.monotonic() > until:
+                return
 
     return deliver

@@ -28,7 +28,7 @@ class OrderEmail:
 def message_id_for(event_id: str, mail_from: str) -> str:
     """A Message-ID derived from the event id alone, so downstream can dedup re-sends."""
     domain = mail_from.rsplit("@", 1)[-1].strip(" >") or "projectionist.invalid"
-    return f"<order-fulfilled.{event_id}@{domain}>"
+    return f"<{event_id}@{domain}>"  # short enough that the header is never folded
 
 
 def render_order_email(order: dict[str, Any]) -> OrderEmail:

@@ -10,7 +10,7 @@ import sqlalchemy as sa
 from producers import order_events, with_noise
 from tests.integration.helpers import publish
 from tests.servers import smtp_server
-from tests.support import start_cli, wait_for
+from tests.support import json_line, run_cli, start_cli, wait_for
 
 KILL_AT = 5
 
@@ -49,7 +49,7 @@ def test_kill_between_send_and_record_resends_only_that_message(
 
         second = start_cli(["consume", "notifications", "--json"], env=env)
         try:
-            expected = {f"<order-fulfilled.{eid}@example.test>" for eid in event_ids}
+            expected = {f"<{eid}@example.test>" for eid in event_ids}
             wait_for(
                 "every order e-mailed",
                 lambda: second.poll() is not None or set(smtp.message_ids()) >= expected,
@@ -73,3 +73,22 @@ def test_kill_between_send_and_record_resends_only_that_message(
     assert len(rows) == len(event_ids)
     assert {r.status for r in rows} == {"sent"}
     assert {r.message_id.strip() for r in rows if r.attempts == 2} == {victim[0]}
+
+
+def test_drain_sends_the_whole_backlog_before_it_exits(
+    bootstrap: str, topic_env: dict[str, str], sqlite_url: str
+) -> None:
+    """`consume notifications --drain` returns only after every recorded e-mail was sent."""
+    events = order_events(orders=230, seed=62)
+    publish(bootstrap, topic_env["PROJECTIONIST_ORDERS_TOPIC"], events)
+    with smtp_server() as smtp:
+        env = {
+            **topic_env,
+            "PROJECTIONIST_DATABASE_URL": sqlite_url,
+            "PROJECTIONIST_SMTP_HOST": "127.0.0.1",
+            "PROJECTIONIST_SMTP_PORT": str(smtp.port),
+        }
+        result = run_cli(["consume", "notifications", "--drain", "--json"], env=env)
+        assert result.returncode == 0, result.stderr[-3000:]
+        assert json_line(result.stdout)["extra"]["mail_sent"] == 230
+        assert len(smtp.message_ids()) == 230

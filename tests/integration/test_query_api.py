@@ -17,7 +17,7 @@ from projections import BlogProjection, OrdersProjection
 from tests.folding import Folder
 from tests.oracle import blog_oracle, orders_oracle
 from tests.servers import api_server
-from tests.support import fresh_postgres_database
+from tests.support import TEST_ENV, fresh_postgres_database, run_cli
 
 MAX_LIMIT = 40
 
@@ -312,3 +312,38 @@ def test_read_your_writes_timeout_is_503_with_retry_after(api: Api) -> None:
     )
     assert sales.status_code == 503
     assert sales.headers["Retry-After"] == "1"
+
+
+def test_read_models_not_created_yet_is_503_not_500(tmp_path: Any) -> None:
+    """Before any projection created its tables the API answers 503 JSON with Retry-After."""
+    url = f"sqlite:///{tmp_path / 'empty.db'}"
+    with api_server(url) as base:
+        for path in ("/tags", "/posts/p1", "/orders/o1", "/customers/c1"):
+            response = httpx.get(base + path, timeout=10)
+            assert response.status_code == 503, (path, response.text)
+            assert response.json()["error"] == "unavailable"
+            assert "Retry-After" in response.headers
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["serve", "--address", "nonsense"], "api_address"),
+        (["serve", "-d", "mysql://x"], "unsupported database"),
+        (["reconcile", "tag-cloud", "-d", "nope"], "not a URL"),
+    ],
+)
+def test_read_side_user_mistakes_get_one_line(args: list[str], message: str) -> None:
+    """serve/reconcile mistakes end with exit 2 and one line, never a traceback."""
+    result = run_cli(args, env=TEST_ENV, timeout_s=30)
+    assert result.returncode == 2, result.stderr
+    assert message in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("command", ["serve", "reconcile"])
+def test_read_side_commands_explain_themselves(command: str) -> None:
+    """serve and reconcile answer --help."""
+    result = run_cli([command, "--help"], env={}, timeout_s=30)
+    assert result.returncode == 0
+    assert "Usage" in result.stdout
