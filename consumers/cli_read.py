@@ -15,7 +15,13 @@ from consumers._settings import Settings
 from consumers.app import topics_from
 from consumers.cli import BootstrapOpt, DatabaseOpt, _settings, app, console
 from consumers.runner import StopSignal
-from projections import BlogProjection, OrdersProjection, create_projection, make_engine
+from projections import (
+    BlogProjection,
+    NotificationsProjection,
+    OrdersProjection,
+    create_projection,
+    make_engine,
+)
 from projections.read_models import ReadModels
 from schemas.errors import ConfigurationError
 
@@ -27,10 +33,12 @@ def build_read_models(settings: Settings, *, read_only: bool) -> ReadModels:
     topics = topics_from(settings)
     blog = create_projection("blog", topics=topics)
     orders = create_projection("orders", topics=topics)
+    notifications = create_projection("notifications", topics=topics)
     assert isinstance(blog, BlogProjection)
     assert isinstance(orders, OrdersProjection)
+    assert isinstance(notifications, NotificationsProjection)
     engine = make_engine(settings.database_url_value(), read_only=read_only)
-    return ReadModels(engine=engine, blog=blog, orders=orders)
+    return ReadModels(engine=engine, blog=blog, orders=orders, notifications=notifications)
 
 
 @app.command()

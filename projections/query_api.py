@@ -17,7 +17,7 @@ import asyncio
 import time
 from collections.abc import Callable
 from datetime import date, timedelta
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 from uuid import UUID
 
 from fastapi import FastAPI, Path, Query, Request
@@ -166,6 +166,19 @@ def create_app(reads: ReadModels, *, wait_timeout_s: float = 5.0, max_limit: int
         await wait_for_orders_event(event_id, wait_s)
         return await run_in_threadpool(
             lambda: reads.daily_sales(start=start, end=end, currency=currency)
+        )
+
+    @app.get(
+        "/notifications",
+        tags=["notifications"],
+        summary="Order e-mails by status (failed: permanently rejected, needs a human)",
+    )
+    async def notifications(
+        status: Annotated[Literal["pending", "sent", "failed", "suppressed"], Query()] = "failed",
+        limit: Annotated[int, Query(ge=1, description=f"at most {max_limit}")] = 20,
+    ) -> list[dict[str, Any]]:
+        return await run_in_threadpool(
+            lambda: reads.notification_outbox(status=status, limit=limit_of(limit))
         )
 
     return app

@@ -19,6 +19,7 @@ from sqlalchemy import Connection, Engine, MetaData, and_, or_, select
 from projections.blog import BlogProjection, top_tags
 from projections.ledger import ledger_table
 from projections.money import format_amount
+from projections.notifications import NotificationsProjection
 from projections.orders import OrdersProjection
 
 __all__ = ["BadCursor", "PostsPage", "ReadModels", "format_amount"]
@@ -37,10 +38,18 @@ class PostsPage:
 class ReadModels:
     """Reads over the blog and orders read models of one database."""
 
-    def __init__(self, *, engine: Engine, blog: BlogProjection, orders: OrdersProjection) -> None:
+    def __init__(
+        self,
+        *,
+        engine: Engine,
+        blog: BlogProjection,
+        orders: OrdersProjection,
+        notifications: NotificationsProjection | None = None,
+    ) -> None:
         self.engine = engine
         self.blog = blog
         self.orders = orders
+        self.notifications = notifications
         self._ledger = ledger_table(MetaData())
 
     # -- blog --------------------------------------------------------------------------------
@@ -139,6 +148,34 @@ class ReadModels:
             }
             for r in rows
         ]
+
+    # -- notifications -------------------------------------------------------------------------
+    def notification_outbox(self, *, status: str, limit: int) -> list[dict[str, Any]]:
+        """E-mails in one status (``failed`` surfaces permanent rejections), oldest first."""
+        if self.notifications is None:
+            return []
+        t = self.notifications.outbox
+        query = (
+            select(
+                t.c.event_id,
+                t.c.order_id,
+                t.c.recipient,
+                t.c.status,
+                t.c.attempts,
+                t.c.last_error,
+                t.c.recorded_at,
+                t.c.sent_at,
+            )
+            .where(t.c.status == status)
+            .order_by(t.c.recorded_at, t.c.event_id)
+            .limit(limit)
+        )
+        with self.engine.connect() as conn:
+            rows = [dict(r) for r in conn.execute(query).mappings()]
+        for row in rows:
+            row["recorded_at"] = _iso(row["recorded_at"])
+            row["sent_at"] = _iso(row["sent_at"])
+        return rows
 
     # -- positions (read-your-writes) ----------------------------------------------------------
     def post_version(self, post_id: str) -> tuple[int, bool] | None:

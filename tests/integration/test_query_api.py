@@ -13,10 +13,12 @@ import httpx
 import pytest
 
 from producers import SampleEvent, blog_events, order_events, with_noise
-from projections import BlogProjection, OrdersProjection
+from projections import BlogProjection, NotificationsProjection, OrdersProjection
+from projections.mail import SmtpConfig, SmtpMailer
+from projections.mail_delivery import MailDelivery
 from tests.folding import Folder
 from tests.oracle import blog_oracle, orders_oracle
-from tests.servers import api_server
+from tests.servers import api_server, smtp_server
 from tests.support import TEST_ENV, fresh_postgres_database, run_cli
 
 MAX_LIMIT = 40
@@ -44,12 +46,32 @@ def api(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
         sold = with_noise(_spread(order_events(orders=200, seed=42)), duplicate_ratio=0.05, seed=42)
         blog.fold(posts)
         orders.fold(sold)
+        _send_notifications(url, sold[:12], reject=sold[2].record["customer_email"])
         try:
             with api_server(url, {"PROJECTIONIST_API_MAX_LIMIT": str(MAX_LIMIT)}) as base:
                 yield Api(base, blog, orders, posts, sold)
         finally:
             blog.close()
             orders.close()
+
+
+def _send_notifications(url: str, events: list[SampleEvent], *, reject: str) -> None:
+    """Record and deliver e-mails for ``events``; the server rejects one address for good."""
+    folder = Folder(url, NotificationsProjection(topic="orders.orders"))
+    try:
+        folder.fold(events)
+        projection = folder.processor.projection
+        assert isinstance(projection, NotificationsProjection)
+        with smtp_server() as smtp:
+            smtp.reject[reject] = "550 5.1.1 no such mailbox"
+            delivery = MailDelivery(
+                engine=folder.processor.engine,
+                projection=projection,
+                mailer=SmtpMailer(SmtpConfig(host="127.0.0.1", port=smtp.port, timeout_s=5)),
+            )
+            assert delivery.deliver_due().failed >= 1
+    finally:
+        folder.close()
 
 
 def _spread(events: list[SampleEvent]) -> list[SampleEvent]:
@@ -189,6 +211,20 @@ def test_order_customer_and_daily_sales_match_the_oracle(api: Api) -> None:
     assert eur == [r for r in sales if r["currency"] == "EUR"]
 
 
+def test_failed_notifications_are_surfaced(api: Api) -> None:
+    """/notifications lists the permanently rejected e-mails with the server's answer."""
+    first = {e.record["event_id"]: e for e in api.order_events[:12]}
+    rejected = api.order_events[2].record["customer_email"]
+    failed = api.get("/notifications").json()
+    assert {r["event_id"] for r in failed} == {
+        eid for eid, e in first.items() if e.record["customer_email"] == rejected
+    }
+    assert all(r["status"] == "failed" and "550" in r["last_error"] for r in failed)
+    sent = api.get("/notifications", status="sent", limit=100).json()
+    assert len(sent) + len(failed) == len(first)
+    assert all(r["sent_at"] is not None for r in sent)
+
+
 @pytest.mark.parametrize(
     ("path", "params", "status", "error"),
     [
@@ -213,6 +249,7 @@ def test_order_customer_and_daily_sales_match_the_oracle(api: Api) -> None:
             "invalid_request",
         ),
         ("/nosuch", {}, 404, "not_found"),
+        ("/notifications", {"status": "lost"}, 422, "invalid_request"),
     ],
 )
 def test_bad_input_gets_4xx_json(
@@ -318,7 +355,7 @@ def test_read_models_not_created_yet_is_503_not_500(tmp_path: Any) -> None:
     """Before any projection created its tables the API answers 503 JSON with Retry-After."""
     url = f"sqlite:///{tmp_path / 'empty.db'}"
     with api_server(url) as base:
-        for path in ("/tags", "/posts/p1", "/orders/o1", "/customers/c1"):
+        for path in ("/tags", "/posts/p1", "/orders/o1", "/customers/c1", "/notifications"):
             response = httpx.get(base + path, timeout=10)
             assert response.status_code == 503, (path, response.text)
             assert response.json()["error"] == "unavailable"
