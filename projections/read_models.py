@@ -22,7 +22,7 @@ from projections.money import format_amount
 from projections.notifications import NotificationsProjection
 from projections.orders import OrdersProjection
 
-__all__ = ["BadCursor", "PostsPage", "ReadModels", "format_amount"]
+__all__ = ["BadCursor", "PostsPage", "ReadModels"]
 
 
 class BadCursor(ValueError):
@@ -36,7 +36,7 @@ class PostsPage:
 
 
 class ReadModels:
-    """Reads over the blog and orders read models of one database."""
+    """Reads over the blog, orders and notifications read models of one database."""
 
     def __init__(
         self,
@@ -188,7 +188,12 @@ class ReadModels:
         return None if row is None else (int(row.version), row.deleted_at is not None)
 
     def orders_applied(self, event_id: str) -> bool:
-        """Whether the orders projection has applied the event (its ledger holds the id)."""
+        """Whether the orders projection has applied the event (its ledger holds the id).
+
+        The ledger commits in the same transaction as the read models, so "recorded"
+        means "visible". Ids older than the ledger retention are purged: such an old
+        position can no longer be confirmed (the API then answers 503 after its wait).
+        """
         return self._event_recorded(self.orders.slot, event_id)
 
     def _event_recorded(self, slot: str, event_id: str) -> bool:
