@@ -8,7 +8,8 @@ not created yet) answers 503 with ``Retry-After``.
 back: ``min_version`` for a post, ``event_id`` for the orders views. The request then
 waits, at most ``wait_s`` (capped by the server's ``wait_timeout_s``), until the
 projection has applied it, and answers 200 with the fresh row, or 503
-``{"error": "not_yet_applied"}`` with ``Retry-After`` when the time is up.
+``{"error": "not_yet_applied"}`` with ``Retry-After`` when the time is up. Answers to
+such requests carry ``X-Waited-Ms``: how long the request waited for the projection.
 """
 
 # No `from __future__ import annotations`: FastAPI reads the route annotations at runtime.
@@ -20,7 +21,7 @@ from datetime import date, timedelta
 from typing import Annotated, Any, Literal
 from uuid import UUID
 
-from fastapi import FastAPI, Path, Query, Request
+from fastapi import FastAPI, Path, Query, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from sqlalchemy.exc import SQLAlchemyError
@@ -73,18 +74,25 @@ def create_app(reads: ReadModels, *, wait_timeout_s: float = 5.0, max_limit: int
     def limit_of(limit: int) -> int:
         return min(limit, max_limit)
 
-    async def wait_until(check: Callable[[], bool], wait_s: float | None, what: str) -> None:
+    async def wait_until(
+        check: Callable[[], bool], wait_s: float | None, what: str, response: Response
+    ) -> None:
         budget = min(wait_s if wait_s is not None else wait_timeout_s, wait_timeout_s)
-        await _wait_until(check, budget, what)
+        waited = await _wait_until(check, budget, what, app.state.waiting)
+        response.headers["X-Waited-Ms"] = str(round(waited * 1000))
 
-    async def wait_for_orders_event(event_id: UUID | None, wait_s: float | None) -> None:
+    async def wait_for_orders_event(
+        event_id: UUID | None, wait_s: float | None, response: Response
+    ) -> None:
         if event_id is not None:
             eid = str(event_id)
-            await wait_until(lambda: reads.orders_applied(eid), wait_s, f"event {eid}")
+            await wait_until(lambda: reads.orders_applied(eid), wait_s, f"event {eid}", response)
 
-    @app.get("/healthz", tags=["service"], summary="Liveness")
-    async def healthz() -> dict[str, str]:
-        return {"status": "ok"}
+    app.state.waiting = _Gauge()
+
+    @app.get("/healthz", tags=["service"], summary="Liveness, and requests waiting right now")
+    async def healthz() -> dict[str, Any]:
+        return {"status": "ok", "waiting_for_projection": app.state.waiting.value}
 
     @app.get("/tags", tags=["blog"], summary="The tag cloud, most posts first")
     async def tags(
@@ -95,6 +103,7 @@ def create_app(reads: ReadModels, *, wait_timeout_s: float = 5.0, max_limit: int
     @app.get("/posts/{post_id}", tags=["blog"], summary="One post")
     async def post(
         post_id: IdPath,
+        response: Response,
         min_version: Annotated[
             int | None, Query(ge=1, description="read-your-writes: wait for this version")
         ] = None,
@@ -107,7 +116,8 @@ def create_app(reads: ReadModels, *, wait_timeout_s: float = 5.0, max_limit: int
                 # a delete is terminal: no later version will ever be applied
                 return stored is not None and (stored[1] or stored[0] >= min_version)
 
-            await wait_until(applied, wait_s, f"post {post_id!r} version {min_version}")
+            what = f"post {post_id!r} version {min_version}"
+            await wait_until(applied, wait_s, what, response)
         row = await run_in_threadpool(reads.post, post_id)
         if row is None:
             raise ApiError(404, "not_found", f"no post {post_id!r}")
@@ -133,9 +143,12 @@ def create_app(reads: ReadModels, *, wait_timeout_s: float = 5.0, max_limit: int
 
     @app.get("/orders/{order_id}", tags=["orders"], summary="One order's summary")
     async def order(
-        order_id: IdPath, event_id: EventIdQuery = None, wait_s: WaitQuery = None
+        order_id: IdPath,
+        response: Response,
+        event_id: EventIdQuery = None,
+        wait_s: WaitQuery = None,
     ) -> dict[str, Any]:
-        await wait_for_orders_event(event_id, wait_s)
+        await wait_for_orders_event(event_id, wait_s, response)
         row = await run_in_threadpool(reads.order, order_id)
         if row is None:
             raise ApiError(404, "not_found", f"no order {order_id!r}")
@@ -143,9 +156,12 @@ def create_app(reads: ReadModels, *, wait_timeout_s: float = 5.0, max_limit: int
 
     @app.get("/customers/{customer_id}", tags=["orders"], summary="A customer's statistics")
     async def customer(
-        customer_id: IdPath, event_id: EventIdQuery = None, wait_s: WaitQuery = None
+        customer_id: IdPath,
+        response: Response,
+        event_id: EventIdQuery = None,
+        wait_s: WaitQuery = None,
     ) -> dict[str, Any]:
-        await wait_for_orders_event(event_id, wait_s)
+        await wait_for_orders_event(event_id, wait_s, response)
         row = await run_in_threadpool(reads.customer, customer_id)
         if row is None:
             raise ApiError(404, "not_found", f"no orders for customer {customer_id!r}")
@@ -153,6 +169,7 @@ def create_app(reads: ReadModels, *, wait_timeout_s: float = 5.0, max_limit: int
 
     @app.get("/sales/daily", tags=["orders"], summary="Orders and revenue per day and currency")
     async def daily_sales(
+        response: Response,
         start: Annotated[date, Query(alias="from", description="first day, YYYY-MM-DD")],
         end: Annotated[date, Query(alias="to", description="last day (inclusive), YYYY-MM-DD")],
         currency: Annotated[str | None, Query(pattern="^[A-Z]{3}$")] = None,
@@ -163,7 +180,7 @@ def create_app(reads: ReadModels, *, wait_timeout_s: float = 5.0, max_limit: int
             raise ApiError(400, "bad_range", f"'to' ({end}) is before 'from' ({start})")
         if end - start >= timedelta(days=MAX_DAYS):
             raise ApiError(400, "bad_range", f"at most {MAX_DAYS} days per request")
-        await wait_for_orders_event(event_id, wait_s)
+        await wait_for_orders_event(event_id, wait_s, response)
         return await run_in_threadpool(
             lambda: reads.daily_sales(start=start, end=end, currency=currency)
         )
@@ -184,21 +201,35 @@ def create_app(reads: ReadModels, *, wait_timeout_s: float = 5.0, max_limit: int
     return app
 
 
-async def _wait_until(check: Callable[[], bool], budget: float, what: str) -> None:
-    """Poll ``check`` (a blocking read, run off the event loop) until true or ``budget`` ends."""
-    deadline = time.monotonic() + budget
+class _Gauge:
+    """Requests waiting for a projection right now (one event loop: no lock needed)."""
+
+    value = 0
+
+
+async def _wait_until(check: Callable[[], bool], budget: float, what: str, gauge: _Gauge) -> float:
+    """Poll ``check`` (a blocking read, off the event loop) until true; return seconds waited."""
+    if await run_in_threadpool(check):
+        return 0.0
+    started = time.monotonic()
+    deadline = started + budget
     delay = 0.02
-    while not await run_in_threadpool(check):
-        left = deadline - time.monotonic()
-        if left <= 0:
-            raise ApiError(
-                503,
-                "not_yet_applied",
-                f"{what} is not applied yet after {budget:g}s; retry later",
-                headers={"Retry-After": "1"},
-            )
-        await asyncio.sleep(min(delay, left))
-        delay = min(delay * 2, 0.25)
+    gauge.value += 1
+    try:
+        while not await run_in_threadpool(check):
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise ApiError(
+                    503,
+                    "not_yet_applied",
+                    f"{what} is not applied yet after {budget:g}s; retry later",
+                    headers={"Retry-After": "1"},
+                )
+            await asyncio.sleep(min(delay, left))
+            delay = min(delay * 2, 0.25)
+    finally:
+        gauge.value -= 1
+    return time.monotonic() - started
 
 
 def _body(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -19,7 +19,7 @@ from projections.mail_delivery import MailDelivery
 from tests.folding import Folder
 from tests.oracle import blog_oracle, orders_oracle
 from tests.servers import api_server, smtp_server
-from tests.support import TEST_ENV, fresh_postgres_database, run_cli
+from tests.support import TEST_ENV, fresh_postgres_database, run_cli, wait_for
 
 MAX_LIMIT = 40
 
@@ -34,6 +34,26 @@ class Api:
 
     def get(self, path: str, **params: Any) -> httpx.Response:
         return httpx.get(self.base + path, params=params, timeout=30)
+
+    def get_in_background(self, path: str, **params: Any) -> Callable[[], httpx.Response]:
+        """Send a GET on a thread; return once the server reports it waiting for a projection."""
+        answers: list[httpx.Response] = []
+        thread = threading.Thread(target=lambda: answers.append(self.get(path, **params)))
+        thread.start()
+        wait_for(
+            "the request to wait for the projection",
+            lambda: answers or self.get("/healthz").json()["waiting_for_projection"] == 1,
+            timeout_s=10,
+            every_s=0.01,
+        )
+        assert not answers, f"answered without waiting: {answers[0].text}"
+
+        def result() -> httpx.Response:
+            thread.join(timeout=30)
+            [answer] = answers
+            return answer
+
+        return result
 
 
 @pytest.fixture(scope="module", params=["sqlite", "postgres"])
@@ -282,19 +302,12 @@ def test_read_your_writes_waits_for_the_new_post_version(api: Api) -> None:
     )
     early = api.get(f"/posts/{post_id}", min_version=row["version"] + 1, wait_s=0.2)
     assert early.status_code == 503, "the edit must not be visible before it is applied"
-    answers: list[httpx.Response] = []
-    waiting = threading.Thread(
-        target=lambda: answers.append(
-            api.get(f"/posts/{post_id}", min_version=row["version"] + 1, wait_s=20)
-        )
-    )
-    waiting.start()
-    time.sleep(0.3)  # let the request start waiting: this test is about the wait itself
+    pending = api.get_in_background(f"/posts/{post_id}", min_version=row["version"] + 1, wait_s=20)
     api.blog.fold([edit])
     api.blog_events.append(edit)
-    waiting.join(timeout=30)
-    [answer] = answers
+    answer = pending()
     assert answer.status_code == 200, answer.text
+    assert int(answer.headers["X-Waited-Ms"]) > 0, "the answer came without waiting for the edit"
     assert answer.json()["version"] == row["version"] + 1
     assert answer.json()["title"] == "edited just now"
 
@@ -312,17 +325,12 @@ def test_read_your_writes_for_an_order_event(api: Api) -> None:
     event = SampleEvent("orders", new.event_type, "order-ryw-1", record)
     eid = record["event_id"]
     assert api.get("/orders/order-ryw-1", event_id=eid, wait_s=0.2).status_code == 503
-    answers: list[httpx.Response] = []
-    waiting = threading.Thread(
-        target=lambda: answers.append(api.get("/customers/customer-ryw", event_id=eid, wait_s=20))
-    )
-    waiting.start()
-    time.sleep(0.3)  # let the request start waiting
+    pending = api.get_in_background("/customers/customer-ryw", event_id=eid, wait_s=20)
     api.orders.fold([event])
     api.order_events.append(event)
-    waiting.join(timeout=30)
-    [answer] = answers
+    answer = pending()
     assert answer.status_code == 200, answer.text
+    assert int(answer.headers["X-Waited-Ms"]) > 0
     assert answer.json()["orders_count"] == 1
     assert (
         api.get("/orders/order-ryw-1", event_id=eid).json()["total_minor"] == record["total_minor"]
