@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from schemas.errors import ConfigurationError
@@ -89,10 +89,68 @@ class Settings(BaseSettings):
     log_format: Literal["auto", "json", "console"] = "auto"
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
-    @field_validator("bootstrap_servers", "group_instance_id", "metrics_address", mode="before")
+    # --- the query API (projectionist serve) -----------------------------------------------
+    api_address: str = Field(default="127.0.0.1:8080", description="host:port the query API binds")
+    api_wait_timeout_s: float = Field(
+        default=5.0, gt=0, le=60, description="longest read-your-writes wait per request"
+    )
+    api_max_limit: int = Field(default=500, ge=1, le=10_000, description="cap on ?limit=")
+    api_read_only: bool = Field(default=True, description="serve through a read-only session")
+
+    # --- notification e-mails (SMTP) ------------------------------------------------------
+    smtp_host: str = "localhost"
+    smtp_port: int = Field(default=25, ge=1, le=65_535)
+    smtp_starttls: bool = Field(default=False, description="upgrade with STARTTLS after connect")
+    smtp_ssl: bool = Field(default=False, description="implicit TLS (SMTPS, usually port 465)")
+    smtp_username: str | None = None
+    smtp_password: SecretStr | None = None
+    smtp_timeout_s: float = Field(default=30.0, gt=0)
+    smtp_ca_file: str | None = Field(
+        default=None, description="PEM CA bundle to trust for SMTP TLS (default: system store)"
+    )
+    mail_from: str = Field(default="Projectionist <orders@projectionist.invalid>")
+    mail_max_attempts: int = Field(
+        default=8, ge=1, description="transient SMTP failures before a message is marked failed"
+    )
+    mail_retry_initial_s: float = Field(default=5.0, gt=0)
+    mail_retry_max_s: float = Field(default=900.0, gt=0)
+    mail_claim_lease_s: float = Field(
+        default=120.0,
+        gt=0,
+        description="a crashed sender's claim on a message expires after this; then it is re-sent",
+    )
+
+    # --- tag-cloud reconciliation -----------------------------------------------------------
+    reconcile_interval_s: float | None = Field(
+        default=None, gt=0, description="run the tag-cloud reconciliation every N seconds"
+    )
+
+    @field_validator(
+        "bootstrap_servers",
+        "group_instance_id",
+        "metrics_address",
+        "smtp_username",
+        "smtp_ca_file",
+        "reconcile_interval_s",
+        mode="before",
+    )
     @classmethod
     def _empty_is_unset(cls, value: object) -> object:
         return None if value == "" else value
+
+    @field_validator("api_address")
+    @classmethod
+    def _host_port(cls, value: str) -> str:
+        host, sep, port = value.rpartition(":")
+        if not sep or not host or not port.isdigit() or not 0 < int(port) < 65_536:
+            raise ValueError(f"{value!r} is not host:port")
+        return value
+
+    @model_validator(mode="after")
+    def _one_tls_mode(self) -> Settings:
+        if self.smtp_starttls and self.smtp_ssl:
+            raise ValueError("smtp_starttls and smtp_ssl exclude each other: pick one")
+        return self
 
     def database_url_value(self) -> str:
         return self.database_url.get_secret_value()

@@ -13,6 +13,7 @@ from consumers._kafka import consumer_config, producer_config
 from consumers._settings import Settings
 from consumers.batch import BatchProcessor
 from consumers.deadletter import KafkaDeadLetterSink
+from consumers.notify import mail_delivery_hook
 from consumers.runner import LoopSettings, ProjectionRunner, RunObserver, StopSignal
 from consumers.stats import RunStats
 from projections import CheckpointStore, Projection, Topics, create_projection, make_engine
@@ -71,6 +72,21 @@ def build_runner(
             cooperative=settings.assignment_strategy == "cooperative-sticky",
         ),
         stop=stop,
-        on_batch=on_batch,
+        on_batch=_chain(mail_delivery_hook(settings, projection, engine), on_batch),
         observer=observer,
     )
+
+
+def _chain(
+    *hooks: Callable[[ProjectionRunner], None] | None,
+) -> Callable[[ProjectionRunner], None] | None:
+    """Call each hook in turn after every poll (side-effect delivery first)."""
+    present = [h for h in hooks if h is not None]
+    if len(present) <= 1:
+        return present[0] if present else None
+
+    def both(runner: ProjectionRunner) -> None:
+        for hook in present:
+            hook(runner)
+
+    return both

@@ -201,3 +201,6 @@ def main() -> None:
     except ProjectionistError as exc:
         Console(stderr=True, soft_wrap=True).print(f"[red]error:[/] {type(exc).__name__}: {exc}")
         sys.exit(1)
+
+
+from consumers import cli_read  # noqa: E402,F401 - registers commands

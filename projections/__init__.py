@@ -9,6 +9,8 @@ from projections._event import Event
 from projections.blog import BlogProjection
 from projections.checkpoints import CheckpointStore, Move, TopicPartition
 from projections.ledger import EventLedger
+from projections.notifications import NotificationsProjection
+from projections.orders import OrdersProjection
 from projections.registry import Topics, create_projection, projection_names
 
 __all__ = [
@@ -18,6 +20,8 @@ __all__ = [
     "Event",
     "EventLedger",
     "Move",
+    "NotificationsProjection",
+    "OrdersProjection",
     "Projection",
     "TopicPartition",
     "Topics",

@@ -7,6 +7,8 @@ from dataclasses import dataclass
 
 from projections._base import Projection
 from projections.blog import BlogProjection
+from projections.notifications import NotificationsProjection
+from projections.orders import OrdersProjection
 from schemas.errors import ConfigurationError
 
 __all__ = ["Topics", "create_projection", "projection_names"]
@@ -22,6 +24,12 @@ class Topics:
 
 _FACTORIES: dict[str, Callable[[Topics, int | None], Projection]] = {
     "blog": lambda topics, generation: BlogProjection(topic=topics.blog, generation=generation),
+    "orders": lambda topics, generation: OrdersProjection(
+        topic=topics.orders, generation=generation
+    ),
+    "notifications": lambda topics, generation: NotificationsProjection(
+        topic=topics.orders, generation=generation
+    ),
 }
 
 
