@@ -2,23 +2,24 @@
 
 from __future__ import annotations
 
-import subprocess
+import re
+import socket
 
 import pytest
 
 from tests.support import run_cli
 
 
-def _tansu_pids() -> set[str]:
-    out = subprocess.run(
-        ["pgrep", "-f", "bin/tansu broker"], capture_output=True, text=True, check=False
-    )
-    return set(out.stdout.split())
+def _listening(port: int) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=1):
+            return True
+    except OSError:
+        return False
 
 
 def test_demo_runs_on_the_embedded_default(tmp_path) -> None:
     """`projectionist demo` starts its own broker, projects the sample, prints the tags, exits 0."""
-    before = _tansu_pids()
     db = tmp_path / "demo.db"
     result = run_cli(
         ["demo", "--posts", "300", "--database-url", f"sqlite:///{db}"],
@@ -30,7 +31,9 @@ def test_demo_runs_on_the_embedded_default(tmp_path) -> None:
     assert "events applied" in result.stdout
     assert "python" in result.stdout  # the most frequent tag of the Zipf vocabulary
     assert db.exists()
-    assert _tansu_pids() <= before, "the demo left its broker running"
+    found = re.search(r"embedded Tansu at 127\.0\.0\.1:(\d+)", result.stdout)
+    assert found, result.stdout
+    assert not _listening(int(found[1])), "the demo left its broker running"
 
 
 @pytest.mark.parametrize(
