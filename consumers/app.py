@@ -6,15 +6,22 @@ Deployment, ``rebuild``, the demo and the tests all build runners the same way.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 from consumers._kafka import consumer_config, producer_config
 from consumers._settings import Settings
 from consumers.batch import BatchProcessor
 from consumers.deadletter import KafkaDeadLetterSink
-from consumers.runner import LoopSettings, ProjectionRunner, StopSignal
+from consumers.runner import LoopSettings, ProjectionRunner, RunnerControl, StopSignal
 from consumers.stats import RunStats
-from projections import CheckpointStore, Projection, Topics, create_projection, make_engine
+from projections import (
+    CheckpointStore,
+    Projection,
+    TopicPartition,
+    Topics,
+    create_projection,
+    make_engine,
+)
 from schemas import AvroSerde, SchemaCatalog
 
 __all__ = ["build_runner", "group_id", "topics_from"]
@@ -36,8 +43,20 @@ def build_runner(
     bootstrap_servers: str | None = None,
     stop: StopSignal | None = None,
     on_batch: Callable[[ProjectionRunner], None] | None = None,
+    generation: int | None = None,
+    assignment: Sequence[TopicPartition] | None = None,
+    control: RunnerControl | None = None,
+    live: bool = True,
+    batch_max_messages: int | None = None,
 ) -> ProjectionRunner:
-    projection = create_projection(projection_name, topics=topics_from(settings))
+    """A runner for one generation (default: the code's version) of ``projection_name``.
+
+    ``assignment`` (a rebuild) owns those partitions without a group; ``live=False``
+    marks every event as a re-application so side effects stay silent.
+    """
+    projection = create_projection(
+        projection_name, topics=topics_from(settings), generation=generation
+    )
     engine = make_engine(settings.database_url_value())
     processor = BatchProcessor(
         engine=engine,
@@ -50,13 +69,14 @@ def build_runner(
         ),
         stats=RunStats(),
     )
+    processor.live = live
     return ProjectionRunner(
         consumer_conf=consumer_config(
             settings, group_id=group_id(settings, projection), bootstrap_servers=bootstrap_servers
         ),
         processor=processor,
         loop=LoopSettings(
-            batch_max_messages=settings.batch_max_messages,
+            batch_max_messages=batch_max_messages or settings.batch_max_messages,
             batch_timeout_s=settings.batch_timeout_s,
             retry_initial_s=settings.retry_initial_s,
             retry_max_s=settings.retry_max_s,
@@ -64,4 +84,6 @@ def build_runner(
         ),
         stop=stop,
         on_batch=on_batch,
+        assignment=assignment,
+        control=control,
     )

@@ -112,7 +112,7 @@ def consume(
 
     SIGTERM or Ctrl-C finishes the batch in hand, commits it, leaves the group and exits 0.
     """
-    from consumers.app import build_runner
+    from consumers.control import run_live
 
     settings = _settings(
         bootstrap_servers=bootstrap_servers,
@@ -122,8 +122,7 @@ def consume(
     )
     stop = StopSignal()
     stop.install()
-    runner = build_runner(settings, projection, stop=stop)
-    stats = runner.drain(timeout_s=timeout) if drain else runner.run_forever()
+    stats = run_live(settings, projection, stop=stop, drain=drain, timeout_s=timeout)
     if json_out:
         print(json.dumps({"projection": projection, "signal": stop.signal_name, **stats.as_dict()}))
         return
@@ -200,3 +199,6 @@ def main() -> None:
     except ProjectionistError as exc:
         Console(stderr=True, soft_wrap=True).print(f"[red]error:[/] {type(exc).__name__}: {exc}")
         sys.exit(1)
+
+
+import consumers.cli_rebuild  # noqa: E402,F401 - registers commands
