@@ -254,17 +254,24 @@ def status(
         print(json.dumps({"projections": entries}))
         return
     for entry in entries:
-        table = Table(title=f"{entry['projection']} (queries read v{entry['active_generation']})")
-        for col in ("version", "role", "state", "partition", "checkpoint", "high", "lag", "age"):
-            table.add_column(col, justify="right" if col not in ("role", "state") else "left")
-        table.add_column("dead letters", justify="right")
+        topics = sorted({p["topic"] for g in entry["generations"] for p in g["partitions"]})
+        table = Table(
+            title=f"{entry['projection']} ({', '.join(topics) or 'no topic yet'}): "
+            f"queries read v{entry['active_generation']}"
+        )
+        for col in ("ver", "role", "state", "part", "checkpoint", "high", "lag", "age", "DLQ"):
+            table.add_column(col, justify="left" if col in ("role", "state") else "right")
         for gen in entry["generations"]:
             for p in gen["partitions"] or [{}]:
                 table.add_row(
                     f"v{gen['generation']}",
                     gen["role"],
                     gen["state"],
-                    f"{p.get('topic', '-')}[{p.get('partition', '-')}]",
+                    _dash(
+                        p.get("partition")
+                        if len(topics) < 2
+                        else f"{p.get('topic')}[{p.get('partition')}]"
+                    ),
                     _dash(p.get("checkpoint")),
                     _dash(p.get("high_watermark")),
                     _dash(p.get("lag")),

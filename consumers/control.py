@@ -139,6 +139,9 @@ def run_live(
         runner = make(settings, name, stop=stop, generation=generation, control=GenerationControl())
         stats = runner.drain(timeout_s=timeout_s) if drain else runner.run_forever()
         _add(total, stats)
+        # per generation, so a test (or an operator) can see what was consumed after a swap
+        slot = runner.processor.projection.slot
+        total.extra[f"consumed_{slot}"] = total.extra.get(f"consumed_{slot}", 0) + stats.consumed
         if not runner.switched or stop.is_set():
             return total
 

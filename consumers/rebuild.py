@@ -172,7 +172,7 @@ def run_rebuild(
         result.handed_over_at = {
             f"{t}[{p}]": off for (t, p), off in sorted(runner.positions.items()) if off is not None
         }
-        log.info("rebuild swapped in", projection=target.slot, **result.as_dict())
+        log.info("rebuild swapped in", slot=target.slot, **result.as_dict())
         if drop_previous:
             result.dropped_previous = drop_when_idle(engine, current, wait_s=drop_wait_s)
         return result
