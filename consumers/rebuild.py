@@ -133,6 +133,12 @@ def run_rebuild(
             refuse_partial(name, marks)
         with database_errors(), engine.begin() as conn:
             row = versions.read(conn, name, lock=True)
+            if row.rebuilding_generation is not None and versions.instances(
+                conn, f"{name}_v{row.rebuilding_generation}", fresh_s=STALE_AFTER_S
+            ):
+                raise ConfigurationError(
+                    f"a rebuild of {name} (generation {row.rebuilding_generation}) is running"
+                )
             generation = max(current.version, row.highest_generation + 1)
             target = create_projection(name, topics=topics_from(settings), generation=generation)
             for table in reversed(target.tables()):  # leftovers of an interrupted rebuild

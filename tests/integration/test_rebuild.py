@@ -213,3 +213,13 @@ def test_rollback_restores_previous_rows_exactly(
     assert _cloud(sqlite_url, "tag_cloud") == damaged_cloud
     status = json.loads(run_cli(["status", "--json"], env=env).stdout)["projections"][0]
     assert (status["active_generation"], status["previous_generation"]) == (1, 2)
+
+    cleaned = run_cli(["cleanup", "blog"], env=env)
+    assert cleaned.returncode == 0, cleaned.stderr[-3000:]
+    assert "dropped generation(s) 2" in cleaned.stdout
+    assert not _rows(sqlite_url, "SELECT name FROM sqlite_master WHERE name = 'posts_v2'")
+    again = _rebuild(env, "--drop-previous")
+    assert (again["generation"], again["dropped_previous"]) == (3, True)
+    assert not _rows(sqlite_url, "SELECT name FROM sqlite_master WHERE name = 'posts_v1'")
+    assert_blog_matches(sqlite_url, events, generation=3)
+    assert run_cli(["rollback", "blog"], env=env).returncode == 2, "rolled back to a dropped table"
