@@ -25,7 +25,7 @@ from rich.table import Table
 from consumers._kafka import client_config
 from consumers.cli import BootstrapOpt, DatabaseOpt, _settings, app, console
 from consumers.runner import ProjectionRunner, StopSignal
-from consumers.watermarks import FetchedWatermarks, Watermarks, offsets_for_time
+from consumers.watermarks import FetchedWatermarks, Watermarks, event_times, offsets_for_time
 from projections import TopicPartition, projection_names
 from schemas.errors import ConfigurationError
 
@@ -247,8 +247,12 @@ def status(
             raise ConfigurationError(
                 f"unknown projection {name!r}; known: {', '.join(projection_names())}"
             )
+    conf = client_config(settings)
     entries = collect_status(
-        settings, names, watermarks=FetchedWatermarks(client_config(settings), timeout_s=10)
+        settings,
+        names,
+        watermarks=FetchedWatermarks(conf, timeout_s=10),
+        event_clock=lambda offsets: event_times(conf, offsets),
     )
     if json_out:
         print(json.dumps({"projections": entries}))
@@ -259,7 +263,8 @@ def status(
             title=f"{entry['projection']} ({', '.join(topics) or 'no topic yet'}): "
             f"queries read v{entry['active_generation']}"
         )
-        for col in ("ver", "role", "state", "part", "checkpoint", "high", "lag", "age", "DLQ"):
+        columns = ("ver", "role", "state", "part", "checkpoint", "high", "lag", "event age", "DLQ")
+        for col in columns:
             table.add_column(col, justify="left" if col in ("role", "state") else "right")
         for gen in entry["generations"]:
             for p in gen["partitions"] or [{}]:
@@ -275,7 +280,7 @@ def status(
                     _dash(p.get("checkpoint")),
                     _dash(p.get("high_watermark")),
                     _dash(p.get("lag")),
-                    "-" if p.get("last_applied_age_s") is None else f"{p['last_applied_age_s']}s",
+                    "-" if p.get("last_event_age_s") is None else f"{p['last_event_age_s']}s",
                     _dash(p.get("dead_letters")),
                 )
         console.print(table)

@@ -137,7 +137,10 @@ def run_live(
     while True:
         generation = resolve_generation(settings, name)
         runner = make(settings, name, stop=stop, generation=generation, control=GenerationControl())
-        stats = runner.drain(timeout_s=timeout_s) if drain else runner.run_forever()
+        try:
+            stats = runner.drain(timeout_s=timeout_s) if drain else runner.run_forever()
+        finally:
+            runner.processor.engine.dispose()
         _add(total, stats)
         # per generation, so a test (or an operator) can see what was consumed after a swap
         slot = runner.processor.projection.slot

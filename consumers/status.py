@@ -7,7 +7,8 @@ dead-letter topics, via a :class:`WatermarkSource`).
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import time
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from consumers._settings import Settings
@@ -21,10 +22,15 @@ __all__ = ["collect_status"]
 
 
 def collect_status(
-    settings: Settings, names: Iterable[str], *, watermarks: WatermarkSource
+    settings: Settings,
+    names: Iterable[str],
+    *,
+    watermarks: WatermarkSource,
+    event_clock: EventClock | None = None,
 ) -> list[dict[str, Any]]:
     """One JSON-ready entry per projection (the ``--json`` shape; see the README)."""
     engine = make_engine(settings.database_url_value(), read_only=True)
+    now = time.time()
     out = []
     try:
         for name in names:
@@ -43,6 +49,8 @@ def collect_status(
                 "generations": [],
             }
             for gen in status.generations:
+                last_offsets = {tp: off for tp, (off, _at) in gen.checkpoints.items()}
+                times = _times(event_clock, last_offsets, marks)
                 partitions = []
                 for tp in sorted(set(marks) | set(gen.checkpoints)):
                     stored = gen.checkpoints.get(tp)
@@ -57,6 +65,9 @@ def collect_status(
                             "high_watermark": high,
                             "lag": None if high is None else max(0, high - next_offset),
                             "last_applied_age_s": round(age_s(stored[1]), 1) if stored else None,
+                            "last_event_age_s": round(now - times[tp] / 1000, 1)
+                            if tp in times
+                            else None,
                             "dead_letters": dead.get(tp[0]),
                         }
                     )
@@ -77,6 +88,19 @@ def collect_status(
 
 
 _ZERO = Watermarks(0, 0)
+
+#: reads the timestamp of the event at each offset (``consumers.watermarks.event_times``)
+EventClock = Callable[[Mapping[TopicPartition, int]], Mapping[TopicPartition, int]]
+
+
+def _times(
+    clock: EventClock | None,
+    offsets: Mapping[TopicPartition, int],
+    marks: Mapping[TopicPartition, Watermarks],
+) -> Mapping[TopicPartition, int]:
+    # only offsets the topic still holds; the others have no event to read
+    wanted = {tp: off for tp, off in offsets.items() if tp in marks and marks[tp].low <= off}
+    return clock(wanted) if clock is not None and wanted else {}
 
 
 def _marks(source: WatermarkSource, topics: Iterable[str]) -> dict[TopicPartition, Watermarks]:

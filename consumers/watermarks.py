@@ -25,6 +25,7 @@ __all__ = [
     "FetchedWatermarks",
     "WatermarkSource",
     "Watermarks",
+    "event_times",
     "offsets_for_time",
     "partial_history",
 ]
@@ -119,3 +120,43 @@ def offsets_for_time(
     finally:
         consumer.close()
     return {(f.topic, f.partition): (f.offset if f.offset >= 0 else None) for f in found}
+
+
+def event_times(
+    client_conf: Mapping[str, Any], offsets: Mapping[TP, int], *, timeout_s: float = 10.0
+) -> dict[TP, int]:
+    """The timestamp (ms) of the event at each given offset: the age of what was applied last."""
+    if not offsets:
+        return {}
+    consumer = Consumer(
+        {
+            **client_conf,
+            "group.id": f"projectionist.times.{uuid.uuid4().hex[:8]}",
+            "enable.auto.commit": False,
+            "auto.offset.reset": "error",
+            "max.partition.fetch.bytes": 1024,
+            "queued.max.messages.kbytes": 1024,
+        }
+    )
+    found: dict[TP, int] = {}
+    done: set[TP] = set()
+    try:
+        consumer.assign([TopicPartition(t, p, off) for (t, p), off in offsets.items()])
+        deadline = time.monotonic() + timeout_s
+        while len(done) < len(offsets) and time.monotonic() < deadline:
+            for msg in consumer.consume(100, 0.1):
+                topic, partition = msg.topic(), msg.partition()
+                if msg.error() is not None or topic is None or partition is None:
+                    continue
+                tp = (topic, partition)
+                if tp in offsets and tp not in done:
+                    done.add(tp)
+                    ts_type, ts = msg.timestamp()
+                    if ts_type and msg.offset() == offsets[tp]:  # not a compacted-away offset
+                        found[tp] = ts
+                    consumer.pause([TopicPartition(topic, partition)])
+    except KafkaException as exc:
+        raise BrokerUnavailable(f"cannot read event times: {exc}") from exc
+    finally:
+        consumer.close()
+    return found

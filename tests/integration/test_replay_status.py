@@ -110,6 +110,7 @@ def test_status_json_and_table(bootstrap: str, topic_env: dict[str, str], db_url
     assert never["active_generation"] == 1
     assert never["generations"][0]["state"] == "stopped"
     assert all(p["checkpoint"] is None for p in never["generations"][0]["partitions"])
+    assert all(p["last_event_age_s"] is None for p in never["generations"][0]["partitions"])
     assert sum(p["lag"] for p in never["generations"][0]["partitions"]) == 300
 
     assert run_cli(DRAIN, env=env).returncode == 0
@@ -139,10 +140,13 @@ def test_status_json_and_table(bootstrap: str, topic_env: dict[str, str], db_url
             "high_watermark",
             "lag",
             "last_applied_age_s",
+            "last_event_age_s",
             "dead_letters",
         }
         assert p["lag"] == p["high_watermark"] - (p["checkpoint"] + 1)
         assert 0 <= p["last_applied_age_s"] < 120
+        # the event was published before it was applied, so it is at least as old
+        assert p["last_event_age_s"] >= p["last_applied_age_s"] - 1
         assert p["dead_letters"] == 0
     assert sum(p["lag"] for p in gen["partitions"]) == len(events) - 300
 
