@@ -302,6 +302,8 @@ class VersionStore:
             table.drop(conn, checkfirst=True)
         slot = projection.slot
         conn.execute(text("DELETE FROM projection_checkpoints WHERE projection = :s"), {"s": slot})
+        if inspect(conn).has_table("processed_events"):  # the event-id ledger, keyed by slot
+            conn.execute(text("DELETE FROM processed_events WHERE projection = :s"), {"s": slot})
         conn.execute(REPLAY_MARKS.delete().where(REPLAY_MARKS.c.slot == slot))
         conn.execute(HEARTBEATS.delete().where(HEARTBEATS.c.slot == slot))
         if row.previous_generation == projection.generation:

@@ -8,6 +8,7 @@ import subprocess
 import threading
 from typing import Any
 
+import pytest
 import sqlalchemy as sa
 
 from producers import SampleEvent, blog_events, with_noise
@@ -223,3 +224,28 @@ def test_rollback_restores_previous_rows_exactly(
     assert not _rows(sqlite_url, "SELECT name FROM sqlite_master WHERE name = 'posts_v1'")
     assert_blog_matches(sqlite_url, events, generation=3)
     assert run_cli(["rollback", "blog"], env=env).returncode == 2, "rolled back to a dropped table"
+
+
+def test_rebuild_refuses_truncated_topic_on_kafka(
+    bootstrap: str, topic_env: dict[str, str], sqlite_url: str
+) -> None:
+    """On Apache Kafka: records deleted from a partition make the rebuild refuse, naming it."""
+    from confluent_kafka import TopicPartition
+    from confluent_kafka.admin import AdminClient
+
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    if admin.list_topics(timeout=10).cluster_id == "tansu_cluster":
+        pytest.skip(
+            "the embedded broker cannot delete records; the refusal is driven through the "
+            "watermark source in tests/unit/test_rebuild_refusal.py"
+        )
+    topic = topic_env["PROJECTIONIST_BLOG_TOPIC"]
+    publish(bootstrap, topic, blog_events(posts=100, seed=91))
+    for future in admin.delete_records([TopicPartition(topic, 0, 10)]).values():
+        future.result()
+    env = {**topic_env, "PROJECTIONIST_DATABASE_URL": sqlite_url}
+    refused = run_cli(["rebuild", "blog"], env=env)
+    assert refused.returncode == 3, refused.stderr[-3000:]
+    assert f"{topic}[0] starts at offset 10" in refused.stderr
+    partial = run_cli(["rebuild", "blog", "--allow-partial", "--json"], env=env)
+    assert partial.returncode == 0, partial.stderr[-3000:]
