@@ -6,7 +6,7 @@ Deployment, ``rebuild``, the demo and the tests all build runners the same way.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import timedelta
 
 from consumers._kafka import consumer_config, producer_config
@@ -14,9 +14,22 @@ from consumers._settings import Settings
 from consumers.batch import BatchProcessor
 from consumers.deadletter import KafkaDeadLetterSink
 from consumers.notify import mail_delivery_hook
-from consumers.runner import LoopSettings, ProjectionRunner, RunObserver, StopSignal
+from consumers.runner import (
+    LoopSettings,
+    ProjectionRunner,
+    RunnerControl,
+    RunObserver,
+    StopSignal,
+)
 from consumers.stats import RunStats
-from projections import CheckpointStore, Projection, Topics, create_projection, make_engine
+from projections import (
+    CheckpointStore,
+    Projection,
+    TopicPartition,
+    Topics,
+    create_projection,
+    make_engine,
+)
 from schemas import AvroSerde, SchemaCatalog
 
 __all__ = ["build_runner", "group_id", "topics_from"]
@@ -40,8 +53,20 @@ def build_runner(
     on_batch: Callable[[ProjectionRunner], None] | None = None,
     observer: RunObserver | None = None,
     client_statistics: Callable[[str], None] | None = None,
+    generation: int | None = None,
+    assignment: Sequence[TopicPartition] | None = None,
+    control: RunnerControl | None = None,
+    live: bool = True,
+    batch_max_messages: int | None = None,
 ) -> ProjectionRunner:
-    projection = create_projection(projection_name, topics=topics_from(settings))
+    """A runner for one generation (default: the code's version) of ``projection_name``.
+
+    ``assignment`` (a rebuild) owns those partitions without a group; ``live=False``
+    marks every event as a re-application so side effects stay silent.
+    """
+    projection = create_projection(
+        projection_name, topics=topics_from(settings), generation=generation
+    )
     engine = make_engine(settings.database_url_value())
     processor = BatchProcessor(
         engine=engine,
@@ -61,11 +86,12 @@ def build_runner(
     if client_statistics is not None and settings.kafka_statistics_interval_ms > 0:
         conf["statistics.interval.ms"] = settings.kafka_statistics_interval_ms
         conf["stats_cb"] = client_statistics
+    processor.live = live
     return ProjectionRunner(
         consumer_conf=conf,
         processor=processor,
         loop=LoopSettings(
-            batch_max_messages=settings.batch_max_messages,
+            batch_max_messages=batch_max_messages or settings.batch_max_messages,
             batch_timeout_s=settings.batch_timeout_s,
             retry_initial_s=settings.retry_initial_s,
             retry_max_s=settings.retry_max_s,
@@ -74,6 +100,8 @@ def build_runner(
         stop=stop,
         on_batch=_chain(mail_delivery_hook(settings, projection, engine), on_batch),
         observer=observer,
+        assignment=assignment,
+        control=control,
     )
 
 

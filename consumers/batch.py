@@ -26,6 +26,7 @@ from projections import (
     TopicPartition,
     database_errors,
 )
+from projections.versions import ReplayMark
 from schemas import AvroSerde
 from schemas.errors import PoisonError
 
@@ -83,6 +84,10 @@ class BatchProcessor:
         self.ledger = (ledger or EventLedger()) if projection.needs_event_dedup else None
         self.ledger_retention = ledger_retention
         self._next_purge = 0.0
+        #: False in a rebuild: every event is a re-application (``Event.live``)
+        self.live = True
+        #: per partition, what a replay rewound (``consumers.control`` keeps it current)
+        self.replay_marks: dict[TopicPartition, ReplayMark] = {}
 
     def ensure_schema(self) -> None:
         """Create the checkpoint table and the projection's tables if missing."""
@@ -122,6 +127,10 @@ class BatchProcessor:
                 batch.skipped_offset += 1
                 continue
             batch.ends[tp] = max(offset, batch.ends.get(tp, -1))
+            mark = self.replay_marks.get(tp)
+            if mark is not None and mark.skips(offset):
+                batch.skipped_offset += 1  # applied before, outside the replay window
+                continue
             try:
                 decoded = self.serde.decode(msg.value())
             except PoisonError as exc:
@@ -140,6 +149,7 @@ class BatchProcessor:
                     record=decoded.record,
                     key=msg.key(),
                     timestamp_ms=ts if ts_type else None,
+                    live=self.live and not (mark is not None and mark.replays(offset)),
                 )
             )
         return batch

@@ -112,7 +112,8 @@ def consume(
 
     SIGTERM or Ctrl-C finishes the batch in hand, commits it, leaves the group and exits 0.
     """
-    from consumers.observability import observed_runner
+    from consumers.control import run_live
+    from consumers.observability import Observability
 
     settings = _settings(
         bootstrap_servers=bootstrap_servers,
@@ -122,9 +123,16 @@ def consume(
     )
     stop = StopSignal()
     stop.install()
-    # Metrics, /healthz and /readyz on PROJECTIONIST_METRICS_ADDRESS when set.
-    with observed_runner(settings, projection, stop=stop) as runner:
-        stats = runner.drain(timeout_s=timeout) if drain else runner.run_forever()
+    # Metrics, /healthz and /readyz on PROJECTIONIST_METRICS_ADDRESS when set; the
+    # runner is rebuilt after a swap or rollback, and the new one is watched instead.
+    obs = Observability(settings)
+    obs.start()
+    try:
+        stats = run_live(
+            settings, projection, stop=stop, drain=drain, timeout_s=timeout, build=obs.build_runner
+        )
+    finally:
+        obs.close()
     if json_out:
         print(json.dumps({"projection": projection, "signal": stop.signal_name, **stats.as_dict()}))
         return
@@ -203,4 +211,5 @@ def main() -> None:
         sys.exit(1)
 
 
-from consumers import cli_read  # noqa: E402,F401 - registers commands
+import consumers.cli_read  # noqa: E402 - registers commands
+import consumers.cli_rebuild  # noqa: E402,F401 - registers commands

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
 import structlog
 from prometheus_client import CollectorRegistry, disable_created_metrics
@@ -59,6 +60,30 @@ class Observability:
         self.probes.append(health)
         return health
 
+    def unwatch(self, runner: ProjectionRunner) -> None:
+        """Stop reporting a runner that has ended (a generation swap replaced it)."""
+        self.collector.unwatch(runner)
+        self.probes[:] = [p for p in self.probes if p.runner is not runner]
+
+    def build_runner(self, settings: Settings, projection: str, **kwargs: Any) -> ProjectionRunner:
+        """``consumers.app.build_runner`` plus metrics and probes; replaces earlier runners."""
+        from consumers.app import build_runner
+
+        for probe in list(self.probes):
+            self.unwatch(probe.runner)
+        observer = self.new_observer()
+        runner = build_runner(
+            settings,
+            projection,
+            observer=observer,
+            # librdkafka statistics cost a JSON document per interval: only when scraped.
+            client_statistics=observer.client_statistics if settings.metrics_address else None,
+            **kwargs,
+        )
+        self.watch(runner, observer)
+        structlog.contextvars.bind_contextvars(projection=runner.processor.projection.slot)
+        return runner
+
     def start(self) -> None:
         """Serve the endpoints when ``metrics_address`` is set (else a no-op)."""
         if self.settings.metrics_address is None or self.server is not None:
@@ -95,21 +120,8 @@ def observed_runner(
     bootstrap_servers: str | None = None,
 ) -> Iterator[ProjectionRunner]:
     """A runner with metrics, probes and log context, serving until the block ends."""
-    from consumers.app import build_runner
-
     obs = Observability(settings)
-    observer = obs.new_observer()
-    runner = build_runner(
-        settings,
-        projection,
-        bootstrap_servers=bootstrap_servers,
-        stop=stop,
-        observer=observer,
-        # librdkafka statistics cost a JSON document per interval: only when scraped.
-        client_statistics=observer.client_statistics if settings.metrics_address else None,
-    )
-    obs.watch(runner, observer)
-    structlog.contextvars.bind_contextvars(projection=runner.processor.projection.slot)
+    runner = obs.build_runner(settings, projection, bootstrap_servers=bootstrap_servers, stop=stop)
     obs.start()
     try:
         yield runner

@@ -155,6 +155,9 @@ class RunnerCollector(Collector):
     ) -> None:
         self._watched.append(_Watched(runner, observer, health))
 
+    def unwatch(self, runner: ProjectionRunner) -> None:
+        self._watched = [w for w in self._watched if w.runner is not runner]
+
     def describe(self) -> Iterator[Metric]:
         yield from self._families().values()
 

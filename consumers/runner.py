@@ -15,7 +15,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol, TypeVar
+from typing import Any, Literal, Protocol, TypeVar
 
 import structlog
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, TopicPartition
@@ -31,7 +31,14 @@ from schemas.errors import (
     RetryableError,
 )
 
-__all__ = ["LoopSettings", "ProjectionRunner", "RunObserver", "StopSignal"]
+__all__ = [
+    "ControlAction",
+    "LoopSettings",
+    "ProjectionRunner",
+    "RunObserver",
+    "RunnerControl",
+    "StopSignal",
+]
 
 log = structlog.get_logger(__name__)
 T = TypeVar("T")
@@ -72,6 +79,18 @@ class RunObserver(Protocol):
         """After a batch's transaction committed; ``seconds`` is that successful attempt."""
 
 
+#: what a :class:`RunnerControl` asks of the loop: re-read checkpoints and re-seek
+#: (a replay moved them), or stop because another generation became active (a swap)
+ControlAction = Literal["reseek", "switch"]
+
+
+class RunnerControl(Protocol):
+    """Checked between batches (it throttles itself); see ``consumers.control``."""
+
+    def check(self, runner: ProjectionRunner) -> ControlAction | None: ...
+    def close(self) -> None: ...
+
+
 @dataclass(frozen=True, slots=True)
 class LoopSettings:
     batch_max_messages: int = 5_000
@@ -94,6 +113,8 @@ class ProjectionRunner:
         consumer_factory: Callable[[dict[str, Any]], Consumer] = Consumer,
         on_batch: Callable[[ProjectionRunner], None] | None = None,
         observer: RunObserver | None = None,
+        assignment: Sequence[TP] | None = None,
+        control: RunnerControl | None = None,
     ) -> None:
         self.processor = processor
         self.stats = processor.stats
@@ -110,6 +131,11 @@ class ProjectionRunner:
         self._consumer: Consumer | None = None
         self.ready = False
         self.last_poll_at = 0.0
+        #: manual assignment of exactly these partitions (a rebuild), instead of a group
+        self._assignment = list(assignment) if assignment is not None else None
+        self._control = control
+        #: set when the loop ended because another generation became active
+        self.switched = False
 
     # -- public entry points -----------------------------------------------------------
     def run_forever(self) -> RunStats:
@@ -127,15 +153,24 @@ class ProjectionRunner:
         self._consumer = consumer
         deadline = None if timeout_s is None else time.monotonic() + timeout_s
         projection = self.processor.projection
-        consumer.subscribe(
-            list(projection.topics),
-            on_assign=self._on_assign,
-            on_revoke=self._on_revoke,
-            on_lost=self._on_revoke,
-        )
-        log.info("consumer started", projection=projection.slot, topics=list(projection.topics))
         try:
+            if self._assignment is not None:
+                self._assign_manually(consumer, self._assignment)
+            else:
+                consumer.subscribe(
+                    list(projection.topics),
+                    on_assign=self._on_assign,
+                    on_revoke=self._on_revoke,
+                    on_lost=self._on_revoke,
+                )
+            log.info("consumer started", projection=projection.slot, topics=list(projection.topics))
             while not self.stop.is_set():
+                action = self._control.check(self) if self._control is not None else None
+                if action == "switch":
+                    self.switched = True
+                    break
+                if action == "reseek":
+                    self._reposition(consumer, reload=True)
                 messages = consumer.consume(self.loop.batch_max_messages, self.loop.batch_timeout_s)
                 self.last_poll_at = time.monotonic()
                 batch = self.processor.prepare(self._without_errors(messages), self.positions)
@@ -154,6 +189,8 @@ class ProjectionRunner:
             self.ready = False
             consumer.close()  # leaves the group at once: no wait for the session timeout
             self.processor.close()
+            if self._control is not None:
+                self._control.close()
             log.info("consumer closed", projection=projection.slot, **self._summary())
         return self.stats
 
@@ -254,6 +291,17 @@ class ProjectionRunner:
                 log.info("seek deferred", partition=tp.partition, error=str(exc))
         if owned:
             consumer.resume(owned)
+
+    def _assign_manually(self, consumer: Consumer, partitions: Sequence[TP]) -> None:
+        """No group: own ``partitions`` outright, each at its stored checkpoint + 1."""
+        tps = list(partitions)
+        stored = self._retry_until_done(
+            lambda: self.processor.load_positions(tps), "load checkpoints"
+        )
+        self.positions = {tp: stored.get(tp) for tp in tps}
+        consumer.assign([_at(tp, last) for tp, last in self.positions.items()])
+        self._assigned_at = time.monotonic()
+        self.ready = True
 
     # -- rebalance callbacks (run inside consume()) ------------------------------------------
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:

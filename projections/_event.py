@@ -20,3 +20,6 @@ class Event:
     record: dict[str, Any]
     key: bytes | None = None
     timestamp_ms: int | None = None  # broker/producer timestamp, for event age
+    #: False when this event is re-applied by a rebuild or a replay: projections with
+    #: side effects (``has_side_effects``) must not fire them (no e-mail sent twice)
+    live: bool = True

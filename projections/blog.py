@@ -178,13 +178,15 @@ def _next_row(
     if change.delete is not None:
         d = change.delete
         newest = max(d["version"], change.update["version"] if change.update else 0, old_version)
+        # A tombstone carries no content, whatever shared its batch: otherwise the row
+        # would depend on batch boundaries and a rebuild would not equal the live table.
         return {
             "post_id": post_id,
-            "title": change.update["title"] if change.update else None,
-            "description": change.update["description"] if change.update else None,
+            "title": None,
+            "description": None,
             "tags": "[]",
-            "author": change.update["author"] if change.update else None,
-            "created_at": change.update["creation_date"] if change.update else None,
+            "author": None,
+            "created_at": None,
             "updated_at": _ts(d["deleted_at"]),
             "version": newest,
             "deleted_at": _ts(d["deleted_at"]),

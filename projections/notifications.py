@@ -15,9 +15,10 @@ it is sent again, byte for byte, with the same ``Message-ID`` (derived from the 
 id), so a downstream that dedups on ``Message-ID`` sees it once. Each such crash costs
 at most one extra copy of that one message; nothing else is ever re-sent.
 
-**Side effects are live-only.** With ``send_enabled = False`` (constructor argument or
-attribute; a rebuild or replay sets it) ``apply`` records rows as ``suppressed`` and the
-delivery sends nothing, so replaying history never e-mails anyone.
+**Side effects are live-only.** Events of a rebuild or replay arrive with
+``Event.live = False``; ``apply`` records them as ``suppressed`` and the delivery sends
+nothing, so replaying history never e-mails anyone. ``send_enabled = False``
+(constructor argument or attribute) suppresses every event the same way.
 """
 
 from __future__ import annotations
@@ -104,9 +105,11 @@ class NotificationsProjection(Projection):
 
     def apply(self, conn: Connection, events: Sequence[Event]) -> ApplyResult:
         now = datetime.now(UTC)
-        status = PENDING if self.send_enabled else SUPPRESSED
         rows = {
-            e.event_id: self._row(e, status, now) for e in events if e.event_type == ORDER_FULFILLED
+            # ``Event.live`` is False for every event of a rebuild or replay.
+            e.event_id: self._row(e, PENDING if self.send_enabled and e.live else SUPPRESSED, now)
+            for e in events
+            if e.event_type == ORDER_FULFILLED
         }
         if not rows:
             return ApplyResult(applied=0)

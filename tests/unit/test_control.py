@@ -1,0 +1,85 @@
+"""The control row as a running consumer sees it: swaps hand over, replays re-seek (no broker)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import pytest
+import sqlalchemy as sa
+
+from consumers.batch import BatchProcessor
+from consumers.control import GenerationControl
+from consumers.runner import ProjectionRunner
+from consumers.stats import RunStats
+from projections import BlogProjection, CheckpointStore, make_engine
+from projections.versions import ReplayMark, VersionStore
+from schemas import AvroSerde, SchemaCatalog
+from tests.fakes import ListSink
+
+
+@dataclass
+class _Runner:
+    """The one attribute a control reads from its runner."""
+
+    processor: BatchProcessor
+
+
+@pytest.fixture
+def engine(db_url: str) -> Iterator[sa.Engine]:
+    engine = make_engine(db_url)
+    yield engine
+    engine.dispose()
+
+
+def _processor(engine: sa.Engine, generation: int) -> BatchProcessor:
+    proc = BatchProcessor(
+        engine=engine,
+        projection=BlogProjection(generation=generation),
+        serde=AvroSerde(SchemaCatalog.load()),
+        checkpoints=CheckpointStore(),
+        dead_letters=ListSink(),
+        stats=RunStats(),
+    )
+    proc.ensure_schema()
+    return proc
+
+
+def _check(control: GenerationControl, proc: BatchProcessor) -> str | None:
+    control._next_check = 0.0  # each call is a new check, whatever the interval
+    runner: ProjectionRunner = _Runner(proc)  # type: ignore[assignment]
+    return control.check(runner)
+
+
+def test_swap_hands_over_and_replay_reseeks(engine: sa.Engine) -> None:
+    """A live runner re-seeks when the epoch moves and stops when another generation is active."""
+    v1, v2 = _processor(engine, 1), _processor(engine, 2)
+    control = GenerationControl(instance="pod-a")
+    assert _check(control, v1) is None  # first check: row and views created, heartbeat written
+    store = VersionStore()
+    with engine.connect() as conn:
+        assert store.instances(conn, "blog_v1", fresh_s=60) == {"pod-a": "live"}
+        assert conn.execute(sa.text("SELECT COUNT(*) FROM posts")).scalar_one() == 0
+    with engine.begin() as conn:
+        store.set_replay_marks(conn, "blog_v1", {("blog.posts", 0): ReplayMark(41)})
+        store.bump_epoch(conn, "blog")
+    assert _check(control, v1) == "reseek"
+    assert v1.replay_marks == {("blog.posts", 0): ReplayMark(41)}
+    assert _check(control, v1) is None  # the same epoch again: nothing to do
+    with engine.begin() as conn:
+        store.swap(conn, v2.projection)
+    assert _check(control, v1) == "switch"
+    control.close()
+    with engine.connect() as conn:
+        assert store.instances(conn, "blog_v1", fresh_s=60) == {}
+
+
+def test_rebuild_control_never_switches(engine: sa.Engine) -> None:
+    """The rebuild's runner writes a generation that is not active yet: it must keep going."""
+    v1, v2 = _processor(engine, 1), _processor(engine, 2)
+    assert _check(GenerationControl(instance="live"), v1) is None
+    rebuild = GenerationControl(live=False, instance="rebuild")
+    assert _check(rebuild, v2) is None
+    with engine.connect() as conn:
+        assert VersionStore().instances(conn, "blog_v2", fresh_s=60) == {"rebuild": "rebuilding"}
+    rebuild.close()
