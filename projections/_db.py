@@ -29,8 +29,9 @@ def make_engine(url: str, *, pool_size: int = 5, read_only: bool = False) -> Eng
     """Create an engine for ``url`` (``sqlite:///file.db`` or ``postgresql://…``)."""
     try:
         parsed = make_url(url)
-    except ArgumentError as exc:
-        raise ConfigurationError(f"database URL {url!r} is not a URL: {exc}") from exc
+    except (ArgumentError, ValueError) as exc:
+        # Never echo the URL: it may carry a password.
+        raise ConfigurationError(f"the database URL is not a URL: {exc}") from None
     if parsed.drivername in ("postgresql", "postgres"):
         parsed = parsed.set(drivername="postgresql+psycopg")
     if parsed.get_backend_name() == "sqlite":
