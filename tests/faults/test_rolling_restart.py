@@ -5,6 +5,9 @@ embedded broker's short session timeout (tests.support.TEST_ENV) standing in for
 manifests' 60 s. A background thread keeps publishing throughout, so every signal lands
 while the group is consuming.
 
+The members use eager (range) assignment like every test here: on Tansu cooperative-sticky
+joins take 11–16 s each (the manifests use cooperative-sticky against Kafka).
+
 Exactly-once is checked in the database itself: a trigger records every checkpoint move
 (from, to) with the PostgreSQL ``application_name`` of the process that committed it, so
 each offset's one application is attributed to one process incarnation, including the
