@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: venv demo test test-fast lint fmt bench soak clean lock tools-prometheus
+.PHONY: venv demo test test-fast lint fmt bench soak clean lock tools-prometheus deploy-check
 
 $(STAMP): pyproject.toml requirements.lock
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -37,6 +37,9 @@ tools-prometheus:
 
 test-fast: venv
 	$(BIN)/pytest tests/unit
+
+deploy-check: venv  ## render and validate the Kubernetes overlays, lint the Dockerfile
+	$(BIN)/pytest -q tests/unit/test_deploy_manifests.py
 
 soak: venv
 	$(BIN)/pytest -m soak tests/faults

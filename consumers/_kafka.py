@@ -44,7 +44,9 @@ def client_config(settings: Settings, *, bootstrap_servers: str | None = None) -
                 f"{settings.security_protocol} needs PROJECTIONIST_SASL_MECHANISM"
             )
         conf["sasl.mechanism"] = settings.sasl_mechanism
-        if settings.sasl_mechanism != "OAUTHBEARER":
+        if settings.sasl_mechanism == "OAUTHBEARER":
+            conf.update(_oauthbearer(settings))
+        else:
             if settings.sasl_username is None or settings.sasl_password is None:
                 raise ConfigurationError(
                     f"SASL {settings.sasl_mechanism} needs PROJECTIONIST_SASL_USERNAME and "
@@ -61,6 +63,40 @@ def client_config(settings: Settings, *, bootstrap_servers: str | None = None) -
             conf[key] = value
     if settings.ssl_key_password is not None:
         conf["ssl.key.password"] = settings.ssl_key_password.get_secret_value()
+    return conf
+
+
+def _oauthbearer(settings: Settings) -> dict[str, Any]:
+    """librdkafka's OAUTHBEARER settings, passed through as given."""
+    conf: dict[str, Any] = {"sasl.oauthbearer.method": settings.sasl_oauthbearer_method}
+    if settings.sasl_oauthbearer_method == "oidc":
+        missing = [
+            name
+            for name, value in (
+                ("CLIENT_ID", settings.sasl_oauthbearer_client_id),
+                ("CLIENT_SECRET", settings.sasl_oauthbearer_client_secret),
+                ("TOKEN_ENDPOINT_URL", settings.sasl_oauthbearer_token_endpoint_url),
+            )
+            if value is None
+        ]
+        if missing:
+            raise ConfigurationError(
+                "OAUTHBEARER oidc needs "
+                + ", ".join(f"PROJECTIONIST_SASL_OAUTHBEARER_{m}" for m in missing)
+            )
+    for key, value in (
+        ("sasl.oauthbearer.client.id", settings.sasl_oauthbearer_client_id),
+        ("sasl.oauthbearer.token.endpoint.url", settings.sasl_oauthbearer_token_endpoint_url),
+        ("sasl.oauthbearer.scope", settings.sasl_oauthbearer_scope),
+    ):
+        if value:
+            conf[key] = value
+    for key, secret in (
+        ("sasl.oauthbearer.client.secret", settings.sasl_oauthbearer_client_secret),
+        ("sasl.oauthbearer.config", settings.sasl_oauthbearer_config),
+    ):
+        if secret is not None:
+            conf[key] = secret.get_secret_value()
     return conf
 
 

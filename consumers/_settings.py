@@ -7,11 +7,13 @@ never appear in ``repr``, logs, ``status`` output or error messages.
 
 from __future__ import annotations
 
+import os
 from typing import Literal
 
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from consumers._secrets import secret_file_values
 from schemas.errors import ConfigurationError
 
 __all__ = ["Settings", "load_settings"]
@@ -51,6 +53,14 @@ class Settings(BaseSettings):
     ssl_certificate_location: str | None = None
     ssl_key_location: str | None = None
     ssl_key_password: SecretStr | None = None
+    # OAUTHBEARER is passed through to librdkafka: "oidc" fetches tokens from the
+    # token endpoint with client credentials; "default" takes sasl.oauthbearer.config.
+    sasl_oauthbearer_method: Literal["default", "oidc"] = "default"
+    sasl_oauthbearer_client_id: str | None = None
+    sasl_oauthbearer_client_secret: SecretStr | None = None
+    sasl_oauthbearer_token_endpoint_url: str | None = None
+    sasl_oauthbearer_scope: str | None = None
+    sasl_oauthbearer_config: SecretStr | None = None
 
     # --- the read-model database -------------------------------------------------------
     database_url: SecretStr = Field(
@@ -157,8 +167,12 @@ class Settings(BaseSettings):
 
 
 def load_settings(**overrides: object) -> Settings:
-    """Environment first, then non-None ``overrides`` (command-line flags) on top."""
+    """Environment (and ``*_FILE`` secrets) first, then non-None ``overrides`` on top."""
     given = {k: v for k, v in overrides.items() if v is not None}
+    secret_fields = [
+        name for name, f in Settings.model_fields.items() if "SecretStr" in str(f.annotation)
+    ]
+    given = {**secret_file_values(os.environ, secret_fields, given=given), **given}
     try:
         return Settings(**given)  # type: ignore[arg-type]
     except ValidationError as exc:

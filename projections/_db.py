@@ -29,8 +29,12 @@ def make_engine(url: str, *, pool_size: int = 5, read_only: bool = False) -> Eng
     """Create an engine for ``url`` (``sqlite:///file.db`` or ``postgresql://…``)."""
     try:
         parsed = make_url(url)
-    except ArgumentError as exc:
-        raise ConfigurationError(f"database URL {url!r} is not a URL: {exc}") from exc
+    except (ArgumentError, ValueError):
+        # Neither the URL nor the parser's message: either may carry the password.
+        raise ConfigurationError(
+            "the database URL is not a URL: use sqlite:///path.db or "
+            "postgresql://user:password@host:port/database"
+        ) from None
     if parsed.drivername in ("postgresql", "postgres"):
         parsed = parsed.set(drivername="postgresql+psycopg")
     if parsed.get_backend_name() == "sqlite":
