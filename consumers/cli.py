@@ -126,7 +126,6 @@ def consume(
     # Metrics, /healthz and /readyz on PROJECTIONIST_METRICS_ADDRESS when set; the
     # runner is rebuilt after a swap or rollback, and the new one is watched instead.
     obs = Observability(settings)
-    obs.start()
     try:
         stats = run_live(
             settings, projection, stop=stop, drain=drain, timeout_s=timeout, build=obs.build_runner

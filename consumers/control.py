@@ -156,5 +156,8 @@ def _add(total: RunStats, more: RunStats) -> None:
             total.started_at = total.started_at or more.started_at
         elif field == "last_applied_at":
             total.last_applied_at = max(total.last_applied_at, more.last_applied_at)
+        elif field == "extra":
+            for key, n in more.extra.items():
+                total.extra[key] = total.extra.get(key, 0) + n
         elif isinstance(value, int):
             setattr(total, field, getattr(total, field) + value)

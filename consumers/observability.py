@@ -82,6 +82,7 @@ class Observability:
         )
         self.watch(runner, observer)
         structlog.contextvars.bind_contextvars(projection=runner.processor.projection.slot)
+        self.start()  # idempotent; after the bind, so its log line names the projection
         return runner
 
     def start(self) -> None:

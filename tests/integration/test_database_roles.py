@@ -18,6 +18,7 @@ from sqlalchemy.exc import DBAPIError
 
 from producers import blog_events
 from projections import CheckpointStore, Topics, create_projection, make_engine
+from projections.versions import VersionStore
 from tests.integration.helpers import publish
 from tests.oracle import assert_blog_matches
 from tests.support import checkpoint_total, run_cli
@@ -59,9 +60,9 @@ def _create_tables(url: str, topic: str) -> None:
     try:
         with engine.begin() as conn:
             CheckpointStore().create(conn)
-            create_projection(
-                "blog", topics=Topics(blog=topic, orders="unused")
-            ).metadata.create_all(conn)
+            projection = create_projection("blog", topics=Topics(blog=topic, orders="unused"))
+            projection.metadata.create_all(conn)
+            VersionStore().ensure(conn, projection)  # the generation pointer and its views
     finally:
         engine.dispose()
 
