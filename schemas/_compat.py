@@ -50,7 +50,8 @@ def _avro(version: SchemaVersion) -> avro.schema.Schema:
 def _resolve(
     reader: SchemaVersion, writer: SchemaVersion, direction: str
 ) -> Incompatibility | None:
-    result = ReaderWriterCompatibilityChecker().get_compatibility(_avro(reader), _avro(writer))
+    checker = ReaderWriterCompatibilityChecker()  # type: ignore[no-untyped-call]
+    result = checker.get_compatibility(_avro(reader), _avro(writer))
     if result.compatibility is SchemaCompatibilityType.compatible:
         return None
     kinds = sorted({k.value for k in result.incompatibilities}) or ["incompatible"]

@@ -20,8 +20,8 @@ from typing import Any
 from fastavro import parse_schema, schemaless_reader, schemaless_writer
 
 from schemas._catalog import SchemaCatalog, SchemaVersion, schema_fingerprint
-from schemas._wire import CONFLUENT_HEADER_LEN, confluent_schema_id, is_confluent_framed
 from schemas._validation import validate
+from schemas._wire import CONFLUENT_HEADER_LEN, confluent_schema_id, is_confluent_framed
 from schemas.errors import UndecodableError, UnknownSchemaError
 
 __all__ = ["SINGLE_OBJECT_MAGIC", "AvroSerde", "DecodedEvent"]
@@ -139,7 +139,9 @@ class AvroSerde:
         try:
             parsed = parse_schema(json.loads(source), _write_hint=False)
         except Exception as exc:
-            raise UnknownSchemaError(f"registry schema id {schema_id} does not parse: {exc}") from exc
+            raise UnknownSchemaError(
+                f"registry schema id {schema_id} does not parse: {exc}"
+            ) from exc
         fp = schema_fingerprint(parsed)
         try:
             # Known to the catalog: same pre-resolved reader as the single-object path.
