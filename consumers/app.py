@@ -17,7 +17,18 @@ from consumers.stats import RunStats
 from projections import CheckpointStore, Projection, Topics, create_projection, make_engine
 from schemas import AvroSerde, SchemaCatalog
 
-__all__ = ["build_runner", "group_id", "topics_from"]
+__all__ = ["build_runner", "build_serde", "group_id", "topics_from"]
+
+
+def build_serde(settings: Settings) -> AvroSerde:
+    """The decoder: single-object always; Confluent framing too when a registry is set."""
+    catalog = SchemaCatalog.load()
+    if not settings.schema_registry_url:
+        return AvroSerde(catalog)
+    from producers.schema_registry import RegistryFraming, registry_client
+
+    registry = RegistryFraming(registry_client(settings.schema_registry_url), catalog)
+    return AvroSerde(catalog, schema_lookup=registry.schema_source)
 
 
 def topics_from(settings: Settings) -> Topics:
@@ -36,13 +47,14 @@ def build_runner(
     bootstrap_servers: str | None = None,
     stop: StopSignal | None = None,
     on_batch: Callable[[ProjectionRunner], None] | None = None,
+    serde: AvroSerde | None = None,
 ) -> ProjectionRunner:
     projection = create_projection(projection_name, topics=topics_from(settings))
     engine = make_engine(settings.database_url_value())
     processor = BatchProcessor(
         engine=engine,
         projection=projection,
-        serde=AvroSerde(SchemaCatalog.load()),
+        serde=serde or build_serde(settings),
         checkpoints=CheckpointStore(),
         dead_letters=KafkaDeadLetterSink(
             producer_config(settings, bootstrap_servers=bootstrap_servers),
