@@ -153,7 +153,10 @@ def serve_commands(
     bootstrap_servers: BootstrapOpt = None,
     command_database_url: CommandDbOpt = None,
 ) -> None:
-    """Serve the command HTTP API (POST/PUT/DELETE /posts, POST /orders, …/fulfill)."""
+    """Serve the command HTTP API (POST/PUT/DELETE /posts, POST /orders, …/fulfill).
+
+    SIGTERM or Ctrl-C stops accepting requests, finishes those in flight and exits 0.
+    """
     import uvicorn
 
     from producers.command_api import create_command_app
@@ -168,26 +171,38 @@ def serve_commands(
         raise ConfigurationError(f"address {settings.commands_address!r} is not host:port")
     engine = _command_engine(settings)
     blog, orders = _services(settings, engine)
-    stop = threading.Event()
+    stop = StopSignal()
+    stop.install()
     relay_thread = None
     if with_relay:
         runner = _relay(settings, engine, stop)
         relay_thread = threading.Thread(target=runner.run_forever, name="relay", daemon=True)
         relay_thread.start()
-    config = uvicorn.Config(
-        create_command_app(blog=blog, orders=orders),
-        host=host,
-        port=int(port),
-        log_level="warning",
-        access_log=False,
+    server = uvicorn.Server(
+        uvicorn.Config(
+            create_command_app(blog=blog, orders=orders),
+            host=host,
+            port=int(port),
+            log_level="warning",
+            access_log=False,
+        )
     )
+    # Off the main thread uvicorn leaves signals alone (it would re-raise SIGTERM after
+    # shutting down and so exit non-zero); our StopSignal decides when it stops.
+    http_thread = threading.Thread(target=server.run, name="http", daemon=True)
+    http_thread.start()
     try:
-        uvicorn.Server(config).run()  # handles SIGTERM/SIGINT itself
+        while http_thread.is_alive() and not stop.wait(0.2):
+            pass
     finally:
         stop.set()
+        server.should_exit = True
+        http_thread.join(timeout=settings.shutdown_grace_s)
         if relay_thread is not None:
             relay_thread.join(timeout=settings.shutdown_grace_s)
         engine.dispose()
+    if not server.started:
+        raise ConfigurationError(f"could not serve on {settings.commands_address}")
 
 
 def _print_progress(label: str) -> Callable[[LoadProgress], None]:
