@@ -55,7 +55,8 @@ def _resolve(
     if result.compatibility is SchemaCompatibilityType.compatible:
         return None
     kinds = sorted({k.value for k in result.incompatibilities}) or ["incompatible"]
-    problem = f"{', '.join(kinds)} at {', '.join(sorted(result.locations))}"
+    where = sorted(result.locations - {"/"}) or ["/"]
+    problem = f"{', '.join(kinds)} at {', '.join(where)}"
     if result.messages:
         problem += f" ({', '.join(sorted(result.messages))})"
     problems = (problem,)
