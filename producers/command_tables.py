@@ -93,7 +93,8 @@ class CommandTables:
             Column("payload", LargeBinary, nullable=False, doc="Avro single-object bytes"),
             Column("occurred_at_ms", BigInteger, nullable=False),
             Column("published_at", DateTime(timezone=True)),
-            UniqueConstraint("aggregate_type", "aggregate_id", "aggregate_version"),
+            # Leads with aggregate_id: the relay's per-aggregate order check looks rows up by it.
+            UniqueConstraint("aggregate_id", "aggregate_type", "aggregate_version"),
         )
         # The relay's claim scans unpublished rows by id; published rows stay for audit
         # and for a relay crash's re-publication, so keep the scan off them.
