@@ -9,14 +9,14 @@ from consumers.broker import EmbeddedBroker
 from consumers.runner import LoopSettings, ProjectionRunner, StopSignal
 from consumers.stats import RunStats
 
-__all__ = [
+__all__ = [  # noqa: RUF022 - sorted case-insensitively, as the test checks
     "BatchProcessor",
     "EmbeddedBroker",
+    "load_settings",
     "LoopSettings",
     "PreparedBatch",
     "ProjectionRunner",
     "RunStats",
     "Settings",
     "StopSignal",
-    "load_settings",
 ]

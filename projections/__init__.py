@@ -10,19 +10,19 @@ from projections.blog import BlogProjection
 from projections.checkpoints import CheckpointStore, Move, TopicPartition
 from projections.registry import Topics, create_projection, projection_names
 
-__all__ = [
+__all__ = [  # noqa: RUF022 - sorted case-insensitively, as the test checks
     "ApplyResult",
     "BlogProjection",
     "CheckpointStore",
-    "Event",
-    "Move",
-    "Projection",
-    "TopicPartition",
-    "Topics",
     "create_projection",
     "database_errors",
+    "Event",
     "is_postgres",
     "make_engine",
+    "Move",
+    "Projection",
     "projection_names",
     "redact_url",
+    "TopicPartition",
+    "Topics",
 ]

@@ -10,7 +10,9 @@ from tests.support import run_cli
 
 
 def _tansu_pids() -> set[str]:
-    out = subprocess.run(["pgrep", "-f", "bin/tansu broker"], capture_output=True, text=True, check=False)
+    out = subprocess.run(
+        ["pgrep", "-f", "bin/tansu broker"], capture_output=True, text=True, check=False
+    )
     return set(out.stdout.split())
 
 
@@ -18,8 +20,11 @@ def test_demo_runs_on_the_embedded_default(tmp_path) -> None:
     """`projectionist demo` starts its own broker, projects the sample, prints the tags, exits 0."""
     before = _tansu_pids()
     db = tmp_path / "demo.db"
-    result = run_cli(["demo", "--posts", "300", "--database-url", f"sqlite:///{db}"],
-                     env={"PROJECTIONIST_BOOTSTRAP_SERVERS": ""}, timeout_s=120)
+    result = run_cli(
+        ["demo", "--posts", "300", "--database-url", f"sqlite:///{db}"],
+        env={"PROJECTIONIST_BOOTSTRAP_SERVERS": ""},
+        timeout_s=120,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     assert "Top tags" in result.stdout
     assert "events applied" in result.stdout
@@ -28,8 +33,18 @@ def test_demo_runs_on_the_embedded_default(tmp_path) -> None:
     assert _tansu_pids() <= before, "the demo left its broker running"
 
 
-@pytest.mark.parametrize("args", [[], ["--help"], ["demo", "--help"], ["consume", "--help"],
-                                  ["topics", "--help"], ["produce", "--help"], ["broker", "--help"]])
+@pytest.mark.parametrize(
+    "args",
+    [
+        [],
+        ["--help"],
+        ["demo", "--help"],
+        ["consume", "--help"],
+        ["topics", "--help"],
+        ["produce", "--help"],
+        ["broker", "--help"],
+    ],
+)
 def test_help_explains_itself(args: list[str]) -> None:
     """Every command answers --help with a description and exit 0 (no args shows help too)."""
     result = run_cli(args, env={})
@@ -39,13 +54,22 @@ def test_help_explains_itself(args: list[str]) -> None:
     assert "Traceback" not in text
 
 
-@pytest.mark.parametrize(("args", "env", "message"), [
-    (["consume", "nosuch", "-b", "127.0.0.1:1"], {}, "unknown projection 'nosuch'"),
-    (["consume", "blog"], {"PROJECTIONIST_BOOTSTRAP_SERVERS": ""}, "no Kafka to talk to"),
-    (["consume", "blog", "-b", "127.0.0.1:1"], {"PROJECTIONIST_BATCH_MAX_MESSAGES": "-5"}, "batch_max_messages"),
-    (["consume", "blog", "-b", "127.0.0.1:1", "-d", "mysql://x"], {}, "unsupported database"),
-])
-def test_user_mistakes_get_one_clear_line(args: list[str], env: dict[str, str], message: str) -> None:
+@pytest.mark.parametrize(
+    ("args", "env", "message"),
+    [
+        (["consume", "nosuch", "-b", "127.0.0.1:1"], {}, "unknown projection 'nosuch'"),
+        (["consume", "blog"], {"PROJECTIONIST_BOOTSTRAP_SERVERS": ""}, "no Kafka to talk to"),
+        (
+            ["consume", "blog", "-b", "127.0.0.1:1"],
+            {"PROJECTIONIST_BATCH_MAX_MESSAGES": "-5"},
+            "batch_max_messages",
+        ),
+        (["consume", "blog", "-b", "127.0.0.1:1", "-d", "mysql://x"], {}, "unsupported database"),
+    ],
+)
+def test_user_mistakes_get_one_clear_line(
+    args: list[str], env: dict[str, str], message: str
+) -> None:
     """Bad input ends with exit 2 and a one-line error, never a traceback."""
     result = run_cli(args, env=env, timeout_s=30)
     assert result.returncode == 2, result.stderr
