@@ -11,7 +11,7 @@ import pytest
 import uvicorn
 
 from producers.command_api import create_command_app
-from tests.command_support import command_side, outbox_events
+from tests.command_support import command_side, outbox_events, unpublished
 from tests.support import wait_for
 
 ORDER = {
@@ -156,16 +156,19 @@ def test_order_place_and_fulfill_over_http(api: tuple[httpx.Client, str]) -> Non
     assert "already fulfilled" in twice.json()["detail"]
 
 
-def test_serve_commands_cli_serves_and_stops_on_sigterm(sqlite_url: str) -> None:
-    """`projectionist serve-commands` answers on its address and exits 0 on SIGTERM."""
+def test_serve_commands_cli_serves_and_stops_on_sigterm(
+    sqlite_url: str, topic_env: dict[str, str]
+) -> None:
+    """`projectionist serve-commands --with-relay` answers on its address, its relay publishes
+    the outbox, and it exits 0 on SIGTERM."""
     import signal
 
     from tests.support import start_cli
 
     port = _free_port()
     proc = start_cli(
-        ["serve-commands", "--address", f"127.0.0.1:{port}"],
-        env={"PROJECTIONIST_COMMAND_DATABASE_URL": sqlite_url},
+        ["serve-commands", "--address", f"127.0.0.1:{port}", "--with-relay"],
+        env={**topic_env, "PROJECTIONIST_COMMAND_DATABASE_URL": sqlite_url},
     )
     try:
 
@@ -181,6 +184,9 @@ def test_serve_commands_cli_serves_and_stops_on_sigterm(sqlite_url: str) -> None
             f"http://127.0.0.1:{port}/posts", json={"title": "cli", "author": "ann"}, timeout=5
         )
         assert created.status_code == 201, created.text
+        wait_for(
+            "the in-process relay to publish", lambda: unpublished(sqlite_url) == 0, timeout_s=30
+        )
     finally:
         proc.send_signal(signal.SIGTERM)
         _out, err = proc.communicate(timeout=20)
