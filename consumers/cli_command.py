@@ -285,7 +285,11 @@ def _produce_raw(
     events = noisy_sample(count=count, duplicates=duplicates, out_of_order=stale, seed=seed)
     topics = {"blog": settings.blog_topic, "orders": settings.orders_topic}
     ensure_topics(client_config(settings), topics.values(), partitions=settings.topic_partitions)
-    publisher = EventPublisher(producer_config(settings), serde=AvroSerde(SchemaCatalog.load()))
+    publisher = EventPublisher(
+        producer_config(settings),
+        serde=AvroSerde(SchemaCatalog.load()),
+        framing=_framing(settings),
+    )
     done = drive_publisher(
         publisher, events, topic_for=topics.__getitem__, rate=rate, report=_print_progress("events")
     )

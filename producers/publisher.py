@@ -51,11 +51,14 @@ class EventPublisher:
         *,
         serde: AvroSerde,
         producer_factory: Callable[[dict[str, Any]], Producer] = Producer,
+        framing: Callable[[bytes], bytes] | None = None,
     ) -> None:
         self._conf = dict(producer_conf)
         self._factory = producer_factory
         self._producer = producer_factory(self._conf)
         self._serde = serde
+        #: e.g. ``RegistryFraming``: single-object bytes → Confluent wire format
+        self._framing = framing
         self._failures: list[PublishFailure] = []
         self.delivered = 0
 
@@ -70,6 +73,8 @@ class EventPublisher:
         extra_headers: Mapping[str, str] | None = None,
     ) -> None:
         value = self._serde.encode(event_type, record)
+        if self._framing is not None:
+            value = self._framing(value)
         self.publish_raw(
             topic,
             value,

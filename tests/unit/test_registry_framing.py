@@ -158,3 +158,28 @@ def test_a_foreign_schema_from_the_registry_resolves_to_our_newest(catalog: Sche
     assert decoded.event_type == "blog.BlogPostDeleted"
     assert decoded.record["post_id"] == ev.record["post_id"]
     assert "reason" not in decoded.record
+
+
+def test_publisher_applies_the_registry_framing(
+    registry: RegistryFraming, catalog: SchemaCatalog
+) -> None:
+    """EventPublisher(framing=…) hands the producer Confluent-framed values."""
+    from producers import EventPublisher
+
+    sent: list[bytes] = []
+
+    class _Producer:
+        def __init__(self, _conf: dict) -> None: ...
+        def produce(self, topic: str, value: bytes, **_: object) -> None:
+            sent.append(value)
+
+    publisher = EventPublisher(
+        {}, serde=AvroSerde(catalog), producer_factory=_Producer, framing=registry
+    )
+    ev = blog_events(posts=1)[0]
+    publisher.publish("t", ev.event_type, ev.record, key=ev.key)
+    assert sent[0][:1] == b"\x00"
+    assert (
+        AvroSerde(catalog, schema_lookup=registry.schema_source).decode(sent[0]).record["post_id"]
+        == ev.key
+    )
