@@ -17,6 +17,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import Connection, Engine, select
+from sqlalchemy.exc import IntegrityError
 
 from producers._rules import check_post, normalise_tags, slugify
 from producers.command_errors import AggregateNotFound, InvalidCommand, VersionConflict
@@ -65,8 +66,16 @@ class BlogService:
     ) -> CommandResult:
         check_post(title=title, description=description, tags=tags, author=author)
         post_id = post_id or f"post-{uuid.uuid4().hex}"
-        now = self._clock()
+        try:
+            return self._create(post_id, title, description, author, normalise_tags(tags))
+        except IntegrityError:  # a concurrent create of the same id won the race
+            raise InvalidCommand([f"post_id: {post_id!r} already exists"]) from None
+
+    def _create(
+        self, post_id: str, title: str, description: str, author: str, tags: list[str]
+    ) -> CommandResult:
         t = self.tables
+        now = self._clock()
         with self.engine.begin() as conn:
             if conn.execute(select(t.posts.c.post_id).where(t.posts.c.post_id == post_id)).first():
                 raise InvalidCommand([f"post_id: {post_id!r} already exists"])
@@ -82,7 +91,7 @@ class BlogService:
                     version=1,
                 )
             )
-            return self._emit_updated(conn, post_id, normalise_tags(tags))
+            return self._emit_updated(conn, post_id, tags)
 
     def update(
         self,

@@ -22,6 +22,7 @@ from producers.blog_service import BlogService
 from producers.command_errors import AggregateNotFound, InvalidCommand, VersionConflict
 from producers.order_service import OrderService
 from producers.outbox import CommandResult
+from schemas.errors import InvalidEventError
 
 __all__ = ["create_command_app"]
 
@@ -99,6 +100,11 @@ def create_command_app(*, blog: BlogService, orders: OrderService) -> FastAPI:
     @app.exception_handler(InvalidCommand)
     async def _invalid(_req: Request, exc: InvalidCommand) -> JSONResponse:
         return _problem(422, "invalid command", exc.problems)
+
+    @app.exception_handler(InvalidEventError)
+    async def _bad_event(_req: Request, exc: InvalidEventError) -> JSONResponse:
+        # Input rules should catch everything first; the contract's own check is the net.
+        return _problem(422, "invalid event", str(exc))
 
     @app.exception_handler(AggregateNotFound)
     async def _not_found(_req: Request, exc: AggregateNotFound) -> JSONResponse:

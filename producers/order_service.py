@@ -14,6 +14,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import Engine, select
+from sqlalchemy.exc import IntegrityError
 
 from producers._rules import check_order
 from producers.command_errors import AggregateNotFound, InvalidCommand, VersionConflict
@@ -61,35 +62,40 @@ class OrderService:
         order_id = order_id or f"order-{uuid.uuid4().hex}"
         t = self.tables
         total = sum(int(x["quantity"]) * int(x["unit_price_minor"]) for x in lines)
-        with self.engine.begin() as conn:
-            found = conn.execute(select(t.orders.c.order_id).where(t.orders.c.order_id == order_id))
-            if found.first():
-                raise InvalidCommand([f"order_id: {order_id!r} already exists"])
-            conn.execute(
-                t.orders.insert().values(
-                    order_id=order_id,
-                    customer_id=customer_id,
-                    customer_email=customer_email,
-                    currency=currency,
-                    total_minor=total,
-                    status="placed",
-                    placed_at=self._clock(),
-                    version=1,
+        try:
+            with self.engine.begin() as conn:
+                found = conn.execute(
+                    select(t.orders.c.order_id).where(t.orders.c.order_id == order_id)
                 )
-            )
-            conn.execute(
-                t.order_lines.insert(),
-                [
-                    {
-                        "order_id": order_id,
-                        "line_no": i,
-                        "sku": str(x["sku"]),
-                        "quantity": int(x["quantity"]),
-                        "unit_price_minor": int(x["unit_price_minor"]),
-                    }
-                    for i, x in enumerate(lines)
-                ],
-            )
+                if found.first():
+                    raise InvalidCommand([f"order_id: {order_id!r} already exists"])
+                conn.execute(
+                    t.orders.insert().values(
+                        order_id=order_id,
+                        customer_id=customer_id,
+                        customer_email=customer_email,
+                        currency=currency,
+                        total_minor=total,
+                        status="placed",
+                        placed_at=self._clock(),
+                        version=1,
+                    )
+                )
+                conn.execute(
+                    t.order_lines.insert(),
+                    [
+                        {
+                            "order_id": order_id,
+                            "line_no": i,
+                            "sku": str(x["sku"]),
+                            "quantity": int(x["quantity"]),
+                            "unit_price_minor": int(x["unit_price_minor"]),
+                        }
+                        for i, x in enumerate(lines)
+                    ],
+                )
+        except IntegrityError:  # a concurrent place of the same id won the race
+            raise InvalidCommand([f"order_id: {order_id!r} already exists"]) from None
         return CommandResult(order_id, 1)
 
     def fulfill(self, order_id: str, *, expected_version: int | None = None) -> CommandResult:

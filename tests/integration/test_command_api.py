@@ -118,6 +118,23 @@ def test_stale_if_match_is_409_with_the_current_version(api: tuple[httpx.Client,
             "quantity",
         ),
         ("POST", "/orders/order-nope/fulfill", None, {}, 404, "not found"),
+        (
+            "POST",
+            "/orders",
+            {**ORDER, "lines": [{"sku": "A", "quantity": 2**40, "unit_price_minor": 1}]},
+            {},
+            422,
+            "quantity: must be 1-1,000,000",
+        ),
+        (
+            "POST",
+            "/orders",
+            {**ORDER, "lines": [{"sku": "S" * 65, "quantity": 1, "unit_price_minor": 1}]},
+            {},
+            422,
+            "sku",
+        ),
+        ("POST", "/posts", {"title": "x", "author": "a" * 201}, {}, 422, "author: at most 200"),
     ],
 )
 def test_bad_requests_are_4xx_json(

@@ -102,9 +102,12 @@ def test_invalid_post_is_refused_with_a_clear_problem(
         ({"lines": []}, "at least one line"),
         (
             {"lines": [{"sku": "A", "quantity": 0, "unit_price_minor": 5}]},
-            "quantity: must be positive",
+            "quantity: must be 1-1,000,000",
         ),
-        ({"lines": [{"sku": "A", "quantity": 1, "unit_price_minor": -5}]}, "must not be negative"),
+        (
+            {"lines": [{"sku": "A", "quantity": 1, "unit_price_minor": -5}]},
+            "unit_price_minor: must be 0-",
+        ),
     ],
 )
 def test_invalid_order_is_refused(sqlite_url: str, kwargs: dict[str, Any], problem: str) -> None:
@@ -180,3 +183,21 @@ def test_outbox_refuses_events_the_contract_rejects(sqlite_url: str) -> None:
             },
         )
     assert outbox_events(sqlite_url) == []
+
+
+def test_client_chosen_ids_are_unique(db_url: str) -> None:
+    """A second create/place with an id already taken is refused and writes no event."""
+    with command_side(db_url) as cs:
+        cs.blog.create(title="a", author="ann", post_id="post-1")
+        with pytest.raises(InvalidCommand, match="already exists"):
+            cs.blog.create(title="b", author="bob", post_id="post-1")
+        args = {
+            "customer_id": "c",
+            "customer_email": "c@example.test",
+            "currency": "EUR",
+            "lines": LINES,
+        }
+        cs.orders.place(order_id="order-1", **args)
+        with pytest.raises(InvalidCommand, match="already exists"):
+            cs.orders.place(order_id="order-1", **args)
+    assert len(outbox_events(db_url)) == 1
