@@ -138,6 +138,15 @@ class EventPublisher:
     def poll(self, timeout_s: float = 0) -> None:
         self._producer.poll(timeout_s)
 
+    def reset(self) -> None:
+        """Drop everything unacknowledged and start a fresh producer (new producer id).
+
+        For callers that retry a whole batch themselves (the outbox relay): the old
+        queue would otherwise deliver late copies, and an idempotent producer whose
+        broker forgot it may never recover (see the broker notes)."""
+        self._recreate()
+        self._failures = []
+
     def _recreate(self) -> None:
         # Undelivered messages of the dead producer are purged and reported as failed.
         try:

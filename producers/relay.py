@@ -129,6 +129,8 @@ class OutboxRelay:
                     sent = self.relay_once()
                 except (BrokerUnavailable, OperationalError) as exc:
                     self.stats.retries += 1
+                    if isinstance(exc, BrokerUnavailable):
+                        self.publisher.reset()  # the round is retried whole, from the outbox
                     log.warning("relay.retry", error=str(exc)[:300], delay_s=round(delay, 2))
                     self._sleep(delay * random.uniform(0.5, 1.0))
                     delay = min(self.settings.retry_max_s, delay * 2)

@@ -15,11 +15,16 @@ class FlakyPublisher:
         self.failures = failures
         self.pending: list[tuple[str, str]] = []
         self.acked: list[tuple[str, str]] = []
+        self.resets = 0
 
     def publish_raw(
         self, topic: str, value: bytes | None, *, key: str, event_id: str, **_: Any
     ) -> None:
         self.pending.append((key, event_id))
+
+    def reset(self) -> None:
+        self.resets += 1
+        self.pending = []
 
     def flush(self, timeout_s: float = 60.0) -> None:
         batch, self.pending = self.pending, []
@@ -44,6 +49,7 @@ def test_broker_outage_rolls_back_the_round_and_retries(sqlite_url: str) -> None
         )
         stats = relay.drain(timeout_s=30)
     assert stats.retries == 2
+    assert publisher.resets == 2, "a failed round must start over on a fresh producer"
     assert stats.published == 10
     assert unpublished(sqlite_url) == 0
     assert len(publisher.acked) == 10
