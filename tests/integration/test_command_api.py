@@ -209,3 +209,24 @@ def test_serve_commands_cli_serves_and_stops_on_sigterm(
         _out, err = proc.communicate(timeout=20)
     assert proc.returncode == 0, err[-2000:]
     assert len(outbox_events(sqlite_url)) == 1
+
+
+def test_concurrent_edits_from_one_version_exactly_one_wins(api: tuple[httpx.Client, str]) -> None:
+    """Eight simultaneous PUTs with If-Match "1": one 200, seven 409s, one new event."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    client, url = api
+    post_id = client.post("/posts", json={"title": "t", "author": "ann"}).json()["post_id"]
+    barrier = threading.Barrier(8)
+
+    def edit(n: int) -> int:
+        barrier.wait(timeout=10)
+        response = client.put(
+            f"/posts/{post_id}", json={"title": f"editor {n}"}, headers={"If-Match": '"1"'}
+        )
+        return response.status_code
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        statuses = sorted(pool.map(edit, range(8)))
+    assert statuses == [200] + [409] * 7
+    assert len(outbox_events(url)) == 2
