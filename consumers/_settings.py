@@ -68,6 +68,27 @@ class Settings(BaseSettings):
         description="sqlite:///path.db or postgresql://user:pass@host/db",
     )
 
+    # --- the command side: services, outbox relay, Schema Registry ------------------------
+    command_database_url: SecretStr | None = Field(
+        default=None,
+        description="database of the command services and their outbox (default: database_url)",
+    )
+    commands_address: str = Field(
+        default="127.0.0.1:8081", description="host:port of the command HTTP API"
+    )
+    relay_batch_size: int = Field(default=500, ge=1, le=100_000)
+    relay_poll_interval_s: float = Field(default=0.2, gt=0, le=60)
+    relay_pause_after_ack_s: float = Field(
+        default=0.0,
+        ge=0,
+        description="fault injection for crash tests: pause after the ack, before the mark",
+    )
+    schema_registry_url: str | None = Field(
+        default=None,
+        description="Confluent Schema Registry URL; set: producers write its wire format",
+    )
+    schema_registry_auto_register: bool = True
+
     # --- the consumer loop ---------------------------------------------------------------
     batch_max_messages: int = Field(default=5_000, ge=1, le=1_000_000)
     batch_timeout_s: float = Field(default=0.2, gt=0, le=60)
@@ -142,6 +163,8 @@ class Settings(BaseSettings):
         "smtp_username",
         "smtp_ca_file",
         "reconcile_interval_s",
+        "schema_registry_url",
+        "command_database_url",
         mode="before",
     )
     @classmethod
@@ -164,6 +187,10 @@ class Settings(BaseSettings):
 
     def database_url_value(self) -> str:
         return self.database_url.get_secret_value()
+
+    def command_database_url_value(self) -> str:
+        url = self.command_database_url or self.database_url
+        return url.get_secret_value()
 
 
 def load_settings(**overrides: object) -> Settings:

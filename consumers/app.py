@@ -32,7 +32,18 @@ from projections import (
 )
 from schemas import AvroSerde, SchemaCatalog
 
-__all__ = ["build_runner", "group_id", "topics_from"]
+__all__ = ["build_runner", "build_serde", "group_id", "topics_from"]
+
+
+def build_serde(settings: Settings) -> AvroSerde:
+    """The decoder: single-object always; Confluent framing too when a registry is set."""
+    catalog = SchemaCatalog.load()
+    if not settings.schema_registry_url:
+        return AvroSerde(catalog)
+    from producers.schema_registry import RegistryFraming, registry_client
+
+    registry = RegistryFraming(registry_client(settings.schema_registry_url), catalog)
+    return AvroSerde(catalog, schema_lookup=registry.schema_source)
 
 
 def topics_from(settings: Settings) -> Topics:
@@ -58,6 +69,7 @@ def build_runner(
     control: RunnerControl | None = None,
     live: bool = True,
     batch_max_messages: int | None = None,
+    serde: AvroSerde | None = None,
 ) -> ProjectionRunner:
     """A runner for one generation (default: the code's version) of ``projection_name``.
 
@@ -71,7 +83,7 @@ def build_runner(
     processor = BatchProcessor(
         engine=engine,
         projection=projection,
-        serde=AvroSerde(SchemaCatalog.load()),
+        serde=serde or build_serde(settings),
         checkpoints=CheckpointStore(),
         dead_letters=KafkaDeadLetterSink(
             producer_config(settings, bootstrap_servers=bootstrap_servers),

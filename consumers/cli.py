@@ -14,7 +14,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from consumers._kafka import client_config, ensure_topics, producer_config
+from consumers._kafka import client_config, ensure_topics
 from consumers._settings import Settings, load_settings
 from consumers.logs import configure_logging
 from consumers.runner import StopSignal
@@ -156,30 +156,6 @@ def topics(
 
 
 @app.command()
-def produce(
-    posts: Annotated[
-        int, typer.Option(min=0, help="blog posts to create, with edits and deletes")
-    ] = 1_000,
-    seed: Annotated[int, typer.Option(help="random seed: the same seed gives the same events")] = 1,
-    duplicates: Annotated[
-        float, typer.Option(min=0, max=1, help="ratio of events re-published")
-    ] = 0.0,
-    bootstrap_servers: BootstrapOpt = None,
-) -> None:
-    """Publish a realistic sample of blog events straight to Kafka."""
-    from producers import EventPublisher, blog_events, with_noise
-    from schemas import AvroSerde, SchemaCatalog
-
-    settings = _settings(bootstrap_servers=bootstrap_servers)
-    events = with_noise(blog_events(posts=posts, seed=seed), duplicate_ratio=duplicates, seed=seed)
-    publisher = EventPublisher(producer_config(settings), serde=AvroSerde(SchemaCatalog.load()))
-    for ev in events:
-        publisher.publish(settings.blog_topic, ev.event_type, ev.record, key=ev.key)
-    publisher.flush()
-    console.print(f"published {len(events)} events to {settings.blog_topic}")
-
-
-@app.command()
 def broker(
     port: Annotated[
         int | None, typer.Option(help="port on 127.0.0.1 (default: a free one)")
@@ -210,5 +186,7 @@ def main() -> None:
         sys.exit(1)
 
 
-import consumers.cli_read  # noqa: E402 - registers commands
-import consumers.cli_rebuild  # noqa: E402,F401 - registers commands
+# Command modules register themselves on ``app`` when imported.
+import consumers.cli_command  # noqa: E402
+import consumers.cli_read  # noqa: E402
+import consumers.cli_rebuild  # noqa: E402,F401

@@ -51,11 +51,14 @@ class EventPublisher:
         *,
         serde: AvroSerde,
         producer_factory: Callable[[dict[str, Any]], Producer] = Producer,
+        framing: Callable[[bytes], bytes] | None = None,
     ) -> None:
         self._conf = dict(producer_conf)
         self._factory = producer_factory
         self._producer = producer_factory(self._conf)
         self._serde = serde
+        #: e.g. ``RegistryFraming``: single-object bytes → Confluent wire format
+        self._framing = framing
         self._failures: list[PublishFailure] = []
         self.delivered = 0
 
@@ -70,6 +73,8 @@ class EventPublisher:
         extra_headers: Mapping[str, str] | None = None,
     ) -> None:
         value = self._serde.encode(event_type, record)
+        if self._framing is not None:
+            value = self._framing(value)
         self.publish_raw(
             topic,
             value,
@@ -132,6 +137,15 @@ class EventPublisher:
 
     def poll(self, timeout_s: float = 0) -> None:
         self._producer.poll(timeout_s)
+
+    def reset(self) -> None:
+        """Drop everything unacknowledged and start a fresh producer (new producer id).
+
+        For callers that retry a whole batch themselves (the outbox relay): the old
+        queue would otherwise deliver late copies, and an idempotent producer whose
+        broker forgot it may never recover (see the broker notes)."""
+        self._recreate()
+        self._failures = []
 
     def _recreate(self) -> None:
         # Undelivered messages of the dead producer are purged and reported as failed.

@@ -1,6 +1,9 @@
 """Avro single-object encoding: ``0xC3 0x01`` + 8-byte CRC-64-AVRO fingerprint + body.
 
 The registry-free default framing (Avro specification, "Single-object encoding").
+Values in the Confluent wire format (``0x00`` + 4-byte schema id + body) decode too
+when a ``schema_lookup`` (schema id → schema JSON, from a registry client) is given:
+the first byte tells the two framings apart, so one topic may hold both.
 Decoding looks the fingerprint up in the :class:`SchemaCatalog` and resolves the
 writer's schema against the newest version of the same record (schema evolution),
 with one pre-resolved reader per fingerprint so the hot path does no lookups by name.
@@ -9,14 +12,16 @@ with one pre-resolved reader per fingerprint so the hot path does no lookups by 
 from __future__ import annotations
 
 import io
-from collections.abc import Mapping
+import json
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from fastavro import schemaless_reader, schemaless_writer
+from fastavro import parse_schema, schemaless_reader, schemaless_writer
 
-from schemas._catalog import SchemaCatalog, SchemaVersion
+from schemas._catalog import SchemaCatalog, SchemaVersion, schema_fingerprint
 from schemas._validation import validate
+from schemas._wire import CONFLUENT_HEADER_LEN, confluent_schema_id, is_confluent_framed
 from schemas.errors import UndecodableError, UnknownSchemaError
 
 __all__ = ["SINGLE_OBJECT_MAGIC", "AvroSerde", "DecodedEvent"]
@@ -45,10 +50,19 @@ class _Reader:
 class AvroSerde:
     """Encode and decode events with the single-object framing."""
 
-    def __init__(self, catalog: SchemaCatalog, *, validate_events: bool = True) -> None:
+    def __init__(
+        self,
+        catalog: SchemaCatalog,
+        *,
+        validate_events: bool = True,
+        schema_lookup: Callable[[int], str] | None = None,
+    ) -> None:
         self._catalog = catalog
         self._validate = validate_events
         self._readers: dict[bytes, _Reader] = {}
+        #: registry schema id → schema JSON; None: Confluent-framed values are undecodable
+        self._schema_lookup = schema_lookup
+        self._by_schema_id: dict[int, _Reader] = {}
 
     @property
     def catalog(self) -> SchemaCatalog:
@@ -69,13 +83,19 @@ class AvroSerde:
         """Decode one message value; raise a :class:`PoisonError` subclass when impossible."""
         if data is None:
             raise UndecodableError("message has no value (null payload)")
-        if len(data) < _HEADER_LEN or data[:2] != SINGLE_OBJECT_MAGIC:
+        if is_confluent_framed(data):
+            reader = self._registry_reader(confluent_schema_id(data))
+            start = CONFLUENT_HEADER_LEN
+        elif len(data) >= _HEADER_LEN and data[:2] == SINGLE_OBJECT_MAGIC:
+            reader = self._reader(data[2:_HEADER_LEN])
+            start = _HEADER_LEN
+        else:
             raise UndecodableError(
-                f"not Avro single-object encoded (first bytes {data[:4].hex() or 'none'})"
+                f"neither Avro single-object nor Confluent framed "
+                f"(first bytes {data[:4].hex() or 'none'})"
             )
-        reader = self._reader(data[2:_HEADER_LEN])
         body = io.BytesIO(data)
-        body.seek(_HEADER_LEN)
+        body.seek(start)
         try:
             record = schemaless_reader(body, reader.writer, reader.reader)
         except Exception as exc:
@@ -104,6 +124,38 @@ class AvroSerde:
                 None if newest.fingerprint == fp else newest.parsed,
             )
             self._readers[fp] = cached
+        return cached
+
+    def _registry_reader(self, schema_id: int) -> _Reader:
+        cached = self._by_schema_id.get(schema_id)
+        if cached is not None:
+            return cached
+        if self._schema_lookup is None:
+            raise UndecodableError(
+                f"Confluent-framed value (schema id {schema_id}) but no schema registry "
+                "is configured (PROJECTIONIST_SCHEMA_REGISTRY_URL)"
+            )
+        source = self._schema_lookup(schema_id)
+        try:
+            parsed = parse_schema(json.loads(source), _write_hint=False)
+        except Exception as exc:
+            raise UnknownSchemaError(
+                f"registry schema id {schema_id} does not parse: {exc}"
+            ) from exc
+        fp = schema_fingerprint(parsed)
+        try:
+            # Known to the catalog: same pre-resolved reader as the single-object path.
+            cached = self._reader(fp)
+        except UnknownSchemaError:
+            # Registered by another producer, not in our files: resolve to our newest
+            # version of the same record (or read as written when we have none).
+            name = parsed.get("name", "") if isinstance(parsed, dict) else ""
+            try:
+                newest: Any = self._catalog.latest(name).parsed
+            except UnknownSchemaError:
+                newest = None
+            cached = _Reader(name, 0, parsed, newest)
+        self._by_schema_id[schema_id] = cached
         return cached
 
     def _writer_schema(self, event_type: str, version: int | None) -> SchemaVersion:
