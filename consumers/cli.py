@@ -59,20 +59,26 @@ def _settings(**overrides: object) -> Settings:
 
 @app.command()
 def demo(
-    posts: Annotated[
-        int, typer.Option(min=10, help="posts to create (each edited a few times)")
-    ] = 1_500,
+    commands: Annotated[
+        int,
+        typer.Option(min=10, help="commands to run: ~85% post creates/edits/deletes, ~15% orders"),
+    ] = 6_500,
     bootstrap_servers: BootstrapOpt = None,
     database_url: Annotated[
         str, typer.Option("--database-url", "-d", help="SQLite file for the demo's read models")
     ] = "sqlite:///projectionist-demo.db",
+    command_database_url: Annotated[
+        str,
+        typer.Option(help="SQLite file for the command side's state and outbox"),
+    ] = "sqlite:///projectionist-demo-commands.db",
 ) -> None:
-    """Run the main job end to end on the embedded default (broker + SQLite); show the tags."""
+    """Run the main job end to end on the embedded default: commands, outbox, Kafka, views."""
     from consumers.demo import run_demo
 
     settings = _settings(
         bootstrap_servers=bootstrap_servers,
         database_url=database_url,
+        command_database_url=command_database_url,
         log_level="WARNING",
         # One process on one machine: eager assignment and a short session make the
         # group join take ~3 s instead of ~20 s on the embedded broker.
@@ -82,7 +88,7 @@ def demo(
     )
     stop = StopSignal()
     stop.install()
-    raise typer.Exit(run_demo(settings, posts=posts, console=console, stop=stop))
+    raise typer.Exit(run_demo(settings, commands=commands, console=console, stop=stop))
 
 
 @app.command()

@@ -22,13 +22,23 @@ def test_demo_runs_on_the_embedded_default(tmp_path) -> None:
     """`projectionist demo` starts its own broker, projects the sample, prints the tags, exits 0."""
     db = tmp_path / "demo.db"
     result = run_cli(
-        ["demo", "--posts", "300", "--database-url", f"sqlite:///{db}"],
+        [
+            "demo",
+            "--commands",
+            "600",
+            "--database-url",
+            f"sqlite:///{db}",
+            "--command-database-url",
+            f"sqlite:///{tmp_path / 'commands.db'}",
+        ],
         env={"PROJECTIONIST_BOOTSTRAP_SERVERS": ""},
         timeout_s=120,
     )
     assert result.returncode == 0, result.stderr[-3000:]
     assert "Top tags" in result.stdout
     assert "events applied" in result.stdout
+    assert "Sales by currency" in result.stdout
+    assert "600 commands" in result.stdout
     assert "python" in result.stdout  # the most frequent tag of the Zipf vocabulary
     assert db.exists()
     found = re.search(r"embedded Tansu at 127\.0\.0\.1:(\d+)", result.stdout)
