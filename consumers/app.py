@@ -51,6 +51,9 @@ def build_runner(
         ),
         stats=RunStats(),
         ledger_retention=timedelta(hours=settings.ledger_retention_hours),
+        event_dedup=settings.event_dedup,
+        dead_letter_mode=settings.dead_letter_mode,
+        applied_log=settings.applied_log,
     )
     return ProjectionRunner(
         consumer_conf=consumer_config(
