@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import random
-from collections.abc import Iterator
 
 import pytest
 
@@ -23,7 +22,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 
 @pytest.fixture
-def seed(request: pytest.FixtureRequest) -> Iterator[int]:
+def seed(request: pytest.FixtureRequest) -> int:
     given = request.config.getoption("--seed", default=None) or os.environ.get("FAULT_SEED")
     value = int(given) if given else random.SystemRandom().randrange(1, 1 << 31)
     print(f"FAULT SEED {value}: rerun with  pytest {request.node.nodeid} --seed {value}")
