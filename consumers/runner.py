@@ -174,6 +174,8 @@ class ProjectionRunner:
             while True:
                 try:
                     new = self.processor.commit(batch, self.positions)
+                    # before the re-seek in ``finally``: resume after this batch, not in it
+                    self.positions.update({tp: o for tp, o in new.items() if tp in self.positions})
                     break
                 except RetryableError as exc:
                     attempt += 1
@@ -206,7 +208,6 @@ class ProjectionRunner:
             if paused:
                 self._reposition(consumer, reload=False)
         self.ready = True
-        self.positions.update({tp: off for tp, off in new.items() if tp in self.positions})
         offsets = [
             TopicPartition(t, p, off + 1) for (t, p), off in new.items() if (t, p) in self.positions
         ]

@@ -70,6 +70,9 @@ class TcpProxy:
         self.cuts += 1
         listener, self._listener = self._listener, None
         if listener is not None:
+            # shutdown() first: close() alone leaves a thread blocked in accept() listening
+            with contextlib.suppress(OSError):
+                listener.shutdown(socket.SHUT_RDWR)
             listener.close()
         with self._lock:
             conns, self._conns = self._conns, []
