@@ -83,9 +83,10 @@ def read_dead_letters(
             if time.monotonic() > deadline:
                 raise BrokerUnavailable(f"could not read {topic} to its end within {timeout_s}s")
             for msg in consumer.consume(1_000, 0.5):
-                if msg.error() is not None:
+                partition = msg.partition()
+                if msg.error() is not None or partition is None:
                     continue
-                records[msg.partition()].append(_record(msg))
+                records[partition].append(_record(msg))
         return [r for p in partitions for r in records[p]]
     finally:
         consumer.close()
