@@ -66,6 +66,7 @@ def test_frozen_consumer_cannot_commit_its_stale_batch(
             timeout_s=90,
         )
         survivor_stats = fleet.term(survivor)
+        assert survivor_stats is not None
         zombie.send_signal(signal.SIGTERM)
         out, err = zombie.communicate(timeout=60)
         assert zombie.returncode == 0, err[-3000:]
