@@ -200,3 +200,6 @@ def main() -> None:
     except ProjectionistError as exc:
         Console(stderr=True, soft_wrap=True).print(f"[red]error:[/] {type(exc).__name__}: {exc}")
         sys.exit(1)
+
+
+from consumers import cli_dlq  # noqa: E402,F401 - registers commands

@@ -167,6 +167,39 @@ class ReplayLedger:
             new.update((r.topic, r.partition, r.offset) for r in conn.execute(stmt))
         return new
 
+    def replayed(
+        self, conn: Connection, projection: str, positions: Sequence[tuple[str, int, int]]
+    ) -> set[tuple[str, int, int]]:
+        """Which of ``positions`` have been replayed (committed claims)."""
+        t = self.table
+        out: set[tuple[str, int, int]] = set()
+        for part in chunks(list(positions), _ROWS_PER_INSERT):
+            query = select(t.c.topic, t.c.partition, t.c.offset).where(
+                and_(
+                    t.c.projection == projection,
+                    tuple_(t.c.topic, t.c.partition, t.c.offset).in_(list(part)),
+                )
+            )
+            out.update((r.topic, r.partition, r.offset) for r in conn.execute(query))
+        return out
+
+    def release(
+        self, conn: Connection, projection: str, positions: Sequence[tuple[str, int, int]]
+    ) -> None:
+        """Forget claims whose events were rejected again: a later replay may retry them."""
+        t = self.table
+        for topic, partition, offset in positions:
+            conn.execute(
+                t.delete().where(
+                    and_(
+                        t.c.projection == projection,
+                        t.c.topic == topic,
+                        t.c.partition == partition,
+                        t.c.offset == offset,
+                    )
+                )
+            )
+
 
 @dataclass(frozen=True, slots=True)
 class AppliedRow:
