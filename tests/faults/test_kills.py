@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import random
 
+import pytest
+
 from tests.faults.checker import Report, finish
 from tests.faults.fleet import DRAIN, Fleet
 from tests.faults.stream import build_stream, publish
@@ -11,17 +13,29 @@ from tests.support import checkpoint_total, json_line, run_cli, unique, wait_for
 
 
 def kill_points(rng: random.Random, total: int, n: int) -> list[int]:
-    """``n`` checkpoint totals in (5%, 90%) of the run, at least 2% apart."""
-    slots = sorted(rng.sample(range(5, 90, 2), n))
-    return [total * s // 100 + rng.randrange(max(1, total // 50)) for s in slots]
+    """``n`` checkpoint totals in (5%, 90%) of the run, at least 2% apart (n <= 42)."""
+    slots = sorted(rng.sample(range(50, 900, 20), n))
+    return [total * s // 1000 + rng.randrange(max(1, total // 50)) for s in slots]
 
 
 def test_sigkill_at_ten_points_then_restart(
     seed: int, bootstrap: str, fault_env: dict[str, str], pg_url: str
 ) -> None:
     """Ten SIGKILLs mid-batch: after restarts nothing is lost or applied twice."""
+    run_kills(seed, bootstrap, fault_env, pg_url, posts=700, kills=10)
+
+
+@pytest.mark.soak
+def test_sigkill_soak(seed: int, bootstrap: str, fault_env: dict[str, str], pg_url: str) -> None:
+    """Forty SIGKILLs over a longer stream (make soak)."""
+    run_kills(seed, bootstrap, fault_env, pg_url, posts=5_000, kills=40)
+
+
+def run_kills(
+    seed: int, bootstrap: str, fault_env: dict[str, str], pg_url: str, *, posts: int, kills: int
+) -> None:
     rng = random.Random(seed)
-    items = build_stream(rng, posts=700, poison=20, duplicates=0.03, late_versions=0.03)
+    items = build_stream(rng, posts=posts, poison=20, duplicates=0.03, late_versions=0.03)
     topic = fault_env["PROJECTIONIST_BLOG_TOPIC"]
     published = publish(bootstrap, topic, items)
     env = {
@@ -31,7 +45,7 @@ def test_sigkill_at_ten_points_then_restart(
     fleet = Fleet(env)
     total = len(published)
     try:
-        for point in kill_points(rng, total, 10):
+        for point in kill_points(rng, total, kills):
             before = checkpoint_total(pg_url, "blog_v1")
             # A group of its own per run: the restart does not wait out the killed member's
             # session (progress lives in the database, not in the group).
