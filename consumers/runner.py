@@ -231,7 +231,8 @@ class ProjectionRunner:
                 lambda: self.processor.load_positions(list(self.positions)), "reload checkpoints"
             )
             self.positions = {tp: stored.get(tp) for tp in self.positions}
-            self._history.forget()
+        # paused or re-seeked: no fetch refreshed the cached watermarks meanwhile
+        self._history.forget()
         owned = [_at(tp, last) for tp, last in self.positions.items()]
         for tp in owned:
             try:
