@@ -101,7 +101,18 @@ class Settings(BaseSettings):
         default=168, gt=0, description="how long event ids are kept for dedup"
     )
     dlq_suffix: str = ".dlq"
-    dead_letter_mode: DeadLetterMode = "skip"
+    dead_letter_mode: DeadLetterMode = Field(
+        default="skip",
+        description="skip: dead-letter and go on; park-key: also park later events of the key",
+    )
+    event_dedup: bool = Field(
+        default=False,
+        description="dedup by event id even when the projection's writes are idempotent",
+    )
+    applied_log: bool = Field(
+        default=False,
+        description="audit: log every offset a batch passes in applied_event_log (same tx)",
+    )
     shutdown_grace_s: float = Field(default=25.0, gt=0)
 
     # --- observability ---------------------------------------------------------------

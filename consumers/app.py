@@ -91,6 +91,9 @@ def build_runner(
         ),
         stats=RunStats(),
         ledger_retention=timedelta(hours=settings.ledger_retention_hours),
+        event_dedup=settings.event_dedup,
+        dead_letter_mode=settings.dead_letter_mode,
+        applied_log=settings.applied_log,
     )
     conf = consumer_config(
         settings, group_id=group_id(settings, projection), bootstrap_servers=bootstrap_servers

@@ -2,10 +2,18 @@
 
 No Kafka client here: messages arrive through :class:`MessageLike`, so unit tests
 drive this with plain objects and a real database.
+
+Order of a commit: park followers of dead-lettered keys (``park-key`` mode), send the
+dead letters and wait for the broker's acknowledgement, then one transaction that
+compare-and-sets the checkpoints, filters known event ids, parks new keys, applies
+and (audit mode) logs every offset it passed. If ``apply`` rejects an event the
+transaction rolls back, the bad events are found by bisection and dead-lettered, and
+the commit starts again without them.
 """
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -15,6 +23,7 @@ from sqlalchemy import Connection, Engine, text
 
 from consumers._message import MessageLike
 from consumers.deadletter import DeadLetter, DeadLetterSink
+from consumers.poison import find_rejected, park_followers
 from consumers.stats import RunStats
 from projections import (
     ApplyResult,
@@ -26,11 +35,14 @@ from projections import (
     TopicPartition,
     database_errors,
 )
+from projections.deadletter_state import AppliedLog, AppliedRow, ParkedKeys, key_text
 from projections.versions import ReplayMark
 from schemas import AvroSerde
 from schemas.errors import PoisonError
 
 __all__ = ["BatchProcessor", "PreparedBatch"]
+
+Position = tuple[str, int, int]
 
 
 @dataclass(slots=True)
@@ -39,11 +51,15 @@ class PreparedBatch:
 
     events: list[Event] = field(default_factory=list)
     dead_letters: list[DeadLetter] = field(default_factory=list)
+    #: the message behind each event, for dead-lettering it with its original bytes
+    messages: dict[Position, MessageLike] = field(default_factory=dict)
     #: highest offset seen per partition: the checkpoint moves there on commit
     ends: dict[TopicPartition, int] = field(default_factory=dict)
     consumed: int = 0
     skipped_offset: int = 0
-    dead_letters_sent: bool = False
+    #: dead letters acknowledged by the broker: a retry of the DB part skips them
+    sent: set[Position] = field(default_factory=set)
+    parking_checked: bool = False
 
     def drop_partitions(self, revoked: set[TopicPartition]) -> None:
         """Forget what belongs to partitions this consumer no longer owns."""
@@ -73,6 +89,9 @@ class BatchProcessor:
         stats: RunStats,
         ledger: EventLedger | None = None,
         ledger_retention: timedelta = timedelta(days=7),
+        event_dedup: bool = False,
+        dead_letter_mode: str = "skip",
+        applied_log: bool = False,
     ) -> None:
         self.engine = engine
         self.projection = projection
@@ -80,14 +99,24 @@ class BatchProcessor:
         self.checkpoints = checkpoints
         self.dead_letters = dead_letters
         self.stats = stats
-        # Only projections with non-idempotent writes pay for event-id dedup.
-        self.ledger = (ledger or EventLedger()) if projection.needs_event_dedup else None
+        # Only projections with non-idempotent writes pay for event-id dedup (unless asked).
+        wants_ledger = projection.needs_event_dedup or event_dedup
+        self.ledger = (ledger or EventLedger()) if wants_ledger else None
         self.ledger_retention = ledger_retention
         self._next_purge = 0.0
         #: False in a rebuild: every event is a re-application (``Event.live``)
         self.live = True
         #: per partition, what a replay rewound (``consumers.control`` keeps it current)
         self.replay_marks: dict[TopicPartition, ReplayMark] = {}
+        self.parking = ParkedKeys() if dead_letter_mode == "park-key" else None
+        self.applied_log = AppliedLog() if applied_log else None
+        self._epoch = 0
+        self.consumer_label = f"{os.getpid()}.0"
+
+    def new_epoch(self) -> None:
+        """A new assignment or a fencing: the audit log tells consumer sessions apart."""
+        self._epoch += 1
+        self.consumer_label = f"{os.getpid()}.{self._epoch}"
 
     def ensure_schema(self) -> None:
         """Create the checkpoint table and the projection's tables if missing."""
@@ -97,8 +126,9 @@ class BatchProcessor:
                 # PostgreSQL's catalog, so DDL is serialized with an advisory lock.
                 conn.execute(text("SELECT pg_advisory_xact_lock(hashtext('projectionist.ddl'))"))
             self.checkpoints.create(conn)
-            if self.ledger is not None:
-                self.ledger.create(conn)
+            for extra in (self.ledger, self.parking, self.applied_log):
+                if extra is not None:
+                    extra.create(conn)
             self.projection.metadata.create_all(conn)
 
     def close(self) -> None:
@@ -139,6 +169,7 @@ class BatchProcessor:
                 )
                 continue
             ts_type, ts = msg.timestamp()
+            batch.messages[(topic, partition, offset)] = msg
             batch.events.append(
                 Event(
                     topic=topic,
@@ -162,11 +193,51 @@ class BatchProcessor:
         Raises :class:`RetryableError` (nothing committed, call again with the same
         batch) or :class:`FencedError` (another consumer owns a partition now).
         """
-        if batch.dead_letters and not batch.dead_letters_sent:
-            if self.dead_letters is None:
-                raise batch.dead_letters[0].error
-            self.dead_letters.send(batch.dead_letters)
-            batch.dead_letters_sent = True  # a retry of the DB part must not send them again
+        if self.parking is not None and not batch.parking_checked:
+            with database_errors(), self.engine.connect() as conn:
+                parked = self.parking.load(conn, self.projection.slot, list(batch.ends))
+            park_followers(batch, self.projection.name, parked)
+            batch.parking_checked = True
+        while True:
+            self._send_dead_letters(batch)
+            try:
+                return self._transaction(batch, positions)
+            except PoisonError:
+                self._isolate_rejected(batch)
+
+    def _send_dead_letters(self, batch: PreparedBatch) -> None:
+        unsent = [d for d in batch.dead_letters if _position(d) not in batch.sent]
+        if not unsent:
+            return
+        if self.dead_letters is None:
+            raise unsent[0].error
+        self.dead_letters.send(unsent)
+        batch.sent.update(_position(d) for d in unsent)
+
+    def _isolate_rejected(self, batch: PreparedBatch) -> None:
+        """Name the events ``apply`` rejects (throw-away transaction) and dead-letter them."""
+        with database_errors(), self.engine.connect() as conn, conn.begin() as tx:
+            events = batch.events
+            if self.ledger is not None:
+                events = self.ledger.first_seen(conn, self.projection.slot, events)
+            rejected = find_rejected(conn, self.projection, events)
+            tx.rollback()
+        if not rejected:
+            raise RuntimeError(  # apply is not deterministic: never loop on it
+                f"{self.projection.slot}: apply rejected the batch but no single event"
+            )
+        now_ms = int(time.time() * 1000)
+        bad = {id(event) for event, _ in rejected}
+        batch.events = [e for e in batch.events if id(e) not in bad]
+        for event, exc in rejected:
+            msg = batch.messages[(event.topic, event.partition, event.offset)]
+            batch.dead_letters.append(DeadLetter(msg, self.projection.name, exc, now_ms))
+        if self.parking is not None:
+            park_followers(batch, self.projection.name, {})
+
+    def _transaction(
+        self, batch: PreparedBatch, positions: Mapping[TopicPartition, int | None]
+    ) -> dict[TopicPartition, int]:
         moves = {tp: Move(positions.get(tp), end) for tp, end in batch.ends.items()}
         result = ApplyResult(applied=0)
         events = batch.events
@@ -177,12 +248,18 @@ class BatchProcessor:
                 if self.ledger is not None:
                     events = self.ledger.first_seen(conn, slot, events)
                     self._purge_ledger(conn)
+                if self.parking is not None:
+                    self.parking.park(conn, slot, _keys_to_park(batch.dead_letters))
                 result = self.projection.apply(conn, events)
+                if self.applied_log is not None:
+                    rows = _audit_rows(batch, events)
+                    self.applied_log.record(conn, slot, self.consumer_label, rows)
         s = self.stats
         s.skipped_event_id += len(batch.events) - len(events)
         s.consumed += batch.consumed
         s.skipped_offset += batch.skipped_offset
         s.dead_lettered += len(batch.dead_letters)
+        s.parked += sum(1 for d in batch.dead_letters if d.reason == "parked")
         s.applied += result.applied
         s.stale += result.stale
         s.ignored += len(events) - result.applied - result.stale
@@ -199,3 +276,41 @@ class BatchProcessor:
         self._next_purge = now + 300
         cutoff = datetime.now(UTC) - self.ledger_retention
         self.ledger.purge(conn, self.projection.slot, cutoff)
+
+
+def _position(letter: DeadLetter) -> Position:
+    msg = letter.message
+    return (msg.topic() or "", msg.partition() or 0, msg.offset() or 0)
+
+
+def _keys_to_park(letters: Sequence[DeadLetter]) -> list[tuple[TopicPartition, str, int, str]]:
+    """The first poison dead letter of each key: its key is parked from that offset on."""
+    first: dict[tuple[TopicPartition, str], tuple[int, str]] = {}
+    for letter in letters:
+        topic, partition, offset = _position(letter)
+        key = key_text(letter.message.key())
+        if key is None or letter.reason != "poison":
+            continue
+        slot = ((topic, partition), key)
+        if slot not in first or offset < first[slot][0]:
+            first[slot] = (offset, type(letter.error).__name__)
+    return [(tp, key, offset, error) for (tp, key), (offset, error) in first.items()]
+
+
+def _audit_rows(batch: PreparedBatch, applied: Sequence[Event]) -> list[AppliedRow]:
+    kept = {id(e) for e in applied}
+    rows = [
+        AppliedRow(e.topic, e.partition, e.offset, e.event_id, _outcome(id(e) in kept))
+        for e in batch.events
+    ]
+    for letter in batch.dead_letters:
+        topic, partition, offset = _position(letter)
+        headers = dict(letter.message.headers() or [])
+        event_id = (headers.get("event_id") or b"").decode(errors="replace")
+        outcome = "parked" if letter.reason == "parked" else "dead"
+        rows.append(AppliedRow(topic, partition, offset, event_id, outcome))
+    return rows
+
+
+def _outcome(kept: bool) -> str:
+    return "apply" if kept else "dup-id"

@@ -194,5 +194,6 @@ def main() -> None:
 
 # Command modules register themselves on ``app`` when imported.
 import consumers.cli_command  # noqa: E402
+import consumers.cli_dlq  # noqa: E402
 import consumers.cli_read  # noqa: E402
 import consumers.cli_rebuild  # noqa: E402,F401

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from confluent_kafka import KafkaError, Message, Producer
+from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
 from consumers._message import MessageLike
 from schemas.errors import BrokerUnavailable
@@ -68,7 +68,8 @@ class KafkaDeadLetterSink:
     def __init__(
         self, producer_conf: dict[str, Any], *, suffix: str, timeout_s: float = 60.0
     ) -> None:
-        self._producer = Producer(producer_conf)
+        self._conf = dict(producer_conf)
+        self._producer = Producer(self._conf)
         self._suffix = suffix
         self._timeout_s = timeout_s
 
@@ -78,26 +79,37 @@ class KafkaDeadLetterSink:
     def send(self, letters: Sequence[DeadLetter]) -> None:
         if not letters:
             return
-        failures: list[str] = []
+        failures: list[KafkaError] = []
 
         def on_delivery(err: KafkaError | None, _msg: Message) -> None:
             if err is not None:
-                failures.append(str(err))
+                failures.append(err)
 
-        for letter in letters:
-            self._producer.produce(
-                self.topic_for(letter.message.topic() or ""),
-                key=letter.message.key(),
-                value=letter.message.value(),
-                headers=dead_letter_headers(letter),
-                on_delivery=on_delivery,
-            )
+        try:
+            for letter in letters:
+                self._producer.produce(
+                    self.topic_for(letter.message.topic() or ""),
+                    key=letter.message.key(),
+                    value=letter.message.value(),
+                    headers=dead_letter_headers(letter),
+                    on_delivery=on_delivery,
+                )
+        except KafkaException as exc:
+            self._recover(exc.args[0])
+            raise BrokerUnavailable(f"cannot send dead letters: {exc}") from exc
         deadline = time.monotonic() + self._timeout_s
         while self._producer.flush(0.5) > 0:
             if time.monotonic() > deadline:
                 raise BrokerUnavailable(f"dead letters not acknowledged within {self._timeout_s}s")
         if failures:
+            self._recover(*failures)
             raise BrokerUnavailable(f"dead letters were not accepted: {failures[0]}")
+
+    def _recover(self, *errors: KafkaError) -> None:
+        """A fatal producer error (e.g. the broker lost our producer id) needs a new producer;
+        the caller's retry then sends the dead letters again."""
+        if any(isinstance(e, KafkaError) and e.fatal() for e in errors):
+            self._producer = Producer(self._conf)
 
     def close(self) -> None:
         self._producer.flush(10)

@@ -22,11 +22,11 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaExcepti
 
 from consumers._message import MessageLike
 from consumers.batch import BatchProcessor, PreparedBatch
+from consumers.history_guard import HistoryGuard, data_loss_error
 from consumers.stats import RunStats
 from projections import TopicPartition as TP
 from schemas.errors import (
     BrokerUnavailable,
-    DataLossError,
     FencedError,
     RetryableError,
 )
@@ -136,6 +136,7 @@ class ProjectionRunner:
         self._control = control
         #: set when the loop ended because another generation became active
         self.switched = False
+        self._history = HistoryGuard(processor.projection.slot)
 
     # -- public entry points -----------------------------------------------------------
     def run_forever(self) -> RunStats:
@@ -180,6 +181,7 @@ class ProjectionRunner:
                     self.observer.polled(self)
                 if self._on_batch is not None:
                     self._on_batch(self)
+                self._history.check(self.positions, lambda tp: _watermarks(consumer, tp))
                 if drain and self._caught_up(consumer):
                     break
                 if deadline is not None and time.monotonic() > deadline:
@@ -205,11 +207,10 @@ class ProjectionRunner:
                 err.code() == KafkaError._AUTO_OFFSET_RESET
                 or err.code() == KafkaError.OFFSET_OUT_OF_RANGE
             ):
-                raise DataLossError(
-                    f"{self.processor.projection.slot}: {msg.topic()}[{msg.partition()}] no longer "
-                    f"holds the offset after the stored checkpoint ({err.str()}). The topic was "
-                    "recreated or retention deleted unprojected history. Rebuild the projection "
-                    "(projectionist rebuild) or reset its checkpoints deliberately."
+                raise data_loss_error(
+                    self.processor.projection.slot,
+                    (msg.topic() or "", msg.partition() or 0),
+                    f"no longer holds the offset after the stored checkpoint ({err.str()})",
                 )
             if err.fatal():
                 raise BrokerUnavailable(f"fatal consumer error: {err.str()}")
@@ -226,6 +227,8 @@ class ProjectionRunner:
                     started = time.perf_counter()
                     new = self.processor.commit(batch, self.positions)
                     seconds = time.perf_counter() - started
+                    # before the re-seek in ``finally``: resume after this batch, not in it
+                    self.positions.update({tp: o for tp, o in new.items() if tp in self.positions})
                     break
                 except RetryableError as exc:
                     attempt += 1
@@ -249,6 +252,7 @@ class ProjectionRunner:
                         return  # nothing committed: the batch is redelivered after restart
                 except FencedError as exc:
                     self.stats.fenced += 1
+                    self.processor.new_epoch()
                     log.warning("batch fenced off; reloading checkpoints", error=str(exc))
                     self._reposition(consumer, reload=True)
                     return
@@ -257,7 +261,6 @@ class ProjectionRunner:
             if paused:
                 self._reposition(consumer, reload=False)
         self.ready = True
-        self.positions.update({tp: off for tp, off in new.items() if tp in self.positions})
         if self.observer is not None:
             self.observer.committed(self, batch, seconds)
         offsets = [
@@ -283,6 +286,8 @@ class ProjectionRunner:
                 lambda: self.processor.load_positions(list(self.positions)), "reload checkpoints"
             )
             self.positions = {tp: stored.get(tp) for tp in self.positions}
+        # paused or re-seeked: no fetch refreshed the cached watermarks meanwhile
+        self._history.forget()
         owned = [_at(tp, last) for tp, last in self.positions.items()]
         for tp in owned:
             try:
@@ -319,6 +324,8 @@ class ProjectionRunner:
             consumer.assign(assigned)
         self.stats.rebalances += 1
         self._assigned_at = time.monotonic()
+        self.processor.new_epoch()
+        self._history.forget()
         self.ready = True
         log.info(
             "partitions assigned",
@@ -353,8 +360,8 @@ class ProjectionRunner:
             )
             if high < 0:
                 return False  # no fetch response for this partition yet
-            if (last + 1 if last is not None else 0) < high:
-                return False
+            if (last + 1 if last is not None else 0) != high:
+                return False  # behind; or ahead of the log, which the history guard reports
         return True
 
     def lag(self) -> dict[TP, int]:
@@ -400,3 +407,8 @@ class ProjectionRunner:
 
 def _at(tp: TP, last: int | None) -> TopicPartition:
     return TopicPartition(tp[0], tp[1], last + 1 if last is not None else OFFSET_BEGINNING)
+
+
+def _watermarks(consumer: Consumer, tp: TP) -> tuple[int, int]:
+    low, high = consumer.get_watermark_offsets(TopicPartition(tp[0], tp[1]), cached=True)
+    return int(low), int(high)

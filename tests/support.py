@@ -169,3 +169,12 @@ def json_line(output: str) -> dict[str, Any]:
             parsed: dict[str, Any] = json.loads(line)
             return parsed
     raise AssertionError(f"no JSON summary in output:\n{output[-2000:]}")
+
+
+def load_test_settings(env: dict[str, str], **overrides: object) -> Any:
+    """Settings for an in-process runner from a CLI environment (``PROJECTIONIST_*``) + overrides."""
+    from consumers._settings import Settings
+
+    prefix = "PROJECTIONIST_"
+    fields = {k[len(prefix) :].lower(): v for k, v in env.items() if k.startswith(prefix)}
+    return Settings(**{**fields, **overrides})
