@@ -65,7 +65,7 @@ class StopSignal:
 @dataclass(frozen=True, slots=True)
 class LoopSettings:
     batch_max_messages: int = 5_000
-    batch_timeout_s: float = 0.2
+    batch_timeout_s: float = 0.05
     retry_initial_s: float = 0.2
     retry_max_s: float = 15.0
     cooperative: bool = True
