@@ -32,13 +32,12 @@ from sqlalchemy import (
     String,
     Table,
     Text,
-    and_,
     select,
 )
 
 from projections._base import ApplyResult, Projection
 from projections._event import Event
-from projections._sql import MAX_PARAMS, chunks, insert_for
+from projections._sql import MAX_PARAMS, chunks
 
 __all__ = ["POST_DELETED", "POST_UPDATED", "BlogProjection", "top_tags"]
 
@@ -216,15 +215,32 @@ class BlogProjection(Projection):
         changed = sorted((tag, n) for tag, n in deltas.items() if n != 0)
         if not changed:
             return
-        t = self.tag_cloud
-        insert = insert_for(conn, t)
-        stmt = insert.on_conflict_do_update(
-            index_elements=[t.c.tag],
-            set_={"posts_count": t.c.posts_count + insert.excluded.posts_count},
+        table = conn.dialect.identifier_preparer.format_table(self.tag_cloud)
+        tags = [tag for tag, _ in changed]
+        upsert = (
+            f"ON CONFLICT (tag) DO UPDATE SET posts_count = {table}.posts_count"
+            " + excluded.posts_count"
         )
-        conn.execute(stmt, [{"tag": tag, "posts_count": n} for tag, n in changed])
-        for part in chunks([tag for tag, _ in changed], MAX_PARAMS):
-            conn.execute(t.delete().where(and_(t.c.tag.in_(part), t.c.posts_count <= 0)))
+        if conn.dialect.name == "postgresql":
+            # One statement, not one per tag (pipelined executemany was ~20 % of a batch).
+            conn.exec_driver_sql(
+                f"INSERT INTO {table} (tag, posts_count) SELECT tag, n FROM "
+                f"unnest(%b::text[], %b::integer[]) AS d(tag, n) ORDER BY tag {upsert}",
+                (tags, [n for _, n in changed]),
+            )
+            conn.exec_driver_sql(
+                f"DELETE FROM {table} WHERE tag = ANY(%b) AND posts_count <= 0", (tags,)
+            )
+            return
+        conn.exec_driver_sql(
+            f"INSERT INTO {table} (tag, posts_count) VALUES (?, ?) {upsert}", changed
+        )
+        for part in chunks(tags, MAX_PARAMS):
+            conn.exec_driver_sql(
+                f"DELETE FROM {table} WHERE tag IN ({','.join('?' * len(part))}) "
+                "AND posts_count <= 0",
+                tuple(part),
+            )
 
 
 def _next_row(post_id: str, old: _Stored | None, change: _PostChange) -> dict[str, Any] | None:
