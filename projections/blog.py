@@ -76,15 +76,18 @@ class _PostChange:
     update: dict[str, Any] | None = None
     delete: dict[str, Any] | None = None
     events: list[Event] = field(default_factory=list)
+    #: ``Event.event_id`` of ``update`` / ``delete``: already a string, no second str(UUID)
+    update_id: str = ""
+    delete_id: str = ""
 
     def add(self, event: Event) -> None:
         self.events.append(event)
         record = event.record
         if event.event_type == POST_DELETED:
             if self.delete is None or record["version"] > self.delete["version"]:
-                self.delete = record
+                self.delete, self.delete_id = record, event.event_id
         elif self.update is None or record["version"] > self.update["version"]:
-            self.update = record
+            self.update, self.update_id = record, event.event_id
 
 
 class BlogProjection(Projection):
@@ -140,17 +143,21 @@ class BlogProjection(Projection):
             if row is None:
                 stale += len(change.events)
                 continue
-            old_version = old.version if old is not None else 0
-            n_stale = sum(
-                1
-                for e in change.events
-                if e.record["version"] <= old_version and e.event_type == POST_UPDATED
-            )
+            n_stale = 0
+            if old is not None:
+                n_stale = sum(
+                    1
+                    for e in change.events
+                    if e.record["version"] <= old.version and e.event_type == POST_UPDATED
+                )
             stale += n_stale
             applied += len(change.events) - n_stale
             rows.append(row)
             old_tags = set(json.loads(old.tags)) if old is not None else set()
-            new_tags = set(json.loads(row["tags"]))
+            # The row's tags (see _next_row): none once deleted, else the newest update's.
+            new_tags = (
+                set(change.update["tags"]) if change.delete is None and change.update else set()
+            )
             deltas.subtract(old_tags - new_tags)
             deltas.update(new_tags - old_tags)
         self._upsert_posts(conn, rows)
@@ -261,7 +268,7 @@ def _next_row(post_id: str, old: _Stored | None, change: _PostChange) -> dict[st
             "updated_at": _ts(d["deleted_at"]),
             "version": newest,
             "deleted_at": _ts(d["deleted_at"]),
-            "last_event_id": str(d["event_id"]),
+            "last_event_id": change.delete_id,
         }
     u = change.update
     if u is None or u["version"] <= old_version:
@@ -276,7 +283,7 @@ def _next_row(post_id: str, old: _Stored | None, change: _PostChange) -> dict[st
         "updated_at": _ts(u["updated_at"]),
         "version": u["version"],
         "deleted_at": None,
-        "last_event_id": str(u["event_id"]),
+        "last_event_id": change.update_id,
     }
 
 
