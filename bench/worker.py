@@ -118,9 +118,12 @@ def _instrumented_runner(
 ) -> tuple[ProjectionRunner, dict[str, Any]]:
     settings = _settings(cfg)
     probe: dict[str, Any] = {"first": None, "first_wall": None, "latencies_ms": []}
+    probe.update(commits=[], rebalances=0, settled_wall=None)
     expected = cfg.get("stop_after")
 
     def on_batch(runner: ProjectionRunner) -> None:
+        if runner.stats.rebalances != probe["rebalances"]:  # the group changed shape
+            probe["rebalances"], probe["settled_wall"] = runner.stats.rebalances, time.time()
         if not probe.get("ready") and len(runner.positions) == cfg.get("ready_partitions", 1):
             probe["ready"] = True
             print("READY", flush=True)
@@ -140,6 +143,7 @@ def _instrumented_runner(
     def timed_commit(batch: PreparedBatch, positions: Any) -> dict[tuple[str, int], int]:
         new = commit(batch, positions)
         probe["last"], probe["last_wall"] = time.monotonic(), time.time()
+        probe["commits"].append((probe["last_wall"], batch.consumed))
         if latency:
             now_ms = time.time() * 1000
             probe["latencies_ms"].extend(
@@ -171,6 +175,8 @@ def live(cfg: dict[str, Any], *, latency: bool = False) -> dict[str, Any]:
         "active_s": last - (probe["first"] or last),
         "first_wall": probe["first_wall"],
         "end_wall": probe.get("last_wall") or time.time(),
+        "settled_wall": probe["settled_wall"],
+        "commits": probe["commits"],
     }
     # The first seconds measure start-up (first fetches after the join), not steady state.
     lat = sorted(probe["latencies_ms"][cfg.get("warmup_events", 0) :])
