@@ -107,6 +107,8 @@ class Bench:
             for db in DATABASES:
                 res = self.run(mode="live", database_url=self.new_db(db))
                 runs.setdefault(("live", db), []).append(res)
+        # For reference: consume() alone, to show what the ceiling's decode costs.
+        runs[("consume only (no decode)", "-")] = [self.run(mode="ceiling", decode=False)]
         for (scenario, db), results in runs.items():
             best = max(results, key=_rate)
             best["rates_of_all_runs"] = [round(_rate(r)) for r in results]
