@@ -41,12 +41,14 @@ def targets(rows: list[Row]) -> list[tuple[str, str, bool | None]]:
     out: list[tuple[str, str, bool | None]] = []
     ceiling, live_pg = _find(rows, "ceiling (consume+decode)"), _find(rows, "live", "postgres")
     naive_pg = _find(rows, "naive (1 tx/event)", "postgres")
+    # Below the 200k events start-up dominates the rates: shown, not judged.
+    full = bool(live_pg) and live_pg["events"] >= 200_000
     if ceiling and live_pg:
         ratio = _rate(live_pg) / _rate(ceiling)
-        out.append(("live PG >= 50 % of ceiling", f"{ratio:.0%}", ratio >= 0.5))
+        out.append(("live PG >= 50 % of ceiling", f"{ratio:.0%}", ratio >= 0.5 if full else None))
     if naive_pg and live_pg:
         ratio = _rate(live_pg) / _rate(naive_pg)
-        out.append(("live PG >= 25x naive worker", f"{ratio:.1f}x", ratio >= 25))
+        out.append(("live PG >= 25x naive worker", f"{ratio:.1f}x", ratio >= 25 if full else None))
     for db, limit in (("sqlite", 20.0), ("postgres", 30.0)):
         r = _find(rows, "rebuild", db)
         if r:
