@@ -45,8 +45,11 @@ deploy-check: venv  ## render and validate the Kubernetes overlays, lint the Doc
 soak: venv
 	$(BIN)/pytest -m soak tests/faults
 
+# The benchmark of issue 9: embedded broker, PostgreSQL at 127.0.0.1:5432 (or
+# DATABASE_URL), temp SQLite. ~6 min; BENCH_ARGS=--quick for ~1 min. Writes docs/bench.*
 bench: venv
-	$(BIN)/python bench/run.py
+	$(BIN)/pip install --disable-pip-version-check -q -c requirements.lock matplotlib
+	$(BIN)/python bench/run.py $(BENCH_ARGS)
 
 lock: venv  ## refresh requirements.lock from the current virtualenv
 	$(BIN)/pip freeze --exclude-editable | grep -v '^projectionist' > requirements.lock

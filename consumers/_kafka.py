@@ -121,6 +121,10 @@ def consumer_config(
             "max.poll.interval.ms": settings.max_poll_interval_ms,
             "queued.max.messages.kbytes": settings.queued_max_kbytes,
             "fetch.max.bytes": 16 * 1024 * 1024,
+            # A fetch may wait this long for data: at moderate rates it is latency
+            # (the embedded broker holds fetches for the full wait). Costs an idle
+            # fetch per 50 ms per broker.
+            "fetch.wait.max.ms": 50,
             "enable.partition.eof": False,
         }
     )

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -32,18 +32,41 @@ from sqlalchemy import (
     String,
     Table,
     Text,
-    and_,
     select,
 )
 
 from projections._base import ApplyResult, Projection
 from projections._event import Event
-from projections._sql import MAX_PARAMS, chunks, insert_for
+from projections._sql import MAX_PARAMS, chunks
 
 __all__ = ["POST_DELETED", "POST_UPDATED", "BlogProjection", "top_tags"]
 
 POST_UPDATED = "blog.BlogPostUpdated"
 POST_DELETED = "blog.BlogPostDeleted"
+
+
+#: PostgreSQL array type of each ``posts`` column, for the ``unnest`` upsert
+_PG_ARRAY = {
+    "post_id": "text",
+    "title": "text",
+    "description": "text",
+    "tags": "text",
+    "author": "text",
+    "created_at": "timestamptz",
+    "updated_at": "timestamptz",
+    "version": "bigint",
+    "deleted_at": "timestamptz",
+    "last_event_id": "text",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class _Stored:
+    """What the fold needs of a post's stored row."""
+
+    tags: str
+    version: int
+    deleted: bool
 
 
 @dataclass(slots=True)
@@ -53,15 +76,18 @@ class _PostChange:
     update: dict[str, Any] | None = None
     delete: dict[str, Any] | None = None
     events: list[Event] = field(default_factory=list)
+    #: ``Event.event_id`` of ``update`` / ``delete``: already a string, no second str(UUID)
+    update_id: str = ""
+    delete_id: str = ""
 
     def add(self, event: Event) -> None:
         self.events.append(event)
         record = event.record
         if event.event_type == POST_DELETED:
             if self.delete is None or record["version"] > self.delete["version"]:
-                self.delete = record
+                self.delete, self.delete_id = record, event.event_id
         elif self.update is None or record["version"] > self.update["version"]:
-            self.update = record
+            self.update, self.update_id = record, event.event_id
 
 
 class BlogProjection(Projection):
@@ -100,7 +126,11 @@ class BlogProjection(Projection):
         changes: dict[str, _PostChange] = {}
         for event in events:
             if event.event_type in (POST_UPDATED, POST_DELETED):
-                changes.setdefault(event.record["post_id"], _PostChange()).add(event)
+                post_id = event.record["post_id"]
+                change = changes.get(post_id)
+                if change is None:  # not setdefault: that builds a _PostChange per event
+                    change = changes[post_id] = _PostChange()
+                change.add(event)
         if not changes:
             return ApplyResult(applied=0)
         stored = self._load(conn, list(changes))
@@ -113,68 +143,118 @@ class BlogProjection(Projection):
             if row is None:
                 stale += len(change.events)
                 continue
-            old_version = old["version"] if old is not None else 0
-            n_stale = sum(
-                1
-                for e in change.events
-                if e.record["version"] <= old_version and e.event_type == POST_UPDATED
-            )
+            n_stale = 0
+            if old is not None:
+                n_stale = sum(
+                    1
+                    for e in change.events
+                    if e.record["version"] <= old.version and e.event_type == POST_UPDATED
+                )
             stale += n_stale
             applied += len(change.events) - n_stale
             rows.append(row)
-            old_tags = set(json.loads(old["tags"])) if old is not None else set()
-            new_tags = set(json.loads(row["tags"]))
+            old_tags = set(json.loads(old.tags)) if old is not None else set()
+            # The row's tags (see _next_row): none once deleted, else the newest update's.
+            new_tags = (
+                set(change.update["tags"]) if change.delete is None and change.update else set()
+            )
             deltas.subtract(old_tags - new_tags)
             deltas.update(new_tags - old_tags)
         self._upsert_posts(conn, rows)
         self._apply_tag_deltas(conn, deltas)
         return ApplyResult(applied=applied, stale=stale)
 
-    def _load(self, conn: Connection, post_ids: list[str]) -> dict[str, dict[str, Any]]:
-        p = self.posts
-        out: dict[str, dict[str, Any]] = {}
-        for part in chunks(post_ids, MAX_PARAMS):
-            query = select(p.c.post_id, p.c.tags, p.c.version, p.c.deleted_at).where(
-                p.c.post_id.in_(part)
-            )
-            for r in conn.execute(query).mappings():
-                out[r["post_id"]] = dict(r)
+    # The two statements below run once per batch and carry every row of it, so they
+    # are written at the driver level: SQLAlchemy's per-row parameter processing was
+    # the largest cost of a batch in the profile. PostgreSQL gets one statement per
+    # batch with column arrays (``= ANY``, ``unnest``); SQLite, whose driver loops in
+    # C, gets ``executemany``. Values go through the columns' own bind processors, so
+    # the stored format is the one SQLAlchemy writes and reads everywhere else.
+    def _load(self, conn: Connection, post_ids: list[str]) -> dict[str, _Stored]:
+        table = conn.dialect.identifier_preparer.format_table(self.posts)
+        select_ = f"SELECT post_id, tags, version, deleted_at FROM {table}"
+        if conn.dialect.name == "postgresql":
+            parts: Iterable[Sequence[str]] = [post_ids]
+            where = " WHERE post_id = ANY(%b)"
+        else:
+            parts = chunks(post_ids, MAX_PARAMS)
+            where = ""
+        out: dict[str, _Stored] = {}
+        for part in parts:
+            sql = select_ + (where or f" WHERE post_id IN ({','.join('?' * len(part))})")
+            params = (list(part),) if where else tuple(part)
+            for post_id, tags, version, deleted_at in conn.exec_driver_sql(sql, params):
+                out[post_id] = _Stored(tags, version, deleted_at is not None)
         return out
 
     def _upsert_posts(self, conn: Connection, rows: list[dict[str, Any]]) -> None:
         if not rows:
             return
-        insert = insert_for(conn, self.posts)
-        columns = [c.name for c in self.posts.columns if c.name != "post_id"]
-        stmt = insert.on_conflict_do_update(
-            index_elements=[self.posts.c.post_id],
-            set_={name: insert.excluded[name] for name in columns},
-        )
-        conn.execute(stmt, rows)
+        dialect = conn.dialect
+        columns = list(self.posts.columns)
+        names = [c.name for c in columns]
+        table = dialect.identifier_preparer.format_table(self.posts)
+        updates = ", ".join(f"{n} = excluded.{n}" for n in names if n != "post_id")
+        conflict = f"ON CONFLICT (post_id) DO UPDATE SET {updates}"
+        procs = [(i, p) for i, c in enumerate(columns) if (p := c.type.bind_processor(dialect))]
+        values = [[row[n] for n in names] for row in rows]
+        for i, proc in procs:
+            for v in values:
+                if v[i] is not None:
+                    v[i] = proc(v[i])
+        if dialect.name == "postgresql":
+            # %b: binary arrays; psycopg's text-format array dumper escapes in Python.
+            arrays = ", ".join(f"%b::{_PG_ARRAY[n]}[]" for n in names)
+            conn.exec_driver_sql(
+                f"INSERT INTO {table} ({', '.join(names)}) SELECT * FROM unnest({arrays}) "
+                + conflict,
+                tuple(list(col) for col in zip(*values, strict=True)),
+            )
+        else:
+            marks = ", ".join("?" * len(names))
+            conn.exec_driver_sql(
+                f"INSERT INTO {table} ({', '.join(names)}) VALUES ({marks}) " + conflict,
+                [tuple(v) for v in values],
+            )
 
     def _apply_tag_deltas(self, conn: Connection, deltas: Counter[str]) -> None:
         # Sorted, so concurrent consumers lock tag rows in one order and never deadlock.
         changed = sorted((tag, n) for tag, n in deltas.items() if n != 0)
         if not changed:
             return
-        t = self.tag_cloud
-        insert = insert_for(conn, t)
-        stmt = insert.on_conflict_do_update(
-            index_elements=[t.c.tag],
-            set_={"posts_count": t.c.posts_count + insert.excluded.posts_count},
+        table = conn.dialect.identifier_preparer.format_table(self.tag_cloud)
+        tags = [tag for tag, _ in changed]
+        upsert = (
+            f"ON CONFLICT (tag) DO UPDATE SET posts_count = {table}.posts_count"
+            " + excluded.posts_count"
         )
-        conn.execute(stmt, [{"tag": tag, "posts_count": n} for tag, n in changed])
-        for part in chunks([tag for tag, _ in changed], MAX_PARAMS):
-            conn.execute(t.delete().where(and_(t.c.tag.in_(part), t.c.posts_count <= 0)))
+        if conn.dialect.name == "postgresql":
+            # One statement, not one per tag (pipelined executemany was ~20 % of a batch).
+            conn.exec_driver_sql(
+                f"INSERT INTO {table} (tag, posts_count) SELECT tag, n FROM "
+                f"unnest(%b::text[], %b::integer[]) AS d(tag, n) ORDER BY tag {upsert}",
+                (tags, [n for _, n in changed]),
+            )
+            conn.exec_driver_sql(
+                f"DELETE FROM {table} WHERE tag = ANY(%b) AND posts_count <= 0", (tags,)
+            )
+            return
+        conn.exec_driver_sql(
+            f"INSERT INTO {table} (tag, posts_count) VALUES (?, ?) {upsert}", changed
+        )
+        for part in chunks(tags, MAX_PARAMS):
+            conn.exec_driver_sql(
+                f"DELETE FROM {table} WHERE tag IN ({','.join('?' * len(part))}) "
+                "AND posts_count <= 0",
+                tuple(part),
+            )
 
 
-def _next_row(
-    post_id: str, old: dict[str, Any] | None, change: _PostChange
-) -> dict[str, Any] | None:
+def _next_row(post_id: str, old: _Stored | None, change: _PostChange) -> dict[str, Any] | None:
     """The post's new row, or None when the batch changes nothing (stale or after delete)."""
-    if old is not None and old["deleted_at"] is not None:
+    if old is not None and old.deleted:
         return None  # deletion is terminal
-    old_version = old["version"] if old is not None else 0
+    old_version = old.version if old is not None else 0
     if change.delete is not None:
         d = change.delete
         newest = max(d["version"], change.update["version"] if change.update else 0, old_version)
@@ -190,7 +270,7 @@ def _next_row(
             "updated_at": _ts(d["deleted_at"]),
             "version": newest,
             "deleted_at": _ts(d["deleted_at"]),
-            "last_event_id": str(d["event_id"]),
+            "last_event_id": change.delete_id,
         }
     u = change.update
     if u is None or u["version"] <= old_version:
@@ -205,7 +285,7 @@ def _next_row(
         "updated_at": _ts(u["updated_at"]),
         "version": u["version"],
         "deleted_at": None,
-        "last_event_id": str(u["event_id"]),
+        "last_event_id": change.update_id,
     }
 
 
