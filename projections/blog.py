@@ -196,7 +196,12 @@ class BlogProjection(Projection):
         table = dialect.identifier_preparer.format_table(self.posts)
         updates = ", ".join(f"{n} = excluded.{n}" for n in names if n != "post_id")
         conflict = f"ON CONFLICT (post_id) DO UPDATE SET {updates}"
-        procs = [(i, p) for i, c in enumerate(columns) if (p := c.type.bind_processor(dialect))]
+        procs = [
+            (i, p)
+            for i, c in enumerate(columns)
+            # the dialect's own type (SQLite stores DateTime as its own text format)
+            if (p := c.type.dialect_impl(dialect).bind_processor(dialect))
+        ]
         values = [[row[n] for n in names] for row in rows]
         for i, proc in procs:
             for v in values:

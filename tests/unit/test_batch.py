@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 
 import pytest
@@ -173,3 +174,15 @@ def test_delete_is_terminal(sqlite_url: str) -> None:
     model = assert_blog_matches(sqlite_url, [*events, late])
     assert model.deleted == {events[0].key}
     assert model.tag_cloud == {}
+
+
+def test_sqlite_stores_datetimes_in_sqlalchemy_format(sqlite_url: str) -> None:
+    """The driver-level upsert writes DateTime as SQLAlchemy would, so ranges and cursors compare."""
+    events = blog_events(posts=5, seed=4)
+    proc = _processor(sqlite_url)
+    positions: dict[tuple[str, int], int | None] = {(TOPIC, 0): None, (TOPIC, 1): None}
+    _run(proc, _messages(events), 100, positions)
+    with proc.engine.connect() as conn:
+        raw = [r[0] for r in conn.exec_driver_sql("SELECT created_at FROM posts_v1")]
+    assert raw
+    assert all(re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{6}", value) for value in raw), raw
