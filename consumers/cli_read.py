@@ -20,24 +20,34 @@ from projections import (
     NotificationsProjection,
     OrdersProjection,
     create_projection,
+    database_errors,
     make_engine,
 )
 from projections.read_models import ReadModels
-from schemas.errors import ConfigurationError
+from projections.versions import active_generation
+from schemas.errors import ConfigurationError, DatabaseUnavailable
 
 __all__ = ["build_read_models", "produce_orders", "reconcile_tag_cloud", "serve"]
 
 
 def build_read_models(settings: Settings, *, read_only: bool) -> ReadModels:
-    """Reads over the tables of the current projection versions."""
+    """Reads over the tables of each projection's active generation (after rebuilds)."""
     topics = topics_from(settings)
-    blog = create_projection("blog", topics=topics)
-    orders = create_projection("orders", topics=topics)
-    notifications = create_projection("notifications", topics=topics)
+    engine = make_engine(settings.database_url_value(), read_only=read_only)
+    generations = {n: create_projection(n).version for n in ("blog", "orders", "notifications")}
+    try:
+        with database_errors(), engine.connect() as conn:
+            generations = {n: active_generation(conn, n, v) for n, v in generations.items()}
+    except DatabaseUnavailable:
+        pass  # serve anyway: every request answers 503 until the database is back
+    blog = create_projection("blog", topics=topics, generation=generations["blog"])
+    orders = create_projection("orders", topics=topics, generation=generations["orders"])
+    notifications = create_projection(
+        "notifications", topics=topics, generation=generations["notifications"]
+    )
     assert isinstance(blog, BlogProjection)
     assert isinstance(orders, OrdersProjection)
     assert isinstance(notifications, NotificationsProjection)
-    engine = make_engine(settings.database_url_value(), read_only=read_only)
     return ReadModels(engine=engine, blog=blog, orders=orders, notifications=notifications)
 
 
