@@ -136,7 +136,7 @@ def test_validation_catches_broken_resources(
     kind: str, path: tuple[str, ...], value: object
 ) -> None:
     """The validators are not rubber stamps: a broken field in each kind fails."""
-    (doc,) = copy.deepcopy(of_kind(render("prod"), kind))
+    doc = copy.deepcopy(of_kind(render("prod"), kind)[0])
     node = doc
     for key in path[:-1]:
         node = node[key]
@@ -270,7 +270,8 @@ def test_keda_scales_the_consumer_group_the_code_uses(
     _settings_env(docs, tmp_path, monkeypatch)
     settings = load_settings()
     (so,) = of_kind(docs, "ScaledObject")
-    (sts,) = of_kind(docs, "StatefulSet")
+    target = so["spec"]["scaleTargetRef"]["name"]
+    (sts,) = [d for d in of_kind(docs, "StatefulSet") if d["metadata"]["name"] == target]
     assert so["spec"]["scaleTargetRef"] == {
         "apiVersion": "apps/v1",
         "kind": "StatefulSet",
@@ -353,7 +354,8 @@ def test_prod_scrapes_every_metrics_port_with_a_service_monitor() -> None:
         for s in of_kind(docs, "Service")
         if any(p["name"] == "metrics" for p in s["spec"]["ports"])
     ]
-    assert len(with_metrics) == 3
+    # every consumer StatefulSet, the query API and the outbox relay
+    assert len(with_metrics) == len(of_kind(docs, "StatefulSet")) + 2
     for s in with_metrics:
         assert selector.items() <= s["metadata"]["labels"].items(), s["metadata"]["name"]
     assert [e["port"] for e in sm["spec"]["endpoints"]] == ["metrics"]
