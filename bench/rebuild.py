@@ -13,8 +13,8 @@ from typing import Any
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 
-from consumers.batch import BatchProcessor
-from consumers.stats import RunStats
+from consumers.runtime.batch import BatchProcessor
+from consumers.runtime.stats import RunStats
 from projections import BlogProjection, CheckpointStore, make_engine
 from schemas import AvroSerde, SchemaCatalog
 

@@ -15,12 +15,12 @@ from pathlib import Path
 
 import sqlalchemy as sa
 
-from consumers._kafka import client_config, ensure_topics, producer_config
-from consumers._settings import Settings
-from consumers.broker import EmbeddedBroker
-from consumers.logs import configure_logging
-from consumers.rebuild import run_rebuild
-from consumers.watermarks import FetchedWatermarks
+from consumers.kafka.broker import EmbeddedBroker
+from consumers.kafka.config import client_config, ensure_topics, producer_config
+from consumers.kafka.watermarks import FetchedWatermarks
+from consumers.observability.logs import configure_logging
+from consumers.operations.rebuild import run_rebuild
+from consumers.settings.models import Settings
 from producers import EventPublisher, blog_events
 from schemas import AvroSerde, SchemaCatalog
 

@@ -28,7 +28,7 @@ import sqlalchemy as sa  # noqa: E402
 
 from bench.report import print_table, targets, write_chart, write_json  # noqa: E402
 from bench.scenarios import Bench  # noqa: E402
-from consumers.broker import EmbeddedBroker  # noqa: E402
+from consumers.kafka.broker import EmbeddedBroker  # noqa: E402
 
 PG_BASE_URL = os.environ.get("DATABASE_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 SCENARIOS = ("live", "naive", "scaleout", "latency", "rebuild")  # "live" includes the ceiling

@@ -21,13 +21,13 @@ from typing import Any
 from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 
 from bench.rebuild import replay
-from consumers import runner as _runner
-from consumers._kafka import consumer_config
-from consumers._settings import Settings
 from consumers.app import build_runner
-from consumers.batch import BatchProcessor, PreparedBatch
-from consumers.runner import ProjectionRunner
-from consumers.stats import RunStats
+from consumers.kafka.config import consumer_config
+from consumers.runtime import runner as _runner
+from consumers.runtime.batch import BatchProcessor, PreparedBatch
+from consumers.runtime.runner import ProjectionRunner
+from consumers.runtime.stats import RunStats
+from consumers.settings.models import Settings
 from projections import BlogProjection, CheckpointStore, make_engine
 from schemas import AvroSerde, SchemaCatalog
 

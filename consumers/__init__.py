@@ -3,11 +3,11 @@
 ``consumers`` sits on top: it may import ``projections``, ``producers`` and ``schemas``.
 """
 
-from consumers._settings import Settings, load_settings
-from consumers.batch import BatchProcessor, PreparedBatch
-from consumers.broker import EmbeddedBroker
-from consumers.runner import LoopSettings, ProjectionRunner, StopSignal
-from consumers.stats import RunStats
+from consumers.kafka.broker import EmbeddedBroker
+from consumers.runtime.batch import BatchProcessor, PreparedBatch
+from consumers.runtime.runner import LoopSettings, ProjectionRunner, StopSignal
+from consumers.runtime.stats import RunStats
+from consumers.settings.models import Settings, load_settings
 
 __all__ = [
     "BatchProcessor",

@@ -9,19 +9,19 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from datetime import timedelta
 
-from consumers._kafka import consumer_config, producer_config
-from consumers._settings import Settings
-from consumers.batch import BatchProcessor
-from consumers.deadletter import KafkaDeadLetterSink
+from consumers.kafka.config import consumer_config, producer_config
+from consumers.kafka.dead_letters import KafkaDeadLetterSink
 from consumers.notify import mail_delivery_hook
-from consumers.runner import (
+from consumers.runtime.batch import BatchProcessor
+from consumers.runtime.runner import (
     LoopSettings,
     ProjectionRunner,
     RunnerControl,
     RunObserver,
     StopSignal,
 )
-from consumers.stats import RunStats
+from consumers.runtime.stats import RunStats
+from consumers.settings.models import Settings
 from projections import (
     CheckpointStore,
     Projection,

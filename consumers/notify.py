@@ -13,11 +13,11 @@ from collections.abc import Callable
 import structlog
 from sqlalchemy import Engine
 
-from consumers._settings import Settings
-from consumers.runner import ProjectionRunner
+from consumers.runtime.runner import ProjectionRunner
+from consumers.settings.models import Settings
 from projections import NotificationsProjection, Projection
-from projections.mail import SmtpConfig, SmtpMailer
-from projections.mail_delivery import MailDelivery, RetryPolicy
+from projections.notifications.delivery import MailDelivery, RetryPolicy
+from projections.notifications.mail import SmtpConfig, SmtpMailer
 from schemas.errors import RetryableError
 
 __all__ = ["mail_delivery_hook", "smtp_config"]

@@ -7,10 +7,10 @@ from projections._base import ApplyResult, Projection
 from projections._db import database_errors, is_postgres, make_engine, redact_url
 from projections._event import Event
 from projections.blog import BlogProjection
-from projections.checkpoints import CheckpointStore, Move, TopicPartition
-from projections.ledger import EventLedger
-from projections.notifications import NotificationsProjection
+from projections.notifications.projection import NotificationsProjection
 from projections.orders import OrdersProjection
+from projections.progress.checkpoints import CheckpointStore, Move, TopicPartition
+from projections.progress.ledger import EventLedger
 from projections.registry import Topics, create_projection, projection_names
 
 __all__ = [

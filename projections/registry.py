@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 from projections._base import Projection
 from projections.blog import BlogProjection
-from projections.notifications import NotificationsProjection
+from projections.notifications.projection import NotificationsProjection
 from projections.orders import OrdersProjection
 from schemas.errors import ConfigurationError
 

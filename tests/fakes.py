@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from consumers.deadletter import DeadLetter
+from consumers.kafka.dead_letters import DeadLetter
 
 
 @dataclass

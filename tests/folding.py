@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from consumers.batch import BatchProcessor
-from consumers.stats import RunStats
+from consumers.runtime.batch import BatchProcessor
+from consumers.runtime.stats import RunStats
 from producers import SampleEvent
 from projections import CheckpointStore, Projection, make_engine
 from schemas import AvroSerde, SchemaCatalog

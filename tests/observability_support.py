@@ -17,10 +17,10 @@ from typing import Any
 
 from confluent_kafka import Consumer, Producer
 
-from consumers._kafka import producer_config
-from consumers._settings import Settings, load_settings
-from consumers.observability import observed_runner
-from consumers.runner import ProjectionRunner, StopSignal
+from consumers.kafka.config import producer_config
+from consumers.observability.exporter import observed_runner
+from consumers.runtime.runner import ProjectionRunner, StopSignal
+from consumers.settings.models import Settings, load_settings
 from tests.support import TEST_ENV, missing, unique, wait_for
 
 

@@ -80,7 +80,7 @@ def kafka_bootstrap() -> Iterator[str]:
         with KafkaContainer() as kafka:
             yield kafka.get_bootstrap_server()
         return
-    from consumers.broker import EmbeddedBroker
+    from consumers.kafka.broker import EmbeddedBroker
 
     with EmbeddedBroker() as broker:
         yield broker.bootstrap_servers
@@ -173,7 +173,7 @@ def json_line(output: str) -> dict[str, Any]:
 
 def load_test_settings(env: dict[str, str], **overrides: object) -> Any:
     """Settings for an in-process runner from a CLI environment (``PROJECTIONIST_*``) + overrides."""
-    from consumers._settings import Settings
+    from consumers.settings.models import Settings
 
     prefix = "PROJECTIONIST_"
     fields = {k[len(prefix) :].lower(): v for k, v in env.items() if k.startswith(prefix)}

@@ -25,9 +25,9 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from consumers._kafka import client_config
-from consumers._settings import Settings
-from consumers.dlq import DeadLetterRecord, read_dead_letters
+from consumers.kafka.config import client_config
+from consumers.kafka.dead_letter_reader import DeadLetterRecord, read_dead_letters
+from consumers.settings.models import Settings
 from producers import SampleEvent
 from tests.faults.stream import Published
 from tests.oracle import assert_blog_matches

@@ -6,7 +6,7 @@ import random
 import socket
 import time
 
-from consumers.broker import EmbeddedBroker
+from consumers.kafka.broker import EmbeddedBroker
 from tests.faults.checker import Report, finish
 from tests.faults.fleet import DRAIN, Fleet
 from tests.faults.stream import build_stream, publish

@@ -9,8 +9,8 @@ import time
 import sqlalchemy as sa
 
 from consumers.app import build_runner
-from consumers.runner import ProjectionRunner
-from consumers.stats import RunStats
+from consumers.runtime.runner import ProjectionRunner
+from consumers.runtime.stats import RunStats
 from tests.faults.checker import Report, expected, finish
 from tests.faults.proxy import TcpProxy
 from tests.faults.stream import build_stream, publish

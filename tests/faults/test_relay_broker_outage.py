@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import threading
 
-from consumers._kafka import client_config, ensure_topics, producer_config
-from consumers._settings import Settings
-from consumers.broker import EmbeddedBroker
+from consumers.kafka.broker import EmbeddedBroker
+from consumers.kafka.config import client_config, ensure_topics, producer_config
+from consumers.settings.models import Settings
 from producers import EventPublisher, OutboxRelay, RelaySettings, pending_count
 from tests.command_support import command_side, read_topic
 from tests.support import wait_for

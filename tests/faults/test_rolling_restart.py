@@ -35,8 +35,8 @@ from typing import Any
 import sqlalchemy as sa
 import yaml
 
-from consumers._kafka import client_config, ensure_topics, producer_config
-from consumers._settings import Settings
+from consumers.kafka.config import client_config, ensure_topics, producer_config
+from consumers.settings.models import Settings
 from producers import EventPublisher, SampleEvent, blog_events
 from projections import CheckpointStore
 from schemas import AvroSerde, SchemaCatalog

@@ -14,10 +14,10 @@ import signal
 from collections.abc import Mapping
 from pathlib import Path
 
-from consumers._settings import load_settings
 from consumers.app import build_runner
-from consumers.batch import PreparedBatch
-from consumers.runner import StopSignal
+from consumers.runtime.batch import PreparedBatch
+from consumers.runtime.runner import StopSignal
+from consumers.settings.models import load_settings
 
 
 def main() -> None:

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from consumers._kafka import client_config, ensure_topics, producer_config
-from consumers._settings import Settings
+from consumers.kafka.config import client_config, ensure_topics, producer_config
+from consumers.settings.models import Settings
 from producers import EventPublisher, SampleEvent
 from schemas import AvroSerde, SchemaCatalog
 

@@ -18,7 +18,7 @@ from sqlalchemy.exc import DBAPIError
 
 from producers import blog_events
 from projections import CheckpointStore, Topics, create_projection, make_engine
-from projections.versions import VersionStore
+from projections.generations.versions import VersionStore
 from tests.integration.helpers import publish
 from tests.oracle import assert_blog_matches
 from tests.support import checkpoint_total, run_cli

@@ -12,8 +12,8 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from consumers._kafka import client_config, ensure_topics, producer_config
-from consumers._settings import Settings
+from consumers.kafka.config import client_config, ensure_topics, producer_config
+from consumers.settings.models import Settings
 from producers import BlogService, EventPublisher, Outbox, OutboxEvent, OutboxRelay, RelaySettings
 from schemas import AvroSerde, SchemaCatalog
 from tests.command_support import command_side, outbox_events, read_topic, unpublished

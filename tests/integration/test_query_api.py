@@ -14,8 +14,8 @@ import pytest
 
 from producers import SampleEvent, blog_events, order_events, with_noise
 from projections import BlogProjection, NotificationsProjection, OrdersProjection
-from projections.mail import SmtpConfig, SmtpMailer
-from projections.mail_delivery import MailDelivery
+from projections.notifications.delivery import MailDelivery
+from projections.notifications.mail import SmtpConfig, SmtpMailer
 from tests.folding import Folder
 from tests.oracle import blog_oracle, orders_oracle
 from tests.servers import api_server, smtp_server

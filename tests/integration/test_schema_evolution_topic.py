@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import random
 
-from consumers._kafka import client_config, ensure_topics, producer_config
-from consumers._settings import Settings
 from consumers.app import build_runner
+from consumers.kafka.config import client_config, ensure_topics, producer_config
+from consumers.settings.models import Settings
 from producers import EventPublisher, blog_events, with_noise
 from producers.schema_registry import RegistryFraming, registry_client
 from schemas import AvroSerde, SchemaCatalog

@@ -8,8 +8,8 @@ from collections.abc import Iterator
 import pytest
 import sqlalchemy as sa
 
-from consumers.batch import BatchProcessor
-from consumers.stats import RunStats
+from consumers.runtime.batch import BatchProcessor
+from consumers.runtime.stats import RunStats
 from producers import SampleEvent, blog_events, with_noise
 from projections import BlogProjection, CheckpointStore, Move, make_engine
 from schemas import AvroSerde, SchemaCatalog

@@ -8,12 +8,12 @@ from dataclasses import dataclass
 import pytest
 import sqlalchemy as sa
 
-from consumers.batch import BatchProcessor
-from consumers.control import GenerationControl
-from consumers.runner import ProjectionRunner
-from consumers.stats import RunStats
+from consumers.runtime.batch import BatchProcessor
+from consumers.runtime.control import GenerationControl
+from consumers.runtime.runner import ProjectionRunner
+from consumers.runtime.stats import RunStats
 from projections import BlogProjection, CheckpointStore, make_engine
-from projections.versions import ReplayMark, VersionStore
+from projections.generations.versions import ReplayMark, VersionStore
 from schemas import AvroSerde, SchemaCatalog
 from tests.fakes import ListSink
 

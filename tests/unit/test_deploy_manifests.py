@@ -23,9 +23,9 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from consumers._kafka import client_config
-from consumers._settings import load_settings
 from consumers.app import group_id, topics_from
+from consumers.kafka.config import client_config
+from consumers.settings.models import load_settings
 from projections import create_projection, projection_names
 from tests.crd_schemas import CRD_SCHEMAS
 from tests.support import missing

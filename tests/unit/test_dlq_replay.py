@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 
-from consumers.dlq import DeadLetterRecord
-from consumers.dlq_replay import replay_dead_letters
+from consumers.kafka.dead_letter_reader import DeadLetterRecord
+from consumers.operations.dead_letters import replay_dead_letters
 from producers import blog_events
 from projections import BlogProjection, make_engine
-from projections.deadletter_state import ParkedKeys, key_text
+from projections.progress.parked_keys import ParkedKeys, key_text
 from schemas import AvroSerde, SchemaCatalog
 from tests.oracle import assert_blog_matches
 

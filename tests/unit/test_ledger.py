@@ -9,8 +9,8 @@ from datetime import UTC, datetime, timedelta
 import pytest
 import sqlalchemy as sa
 
-from consumers.batch import BatchProcessor
-from consumers.stats import RunStats
+from consumers.runtime.batch import BatchProcessor
+from consumers.runtime.stats import RunStats
 from producers import blog_events, with_noise
 from projections import ApplyResult, CheckpointStore, Event, EventLedger, Projection, make_engine
 from projections._sql import insert_for

@@ -10,9 +10,9 @@ import sqlalchemy as sa
 
 from producers import SampleEvent, order_events, with_noise
 from projections import NotificationsProjection
-from projections.mail import SmtpConfig, SmtpMailer
-from projections.mail_delivery import DeliveryReport, MailDelivery, RetryPolicy
-from projections.notifications import FAILED, PENDING, SENT, SUPPRESSED
+from projections.notifications.delivery import DeliveryReport, MailDelivery, RetryPolicy
+from projections.notifications.mail import SmtpConfig, SmtpMailer
+from projections.notifications.projection import FAILED, PENDING, SENT, SUPPRESSED
 from tests.folding import Folder
 from tests.servers import RecordingSmtp, free_port, smtp_server
 
@@ -211,7 +211,7 @@ def test_crash_between_send_and_record_resends_once_same_message_id(
         row = crashing._claim(victim)  # step 1: claimed (lease taken, attempt counted)
         assert row is not None
         session = crashing.mailer.connect()
-        from projections.email_template import build_message
+        from projections.notifications.template import build_message
 
         session.send(  # step 2: the server accepts; then the process dies before step 3
             build_message(

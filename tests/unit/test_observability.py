@@ -10,12 +10,12 @@ from typing import Any
 import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 
-from consumers.endpoints import parse_address
-from consumers.health import HealthSettings, ProjectionHealth
-from consumers.logs import redact
-from consumers.metrics import RUNNER_FAMILIES, Metrics
-from consumers.observer import KafkaClientStats, LoopObserver, RunnerCollector
-from consumers.stats import RunStats
+from consumers.observability.endpoints import parse_address
+from consumers.observability.health import HealthSettings, ProjectionHealth
+from consumers.observability.logs import redact
+from consumers.observability.metrics import RUNNER_FAMILIES, Metrics
+from consumers.observability.observer import KafkaClientStats, LoopObserver, RunnerCollector
+from consumers.runtime.stats import RunStats
 from schemas.errors import ConfigurationError
 
 NAME = re.compile(r"^projectionist_[a-z][a-z0-9_]*[a-z0-9]$")
@@ -103,14 +103,17 @@ def test_metric_names_help_and_labels_follow_prometheus_conventions() -> None:
 def test_nothing_is_registered_at_import_or_on_the_global_registry() -> None:
     """Importing every module and building Observability leaves the default registry untouched."""
     import importlib
+    import pkgutil
 
     from prometheus_client import REGISTRY
 
-    from consumers._settings import Settings
-    from consumers.observability import Observability
+    import consumers
 
-    for module in ("metrics", "observer", "health", "endpoints", "observability", "cli", "app"):
-        importlib.import_module(f"consumers.{module}")
+    from consumers.observability.exporter import Observability
+    from consumers.settings.models import Settings
+
+    for module in pkgutil.walk_packages(consumers.__path__, "consumers."):
+        importlib.import_module(module.name)
     obs = Observability(Settings(metrics_address="127.0.0.1:0"))
     assert not [f.name for f in REGISTRY.collect() if f.name.startswith("projectionist")]
     assert any(f.name == "projectionist_events_received" for f in obs.registry.collect())
@@ -298,7 +301,7 @@ def test_endpoints_serve_metrics_and_probe_verdicts() -> None:
     import urllib.error
     import urllib.request
 
-    from consumers.endpoints import ObservabilityServer
+    from consumers.observability.endpoints import ObservabilityServer
 
     runner, _observer, health, _clock, registry = watched()
     server = ObservabilityServer(address="127.0.0.1:0", registry=registry, probes=[health])

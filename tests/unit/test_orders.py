@@ -7,8 +7,8 @@ from collections.abc import Iterator
 import pytest
 import sqlalchemy as sa
 
-from consumers.batch import BatchProcessor
-from consumers.stats import RunStats
+from consumers.runtime.batch import BatchProcessor
+from consumers.runtime.stats import RunStats
 from producers import SampleEvent, order_events, with_noise
 from projections import CheckpointStore, OrdersProjection, make_engine
 from schemas import AvroSerde, SchemaCatalog

@@ -7,9 +7,9 @@ from collections.abc import Iterator, Sequence
 import pytest
 import sqlalchemy as sa
 
-from consumers.batch import BatchProcessor
-from consumers.history_guard import HistoryGuard, mismatch
-from consumers.stats import RunStats
+from consumers.runtime.batch import BatchProcessor
+from consumers.runtime.history_guard import HistoryGuard, mismatch
+from consumers.runtime.stats import RunStats
 from producers import SampleEvent, blog_events
 from projections import ApplyResult, BlogProjection, CheckpointStore, Event, make_engine
 from schemas import AvroSerde, SchemaCatalog

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from pydantic import SecretStr
 
-from consumers._settings import Settings
-from consumers.cli_read import build_read_models
+from consumers.cli.read import build_read_models
+from consumers.settings.models import Settings
 from projections import BlogProjection, make_engine
-from projections.versions import VersionStore
+from projections.generations.versions import VersionStore
 
 
 def test_read_models_follow_the_active_generation(db_url: str) -> None:

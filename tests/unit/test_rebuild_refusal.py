@@ -14,11 +14,11 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from consumers import cli_rebuild
-from consumers._settings import Settings
 from consumers.cli import main
-from consumers.rebuild import HistoryIncomplete, run_rebuild
-from consumers.watermarks import Watermarks
+from consumers.cli import rebuild as cli_rebuild
+from consumers.kafka.watermarks import Watermarks
+from consumers.operations.rebuild import HistoryIncomplete, run_rebuild
+from consumers.settings.models import Settings
 from projections import TopicPartition
 
 TOPIC = "blog.posts"

@@ -6,12 +6,12 @@ from datetime import UTC, datetime
 
 import pytest
 
-from consumers.batch import BatchProcessor
-from consumers.replay import PartitionPlan, ReplayRefused, check_replayable, parse_point
-from consumers.stats import RunStats
+from consumers.operations.replay import PartitionPlan, ReplayRefused, check_replayable, parse_point
+from consumers.runtime.batch import BatchProcessor
+from consumers.runtime.stats import RunStats
 from producers import blog_events
 from projections import BlogProjection, CheckpointStore
-from projections.versions import ReplayMark
+from projections.generations.versions import ReplayMark
 from schemas import AvroSerde, SchemaCatalog
 from schemas.errors import ConfigurationError
 from tests.fakes import FakeMessage, ListSink

@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 from confluent_kafka import Consumer, Producer
 
-from consumers._kafka import client_config, consumer_config, producer_config, redacted
-from consumers._settings import Settings, load_settings
+from consumers.kafka.config import client_config, consumer_config, producer_config, redacted
+from consumers.settings.models import Settings, load_settings
 from schemas.errors import ConfigurationError
 
 SECRET = "s3cr3t-Sentinel-0451"

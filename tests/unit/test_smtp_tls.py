@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from projections.mail import MailUnavailable, SmtpConfig, SmtpMailer
+from projections.notifications.mail import MailUnavailable, SmtpConfig, SmtpMailer
 from tests.servers import RecordingSmtp, smtp_server
 from tests.support import missing
 

@@ -8,8 +8,8 @@ import pytest
 import sqlalchemy as sa
 
 from projections import BlogProjection, CheckpointStore, Move, make_engine
-from projections.status import read_status
-from projections.versions import ReplayMark, VersionStore, active_generation
+from projections.generations.status import read_status
+from projections.generations.versions import ReplayMark, VersionStore, active_generation
 from schemas.errors import ConfigurationError
 
 

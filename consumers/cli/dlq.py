@@ -1,0 +1,185 @@
+"""``projectionist dlq list|show|replay|purge``: look into dead-letter topics and act on them.
+
+Registered on the main app by one import at the bottom of ``consumers.cli``.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections import Counter
+from typing import Annotated
+
+import typer
+from confluent_kafka import KafkaException
+from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
+from rich.table import Table
+
+from consumers.app import topics_from
+from consumers.cli import BootstrapOpt, DatabaseOpt, _settings, app, console
+from consumers.kafka.config import client_config
+from consumers.kafka.dead_letter_reader import DeadLetterRecord, read_dead_letters
+from consumers.settings.models import Settings
+from projections import create_projection, make_engine, projection_names
+from schemas import AvroSerde, SchemaCatalog
+from schemas.errors import BrokerUnavailable, ConfigurationError, PoisonError
+
+__all__ = ["dlq_app"]
+
+dlq_app = typer.Typer(
+    help="Dead letters of a projection (<topic><dlq suffix>): list, show, replay, purge.",
+    no_args_is_help=True,
+)
+app.add_typer(dlq_app, name="dlq")
+
+ProjectionArg = Annotated[str, typer.Argument(help=f"projection: {', '.join(projection_names())}")]
+JsonOpt = Annotated[bool, typer.Option("--json", help="machine-readable output")]
+
+
+def _dlq_topics(settings: Settings, projection: str) -> list[str]:
+    topics = create_projection(projection, topics=topics_from(settings)).topics
+    return [t + settings.dlq_suffix for t in topics]
+
+
+def _read(settings: Settings, projection: str) -> list[DeadLetterRecord]:
+    conf = client_config(settings)
+    return [
+        r for topic in _dlq_topics(settings, projection) for r in read_dead_letters(conf, topic)
+    ]
+
+
+@dlq_app.command("list")
+def list_(
+    projection: ProjectionArg, bootstrap_servers: BootstrapOpt = None, json_out: JsonOpt = False
+) -> None:
+    """Count dead letters by error class and reason (copies of one origin counted once)."""
+    settings = _settings(bootstrap_servers=bootstrap_servers)
+    records = _read(settings, projection)
+    origins = {r.origin: r for r in records}
+    counts = Counter((r.error_class, r.reason) for r in origins.values())
+    if json_out:
+        rows = [{"error_class": e, "reason": r, "count": n} for (e, r), n in sorted(counts.items())]
+        print(json.dumps({"messages": len(records), "distinct": len(origins), "by_class": rows}))
+        return
+    table = Table("error class", "reason", "dead letters", title=f"{projection}: dead letters")
+    for (error, reason), n in sorted(counts.items()):
+        table.add_row(error, reason, str(n))
+    console.print(table)
+    console.print(f"{len(origins)} distinct ({len(records) - len(origins)} duplicate copies)")
+
+
+@dlq_app.command()
+def show(
+    projection: ProjectionArg,
+    partition: Annotated[int, typer.Option(help="original partition")],
+    offset: Annotated[int, typer.Option(help="original offset")],
+    bootstrap_servers: BootstrapOpt = None,
+) -> None:
+    """Show one dead letter, by its original partition and offset: headers and decoded event."""
+    settings = _settings(bootstrap_servers=bootstrap_servers)
+    found = [r for r in _read(settings, projection) if r.origin[1:] == (partition, offset)]
+    if not found:
+        raise ConfigurationError(f"no dead letter from partition {partition} offset {offset}")
+    rec = found[0]
+    out: dict[str, object] = {
+        "dead_letter": f"{rec.topic}[{rec.partition}]@{rec.offset}",
+        "copies": len(found),
+        "key": rec.key.decode(errors="replace") if rec.key is not None else None,
+        "dlq": rec.dlq,
+        "headers": {k: v.decode(errors="replace") for k, v in rec.headers},
+    }
+    try:
+        decoded = AvroSerde(SchemaCatalog.load(), validate_events=False).decode(rec.value)
+        out["event_type"] = decoded.event_type
+        out["event"] = decoded.record
+    except PoisonError as exc:
+        out["undecodable"] = f"{type(exc).__name__}: {exc}"
+        out["value_head_hex"] = (rec.value or b"")[:64].hex()
+    print(json.dumps(out, indent=2, default=str))
+
+
+@dlq_app.command()
+def replay(
+    projection: ProjectionArg,
+    error_class: Annotated[
+        str | None, typer.Option(help="only dead letters of this error class")
+    ] = None,
+    reason: Annotated[str | None, typer.Option(help="only 'poison' or 'parked' ones")] = None,
+    key: Annotated[str | None, typer.Option(help="only this aggregate key")] = None,
+    all_: Annotated[bool, typer.Option("--all", help="replay every dead letter")] = False,
+    bootstrap_servers: BootstrapOpt = None,
+    database_url: DatabaseOpt = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Apply selected dead letters to the projection again, exactly once; unpark their keys."""
+    from consumers.operations.dead_letters import replay_dead_letters
+
+    if not (all_ or error_class or reason or key):
+        raise ConfigurationError("say what to replay: --error-class, --reason, --key or --all")
+    settings = _settings(bootstrap_servers=bootstrap_servers, database_url=database_url)
+    records = _read(settings, projection)
+    chosen = [
+        r
+        for r in records
+        if (error_class is None or r.error_class == error_class)
+        and (reason is None or r.reason == reason)
+        and (key is None or r.key == key.encode())
+    ]
+    engine = make_engine(settings.database_url_value())
+    try:
+        result = replay_dead_letters(
+            engine,
+            create_projection(projection, topics=topics_from(settings)),
+            AvroSerde(SchemaCatalog.load()),
+            chosen,
+            dead_letter_topic=records,
+            dedup_by_event_id=settings.event_dedup,
+        )
+    finally:
+        engine.dispose()
+    if json_out:
+        print(json.dumps({"projection": projection, **result.__dict__}))
+        return
+    console.print(
+        f"{projection}: {result.selected} selected, {result.replayed} replayed, "
+        f"{result.already} already replayed, still poison {result.still_poison or 'none'}, "
+        f"{result.unparked} keys unparked"
+    )
+
+
+@dlq_app.command()
+def purge(
+    projection: ProjectionArg,
+    yes: Annotated[bool, typer.Option("--yes", help="do not ask for confirmation")] = False,
+    bootstrap_servers: BootstrapOpt = None,
+) -> None:
+    """Delete every dead letter of the projection (the topic is deleted and recreated)."""
+    settings = _settings(bootstrap_servers=bootstrap_servers)
+    topics = _dlq_topics(settings, projection)
+    if not yes and not typer.confirm(f"Delete every message of {', '.join(topics)}?"):
+        raise typer.Exit(1)
+    admin = AdminClient(client_config(settings))
+    meta = admin.list_topics(timeout=30).topics
+    sizes = {t: len(meta[t].partitions) for t in topics if t in meta}
+    if sizes:
+        for future in admin.delete_topics(list(sizes), operation_timeout=30).values():
+            future.result()
+    for topic, partitions in sizes.items():
+        _recreate(admin, topic, partitions)
+    console.print(f"purged: {', '.join(sizes) or 'nothing (no dead-letter topic)'}")
+
+
+def _recreate(admin: AdminClient, topic: str, partitions: int, timeout_s: float = 30.0) -> None:
+    """Topic deletion completes asynchronously: retry the creation until it is accepted."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        future = admin.create_topics(
+            [NewTopic(topic, num_partitions=partitions, replication_factor=-1)]
+        )[topic]
+        try:
+            future.result()
+            return
+        except KafkaException as exc:
+            if time.monotonic() > deadline:
+                raise BrokerUnavailable(f"cannot recreate {topic}: {exc}") from exc
+            time.sleep(0.5)

@@ -1,0 +1,1 @@
+"""Kafka adapters: client configuration, the message seam, dead letters, watermarks, the broker."""

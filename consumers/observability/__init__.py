@@ -1,0 +1,1 @@
+"""Metrics, probes, endpoints and logs of a running consumer process."""

@@ -1,0 +1,153 @@
+"""Liveness and readiness of one projection runner, as Kubernetes probes see them.
+
+* **Liveness** fails only when restarting the process would help: the poll loop has
+  not come back for ``stall_timeout_s``, or it is *silently stalled* — partitions
+  assigned, lag > 0, nothing being retried and no checkpoint advancing for
+  ``stall_timeout_s`` (e.g. a client that stopped fetching, an apply that hangs).
+  Retries mean an outage is being handled: they never fail liveness, because pods
+  restarted during a database or broker outage only add rebalance storms.
+* **Readiness** fails while the database or the broker is unreachable, while the
+  loop is retrying a failed transaction, and while the group has no assignment — a
+  partition-less spell shorter than ``readiness_grace_s`` (a normal rebalance) does
+  not flap it.
+
+Both are computed when asked (probe or scrape), from the runner's plain attributes
+and the observer's snapshots; nothing here talks to Kafka.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from consumers.observability.observer import LoopObserver
+    from consumers.runtime.runner import ProjectionRunner
+
+__all__ = ["HealthSettings", "ProjectionHealth", "Verdict"]
+
+
+@dataclass(frozen=True, slots=True)
+class HealthSettings:
+    stall_timeout_s: float = 120.0
+    readiness_grace_s: float = 30.0
+    #: probes and scrapes within this window reuse the last database ping
+    ping_interval_s: float = 1.0
+    #: librdkafka statistics older than this are not trusted for broker reachability
+    kafka_stats_max_age_s: float = 60.0
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    ok: bool
+    reason: str = "ok"
+
+
+class ProjectionHealth:
+    """Probe logic for one runner; ``ping_database`` raises when the database is away."""
+
+    def __init__(
+        self,
+        runner: ProjectionRunner,
+        observer: LoopObserver,
+        *,
+        settings: HealthSettings,
+        ping_database: Callable[[], None],
+        clock: Callable[[], float] = time.monotonic,
+        wall_clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.runner = runner
+        self.observer = observer
+        self.settings = settings
+        self._ping = ping_database
+        self._clock = clock
+        self._wall = wall_clock
+        now = clock()
+        self._created_at = now
+        self._retries_seen = runner.stats.retries
+        self._retry_at = float("-inf")
+        self._progress_sig: tuple[tuple[tuple[str, int], int | None], ...] = ()
+        self._progress_at = now
+        self._assigned_seen_at: float | None = None
+        self._ping_at = float("-inf")
+        self._ping_error: str | None = None
+        # Probes and scrapes arrive on several HTTP threads. Separate locks: a slow
+        # database ping (readiness) must never hold up liveness.
+        self._live_lock = threading.Lock()
+        self._ready_lock = threading.Lock()
+
+    @property
+    def name(self) -> str:
+        return self.runner.processor.projection.slot
+
+    def _retrying(self, now: float) -> bool:
+        """An outage is being handled: a retry happened lately or has not succeeded yet."""
+        retries = self.runner.stats.retries
+        if retries != self._retries_seen:
+            self._retries_seen, self._retry_at = retries, now
+        if self.runner.positions and not self.runner.ready:
+            return True  # backoff between retries can outlast the stall timeout
+        return now - self._retry_at < self.settings.stall_timeout_s
+
+    def liveness(self) -> Verdict:
+        with self._live_lock:
+            return self._liveness()
+
+    def readiness(self) -> Verdict:
+        with self._ready_lock:
+            return self._readiness()
+
+    def _liveness(self) -> Verdict:
+        now, limit = self._clock(), self.settings.stall_timeout_s
+        retrying = self._retrying(now)
+        positions = tuple(sorted(self.runner.positions.items()))
+        behind = sum(n for n in self.observer.lag.values() if n > 0)
+        # The stall clock runs only while assigned, behind and not retrying; any
+        # checkpoint movement restarts it.
+        if not positions or not behind or retrying or positions != self._progress_sig:
+            self._progress_sig, self._progress_at = positions, now
+        polled_at = self.runner.last_poll_at or self._created_at
+        if not retrying and now - polled_at > limit:
+            return Verdict(False, f"poll loop has not polled for {now - polled_at:.0f}s")
+        if now - self._progress_at > limit:
+            return Verdict(
+                False,
+                f"stalled: {behind} events behind and no checkpoint progress for "
+                f"{now - self._progress_at:.0f}s (nothing being retried)",
+            )
+        return Verdict(True)
+
+    def _readiness(self) -> Verdict:
+        now = self._clock()
+        if self.runner.positions:
+            self._assigned_seen_at = now
+        elif self._assigned_seen_at is None:
+            return Verdict(False, "no partitions assigned yet")
+        elif now - self._assigned_seen_at > self.settings.readiness_grace_s:
+            return Verdict(False, "no partitions assigned")
+        if self.runner.positions and not self.runner.ready:
+            return Verdict(False, "retrying after a database or broker failure")
+        error = self._database_error(now)
+        if error is not None:
+            return Verdict(False, f"database unreachable: {error}")
+        kafka = self.observer.kafka
+        if (
+            kafka is not None
+            and self._wall() - kafka.received_at < self.settings.kafka_stats_max_age_s
+            and kafka.brokers_up == 0
+        ):
+            return Verdict(False, "no Kafka broker reachable")
+        return Verdict(True)
+
+    def _database_error(self, now: float) -> str | None:
+        if now - self._ping_at >= self.settings.ping_interval_s:
+            try:
+                self._ping()
+                self._ping_error = None
+            except Exception as exc:  # noqa: BLE001 - any failure means "not ready"
+                self._ping_error = f"{type(exc).__name__}: {str(exc).splitlines()[0][:200]}"
+            self._ping_at = self._clock()
+        return self._ping_error

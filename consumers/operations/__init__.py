@@ -1,0 +1,1 @@
+"""Operator work on projections: rebuild, replay, status and dead-letter replay."""

@@ -1,0 +1,1 @@
+"""The consumer loop of one projection: runner, batch preparation, the transaction, poison."""

@@ -1,0 +1,1 @@
+"""Typed, frozen settings from ``PROJECTIONIST_*`` environment variables."""

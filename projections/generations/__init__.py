@@ -1,0 +1,1 @@
+"""Generations of a projection: the active pointer, views, replay marks and heartbeats."""

@@ -1,0 +1,1 @@
+"""The ``notifications`` projection and its e-mail delivery."""

@@ -1,0 +1,1 @@
+"""Progress state kept in the read-model database, written in each batch's transaction."""
