@@ -30,7 +30,7 @@ from consumers.kafka.dead_letter_reader import DeadLetterRecord, read_dead_lette
 from consumers.settings.models import Settings
 from producers import SampleEvent
 from tests.faults.stream import Published
-from tests.oracle import assert_blog_matches
+from tests.support.oracle import assert_blog_matches
 
 ANOMALIES = ("lost", "duplicate", "nonmonotonic", "skip", "inconsistent-offset")
 

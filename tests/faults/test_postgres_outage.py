@@ -12,9 +12,9 @@ from consumers.app import build_runner
 from consumers.runtime.runner import ProjectionRunner
 from consumers.runtime.stats import RunStats
 from tests.faults.checker import Report, expected, finish
-from tests.faults.proxy import TcpProxy
 from tests.faults.stream import build_stream, publish
 from tests.support import checkpoint_total, load_test_settings, wait_for
+from tests.support.proxy import TcpProxy
 
 OUTAGE_S = 11.0
 TERMINATION_ROUNDS = 10

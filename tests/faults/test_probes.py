@@ -9,8 +9,10 @@ from typing import Any
 import sqlalchemy as sa
 
 from producers import blog_events
-from tests.integration.helpers import publish
-from tests.observability_support import (
+from tests.support import checkpoint_total, unique, wait_for
+from tests.support.broker import publish
+from tests.support.oracle import blog_actual, blog_oracle
+from tests.support.prometheus import (
     SLOT,
     FreezableConsumer,
     http_get,
@@ -18,8 +20,6 @@ from tests.observability_support import (
     settings_for,
     tcp_proxy,
 )
-from tests.oracle import blog_actual, blog_oracle
-from tests.support import checkpoint_total, unique, wait_for
 
 
 def test_blocked_apply_fails_liveness_within_stall_timeout_then_recovers(

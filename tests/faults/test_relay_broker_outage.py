@@ -8,8 +8,8 @@ from consumers.kafka.broker import EmbeddedBroker
 from consumers.kafka.config import client_config, ensure_topics, producer_config
 from consumers.settings.models import Settings
 from producers import EventPublisher, OutboxRelay, RelaySettings, pending_count
-from tests.command_support import command_side, read_topic
 from tests.support import wait_for
+from tests.support.commands import command_side, read_topic
 
 
 def test_relay_retries_through_a_broker_restart(sqlite_url: str) -> None:

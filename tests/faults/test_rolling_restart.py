@@ -40,8 +40,8 @@ from consumers.settings.models import Settings
 from producers import EventPublisher, SampleEvent, blog_events
 from projections import CheckpointStore
 from schemas import AvroSerde, SchemaCatalog
-from tests.oracle import assert_blog_matches
 from tests.support import PROJECTIONIST, checkpoint_total, json_line, wait_for
+from tests.support.oracle import assert_blog_matches
 
 ROOT = Path(__file__).resolve().parents[2]
 PARTITIONS = 6

@@ -11,8 +11,8 @@ import pytest
 import uvicorn
 
 from producers.command_api import create_command_app
-from tests.command_support import command_side, outbox_events, unpublished
 from tests.support import wait_for
+from tests.support.commands import command_side, outbox_events, unpublished
 
 ORDER = {
     "customer_id": "customer-7",

@@ -19,9 +19,9 @@ from sqlalchemy.exc import DBAPIError
 from producers import blog_events
 from projections import CheckpointStore, Topics, create_projection, make_engine
 from projections.generations.versions import VersionStore
-from tests.integration.helpers import publish
-from tests.oracle import assert_blog_matches
 from tests.support import checkpoint_total, run_cli
+from tests.support.broker import publish
+from tests.support.oracle import assert_blog_matches
 
 ROLES_SQL = Path(__file__).resolve().parents[2] / "deploy" / "sql" / "roles.sql"
 

@@ -12,8 +12,8 @@ import sqlalchemy as sa
 
 from tests.faults.checker import expected
 from tests.faults.stream import build_stream, publish
-from tests.oracle import assert_blog_matches
 from tests.support import PROJECTIONIST, json_line, run_cli
+from tests.support.oracle import assert_blog_matches
 
 DRAIN = ["consume", "blog", "--drain", "--json", "--timeout", "120"]
 

@@ -6,9 +6,9 @@ import signal
 import time
 
 from producers import blog_events, with_noise
-from tests.integration.helpers import publish
-from tests.oracle import assert_blog_matches
 from tests.support import checkpoint_total, json_line, run_cli, start_cli, wait_for
+from tests.support.broker import publish
+from tests.support.oracle import assert_blog_matches
 
 CONSUME = ["consume", "blog", "--drain", "--json", "--timeout", "120"]
 

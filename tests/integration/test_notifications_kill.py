@@ -8,9 +8,9 @@ import signal
 import sqlalchemy as sa
 
 from producers import order_events, with_noise
-from tests.integration.helpers import publish
-from tests.servers import smtp_server
 from tests.support import json_line, run_cli, start_cli, wait_for
+from tests.support.broker import publish
+from tests.support.servers import smtp_server
 
 KILL_AT = 5
 

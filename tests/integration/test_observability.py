@@ -7,10 +7,10 @@ import signal
 from pathlib import Path
 
 from producers import blog_events, with_noise
-from tests.integration.helpers import publish
-from tests.observability_support import SLOT, PrometheusServer, free_port, publish_poison
-from tests.oracle import blog_actual, blog_oracle
 from tests.support import checkpoint_total, json_line, run_cli, start_cli, wait_for
+from tests.support.broker import publish
+from tests.support.oracle import blog_actual, blog_oracle
+from tests.support.prometheus import SLOT, PrometheusServer, free_port, publish_poison
 
 
 def test_prometheus_scrapes_applied_events_and_lag(

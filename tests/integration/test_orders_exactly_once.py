@@ -5,9 +5,9 @@ from __future__ import annotations
 import signal
 
 from producers import order_events, with_noise
-from tests.integration.helpers import publish
-from tests.oracle import assert_orders_match
 from tests.support import checkpoint_total, json_line, run_cli, start_cli, wait_for
+from tests.support.broker import publish
+from tests.support.oracle import assert_orders_match
 
 CONSUME = ["consume", "orders", "--drain", "--json", "--timeout", "120"]
 

@@ -16,9 +16,9 @@ from consumers.kafka.config import client_config, ensure_topics, producer_config
 from consumers.settings.models import Settings
 from producers import BlogService, EventPublisher, Outbox, OutboxEvent, OutboxRelay, RelaySettings
 from schemas import AvroSerde, SchemaCatalog
-from tests.command_support import command_side, outbox_events, read_topic, unpublished
-from tests.oracle import assert_blog_matches
 from tests.support import json_line, run_cli, start_cli, wait_for
+from tests.support.commands import command_side, outbox_events, read_topic, unpublished
+from tests.support.oracle import assert_blog_matches
 
 CONSUME = ["consume", "blog", "--drain", "--json", "--timeout", "120"]
 

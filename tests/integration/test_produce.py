@@ -6,9 +6,9 @@ import re
 from pathlib import Path
 
 from producers.loadgen import noisy_sample
-from tests.command_support import outbox_events, unpublished
-from tests.oracle import assert_blog_matches
 from tests.support import json_line, run_cli
+from tests.support.commands import outbox_events, unpublished
+from tests.support.oracle import assert_blog_matches
 
 CONSUME = ["consume", "blog", "--drain", "--json", "--timeout", "120"]
 

@@ -16,10 +16,10 @@ from producers import SampleEvent, blog_events, order_events, with_noise
 from projections import BlogProjection, NotificationsProjection, OrdersProjection
 from projections.notifications.delivery import MailDelivery
 from projections.notifications.mail import SmtpConfig, SmtpMailer
-from tests.folding import Folder
-from tests.oracle import blog_oracle, orders_oracle
-from tests.servers import api_server, smtp_server
 from tests.support import TEST_ENV, fresh_postgres_database, run_cli, wait_for
+from tests.support.folding import Folder
+from tests.support.oracle import blog_oracle, orders_oracle
+from tests.support.servers import api_server, smtp_server
 
 MAX_LIMIT = 40
 

@@ -12,9 +12,9 @@ import pytest
 import sqlalchemy as sa
 
 from producers import SampleEvent, blog_events, with_noise
-from tests.integration.helpers import publish
-from tests.oracle import assert_blog_matches
 from tests.support import checkpoint_total, json_line, run_cli, start_cli, wait_for
+from tests.support.broker import publish
+from tests.support.oracle import assert_blog_matches
 
 DRAIN = ["consume", "blog", "--drain", "--json", "--timeout", "120"]
 

@@ -9,9 +9,9 @@ import sqlalchemy as sa
 
 from producers import blog_events
 from projections import BlogProjection
-from tests.folding import Folder
-from tests.oracle import assert_blog_matches
 from tests.support import TEST_ENV, run_cli, start_cli, wait_for
+from tests.support.folding import Folder
+from tests.support.oracle import assert_blog_matches
 
 
 def _drift(url: str) -> None:

@@ -9,9 +9,9 @@ from datetime import UTC, datetime
 from typing import Any
 
 from producers import blog_events
-from tests.integration.helpers import publish
-from tests.oracle import assert_blog_matches
 from tests.support import checkpoint_total, json_line, run_cli, start_cli, wait_for
+from tests.support.broker import publish
+from tests.support.oracle import assert_blog_matches
 
 DRAIN = ["consume", "blog", "--drain", "--json", "--timeout", "120"]
 

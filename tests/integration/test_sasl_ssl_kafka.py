@@ -23,8 +23,8 @@ from consumers.kafka.config import client_config, ensure_topics, producer_config
 from consumers.settings.models import Settings
 from producers import EventPublisher, blog_events
 from schemas import AvroSerde, SchemaCatalog
-from tests.oracle import assert_blog_matches
 from tests.support import TEST_ENV, checkpoint_total, docker_answers, run_cli, unique
+from tests.support.oracle import assert_blog_matches
 
 KAFKA_IMAGE = "apache/kafka:3.9.1"
 PASSWORD = "sasl-ssl-test-password"

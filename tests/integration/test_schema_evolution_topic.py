@@ -10,8 +10,8 @@ from consumers.settings.models import Settings
 from producers import EventPublisher, blog_events, with_noise
 from producers.schema_registry import RegistryFraming, registry_client
 from schemas import AvroSerde, SchemaCatalog
-from tests.oracle import assert_blog_matches
 from tests.support import unique
+from tests.support.oracle import assert_blog_matches
 
 
 def test_mixed_versions_and_framings_on_one_topic(bootstrap: str, sqlite_url: str) -> None:

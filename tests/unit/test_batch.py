@@ -14,8 +14,8 @@ from producers import SampleEvent, blog_events, with_noise
 from projections import BlogProjection, CheckpointStore, Move, make_engine
 from schemas import AvroSerde, SchemaCatalog
 from schemas.errors import FencedError
-from tests.fakes import FakeMessage, ListSink
-from tests.oracle import assert_blog_matches
+from tests.support.fakes import FakeMessage, ListSink
+from tests.support.oracle import assert_blog_matches
 
 TOPIC = "blog.posts"
 SERDE = AvroSerde(SchemaCatalog.load())

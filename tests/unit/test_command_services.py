@@ -9,7 +9,7 @@ import sqlalchemy as sa
 
 from producers import AggregateNotFound, InvalidCommand, Outbox, OutboxEvent, VersionConflict
 from schemas.errors import InvalidEventError
-from tests.command_support import command_side, outbox_events, unpublished
+from tests.support.commands import command_side, outbox_events, unpublished
 
 LINES = [
     {"sku": "SKU-1", "quantity": 2, "unit_price_minor": 250},

@@ -15,7 +15,7 @@ from consumers.runtime.stats import RunStats
 from projections import BlogProjection, CheckpointStore, make_engine
 from projections.generations.versions import ReplayMark, VersionStore
 from schemas import AvroSerde, SchemaCatalog
-from tests.fakes import ListSink
+from tests.support.fakes import ListSink
 
 
 @dataclass

@@ -27,8 +27,8 @@ from consumers.app import group_id, topics_from
 from consumers.kafka.config import client_config
 from consumers.settings.models import load_settings
 from projections import create_projection, projection_names
-from tests.crd_schemas import CRD_SCHEMAS
 from tests.support import missing
+from tests.support.crd_schemas import CRD_SCHEMAS
 
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"

@@ -10,7 +10,7 @@ from producers import blog_events
 from projections import BlogProjection, make_engine
 from projections.progress.parked_keys import ParkedKeys, key_text
 from schemas import AvroSerde, SchemaCatalog
-from tests.oracle import assert_blog_matches
+from tests.support.oracle import assert_blog_matches
 
 SERDE = AvroSerde(SchemaCatalog.load())
 TOPIC = "blog.posts"

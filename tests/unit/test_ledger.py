@@ -15,7 +15,7 @@ from producers import blog_events, with_noise
 from projections import ApplyResult, CheckpointStore, Event, EventLedger, Projection, make_engine
 from projections._sql import insert_for
 from schemas import AvroSerde, SchemaCatalog
-from tests.fakes import FakeMessage, ListSink
+from tests.support.fakes import FakeMessage, ListSink
 
 TOPIC = "blog.posts"
 SERDE = AvroSerde(SchemaCatalog.load())

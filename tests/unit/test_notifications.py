@@ -13,8 +13,8 @@ from projections import NotificationsProjection
 from projections.notifications.delivery import DeliveryReport, MailDelivery, RetryPolicy
 from projections.notifications.mail import SmtpConfig, SmtpMailer
 from projections.notifications.projection import FAILED, PENDING, SENT, SUPPRESSED
-from tests.folding import Folder
-from tests.servers import RecordingSmtp, free_port, smtp_server
+from tests.support.folding import Folder
+from tests.support.servers import RecordingSmtp, free_port, smtp_server
 
 FAST = RetryPolicy(max_attempts=4, initial_s=0.01, max_s=0.05, lease_s=60)
 

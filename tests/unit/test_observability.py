@@ -108,7 +108,6 @@ def test_nothing_is_registered_at_import_or_on_the_global_registry() -> None:
     from prometheus_client import REGISTRY
 
     import consumers
-
     from consumers.observability.exporter import Observability
     from consumers.settings.models import Settings
 

@@ -12,8 +12,8 @@ from consumers.runtime.stats import RunStats
 from producers import SampleEvent, order_events, with_noise
 from projections import CheckpointStore, OrdersProjection, make_engine
 from schemas import AvroSerde, SchemaCatalog
-from tests.fakes import FakeMessage, ListSink
-from tests.oracle import assert_orders_match, orders_oracle
+from tests.support.fakes import FakeMessage, ListSink
+from tests.support.oracle import assert_orders_match, orders_oracle
 
 TOPIC = "orders.orders"
 SERDE = AvroSerde(SchemaCatalog.load())

@@ -10,9 +10,9 @@ import sqlalchemy as sa
 from producers import blog_events
 from projections import BlogProjection
 from projections.reconcile import DriftReport, ReconcileSchedule, TagCloudReconciler, TagDrift
-from tests.folding import Folder
-from tests.oracle import assert_blog_matches, blog_oracle
 from tests.support import wait_for
+from tests.support.folding import Folder
+from tests.support.oracle import assert_blog_matches, blog_oracle
 
 EVENTS = blog_events(posts=200, seed=71)
 

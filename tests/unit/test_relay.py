@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from producers import OutboxRelay, PublishError, PublishFailure, RelaySettings
-from tests.command_support import command_side, unpublished
+from tests.support.commands import command_side, unpublished
 
 
 class FlakyPublisher:

@@ -14,7 +14,7 @@ from projections import BlogProjection, CheckpointStore
 from projections.generations.versions import ReplayMark
 from schemas import AvroSerde, SchemaCatalog
 from schemas.errors import ConfigurationError
-from tests.fakes import FakeMessage, ListSink
+from tests.support.fakes import FakeMessage, ListSink
 
 SERDE = AvroSerde(SchemaCatalog.load())
 

@@ -13,8 +13,8 @@ from typing import Any
 import pytest
 
 from projections.notifications.mail import MailUnavailable, SmtpConfig, SmtpMailer
-from tests.servers import RecordingSmtp, smtp_server
 from tests.support import missing
+from tests.support.servers import RecordingSmtp, smtp_server
 
 USER, PASSWORD = "mailer", "s3cret"
 

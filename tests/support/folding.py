@@ -9,7 +9,7 @@ from consumers.runtime.stats import RunStats
 from producers import SampleEvent
 from projections import CheckpointStore, Projection, make_engine
 from schemas import AvroSerde, SchemaCatalog
-from tests.fakes import FakeMessage, ListSink
+from tests.support.fakes import FakeMessage, ListSink
 
 SERDE = AvroSerde(SchemaCatalog.load())
 
