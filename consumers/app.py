@@ -1,17 +1,28 @@
-"""Wiring: settings in, a ready-to-run :class:`ProjectionRunner` out.
+"""The composition root: settings in, ready-to-run parts out.
 
-Kept apart from the loop (``runner``), the transaction (``batch``) and the CLI, so the
-Deployment, ``rebuild``, the demo and the tests all build runners the same way.
+Every part of Projectionist is built here and nowhere else, so the Deployment, the
+operator commands, the demo and the tests all get the same wiring:
+
+* :func:`build_runner`: a projection's consumer loop (runner, batch processor, dead
+  letters, the e-mail delivery of the ``notifications`` projection);
+* :func:`build_read_models`: the query side over each projection's active generation;
+* :func:`command_engine`, :func:`command_services`, :func:`build_relay`: the command side.
+
+Kept apart from the loop (``runtime``), the Kafka adapters (``kafka``) and the CLI.
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Sequence
 from datetime import timedelta
+from typing import TYPE_CHECKING
 
-from consumers.kafka.config import consumer_config, producer_config
+import structlog
+from sqlalchemy import Engine
+
+from consumers.kafka.config import client_config, consumer_config, ensure_topics, producer_config
 from consumers.kafka.dead_letters import KafkaDeadLetterSink
-from consumers.notify import mail_delivery_hook
 from consumers.runtime.batch import BatchProcessor
 from consumers.runtime.runner import (
     LoopSettings,
@@ -23,16 +34,43 @@ from consumers.runtime.runner import (
 from consumers.runtime.stats import RunStats
 from consumers.settings.models import Settings
 from projections import (
+    BlogProjection,
     CheckpointStore,
+    NotificationsProjection,
+    OrdersProjection,
     Projection,
     TopicPartition,
     Topics,
     create_projection,
+    database_errors,
     make_engine,
 )
+from projections.generations.versions import active_generation
+from projections.notifications.delivery import MailDelivery, RetryPolicy
+from projections.notifications.mail import SmtpConfig, SmtpMailer
+from projections.query.read_models import ReadModels
 from schemas import AvroSerde, SchemaCatalog
+from schemas.errors import DatabaseUnavailable, RetryableError
 
-__all__ = ["build_runner", "build_serde", "group_id", "topics_from"]
+if TYPE_CHECKING:
+    from producers import BlogService, OrderService, OutboxRelay
+    from producers.relay import Stopper
+
+__all__ = [
+    "build_read_models",
+    "build_relay",
+    "build_runner",
+    "build_serde",
+    "command_engine",
+    "command_services",
+    "group_id",
+    "mail_delivery_hook",
+    "registry_framing",
+    "smtp_config",
+    "topics_from",
+]
+
+log = structlog.get_logger(__name__)
 
 
 def build_serde(settings: Settings) -> AvroSerde:
@@ -133,3 +171,139 @@ def _chain(
             hook(runner)
 
     return both
+
+
+def build_read_models(settings: Settings, *, read_only: bool) -> ReadModels:
+    """Reads over the tables of each projection's active generation (after rebuilds)."""
+    topics = topics_from(settings)
+    engine = make_engine(settings.database_url_value(), read_only=read_only)
+    generations = {n: create_projection(n).version for n in ("blog", "orders", "notifications")}
+    try:
+        with database_errors(), engine.connect() as conn:
+            generations = {n: active_generation(conn, n, v) for n, v in generations.items()}
+    except DatabaseUnavailable:
+        pass  # serve anyway: every request answers 503 until the database is back
+    blog = create_projection("blog", topics=topics, generation=generations["blog"])
+    orders = create_projection("orders", topics=topics, generation=generations["orders"])
+    notifications = create_projection(
+        "notifications", topics=topics, generation=generations["notifications"]
+    )
+    assert isinstance(blog, BlogProjection)
+    assert isinstance(orders, OrdersProjection)
+    assert isinstance(notifications, NotificationsProjection)
+    return ReadModels(engine=engine, blog=blog, orders=orders, notifications=notifications)
+
+
+_ROUND = 100  # messages per delivery round (one SMTP session)
+_DELIVERY_BUDGET_S = 10.0
+
+
+def smtp_config(settings: Settings) -> SmtpConfig:
+    password = settings.smtp_password
+    return SmtpConfig(
+        host=settings.smtp_host,
+        port=settings.smtp_port,
+        starttls=settings.smtp_starttls,
+        ssl=settings.smtp_ssl,
+        username=settings.smtp_username,
+        password=password.get_secret_value() if password is not None else None,
+        timeout_s=settings.smtp_timeout_s,
+        ca_file=settings.smtp_ca_file,
+    )
+
+
+def mail_delivery_hook(
+    settings: Settings, projection: Projection, engine: Engine
+) -> Callable[[ProjectionRunner], None] | None:
+    """For the notifications projection, a hook that delivers due e-mails; else None."""
+    if not isinstance(projection, NotificationsProjection):
+        return None
+    projection.mail_from = settings.mail_from
+    delivery = MailDelivery(
+        engine=engine,
+        projection=projection,
+        mailer=SmtpMailer(smtp_config(settings)),
+        policy=RetryPolicy(
+            max_attempts=settings.mail_max_attempts,
+            initial_s=settings.mail_retry_initial_s,
+            max_s=settings.mail_retry_max_s,
+            lease_s=settings.mail_claim_lease_s,
+        ),
+    )
+
+    def deliver(runner: ProjectionRunner) -> None:
+        # Rounds until nothing is due (so --drain leaves nothing behind), within a time
+        # budget so a large backlog never keeps the loop from polling for long.
+        until = time.monotonic() + _DELIVERY_BUDGET_S
+        while True:
+            try:
+                report = delivery.deliver_due(limit=_ROUND)
+            except RetryableError as exc:  # the database is away: the next poll tries again
+                log.warning("mail delivery deferred", error=str(exc))
+                return
+            for name, n in report.counters().items():
+                runner.stats.extra[name] = runner.stats.extra.get(name, 0) + n
+            handled = report.sent + report.failed + report.retried
+            if handled < _ROUND or report.unavailable or time.monotonic() > until:
+                return
+
+    return deliver
+
+
+def command_engine(settings: Settings) -> Engine:
+    from projections import make_engine
+
+    return make_engine(settings.command_database_url_value())
+
+
+def command_services(settings: Settings, engine: Engine) -> tuple[BlogService, OrderService]:
+    from producers import BlogService, OrderService, Outbox, create_command_tables
+    from schemas import AvroSerde, SchemaCatalog
+
+    outbox = Outbox(tables=create_command_tables(engine), serde=AvroSerde(SchemaCatalog.load()))
+    return (
+        BlogService(engine, outbox=outbox, topic=settings.blog_topic),
+        OrderService(engine, outbox=outbox, topic=settings.orders_topic),
+    )
+
+
+def registry_framing(settings: Settings) -> Callable[[bytes], bytes] | None:
+    if not settings.schema_registry_url:
+        return None
+    from producers.schema_registry import RegistryFraming, registry_client
+    from schemas import SchemaCatalog
+
+    return RegistryFraming(
+        registry_client(settings.schema_registry_url),
+        SchemaCatalog.load(),
+        auto_register=settings.schema_registry_auto_register,
+    )
+
+
+def build_relay(settings: Settings, engine: Engine, stop: Stopper | None) -> OutboxRelay:
+    from producers import EventPublisher, OutboxRelay, RelaySettings
+    from producers.command_tables import CommandTables
+    from schemas import AvroSerde, SchemaCatalog
+
+    ensure_topics(
+        client_config(settings),
+        [settings.blog_topic, settings.orders_topic],
+        partitions=settings.topic_partitions,
+    )
+    publisher = EventPublisher(producer_config(settings), serde=AvroSerde(SchemaCatalog.load()))
+    tables = CommandTables()
+    tables.create(engine)
+    return OutboxRelay(
+        engine,
+        publisher=publisher,
+        tables=tables,
+        settings=RelaySettings(
+            batch_size=settings.relay_batch_size,
+            poll_interval_s=settings.relay_poll_interval_s,
+            retry_initial_s=settings.retry_initial_s,
+            retry_max_s=settings.retry_max_s,
+            pause_after_ack_s=settings.relay_pause_after_ack_s,
+        ),
+        framing=registry_framing(settings),
+        stop=stop,
+    )

@@ -1,20 +1,19 @@
-"""Command-side commands: ``relay``, ``serve-commands``, ``produce`` and ``schemas check``.
+"""Command-side commands: ``relay``, ``serve-commands``, ``produce`` and ``produce-orders``.
 
-Registered on the one ``projectionist`` app (``consumers.cli`` imports this module).
-The command services, outbox and relay live in ``producers``; this module only wires
-settings to them.
+The command services, outbox and relay live in ``producers``; the composition root
+(:mod:`consumers.app`) builds them from the settings.
 """
 
 from __future__ import annotations
 
 import json
 import threading
-from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Literal
 
 import typer
 
-from consumers.cli import BootstrapOpt, _settings, app, console
+from consumers.app import build_relay, command_engine, command_services, registry_framing
+from consumers.cli.options import BootstrapOpt, command_settings, console
 from consumers.kafka.config import client_config, ensure_topics, producer_config
 from consumers.runtime.runner import StopSignal
 from consumers.settings.models import Settings
@@ -23,13 +22,9 @@ from schemas.errors import ConfigurationError
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-    from sqlalchemy import Engine
-
-    from producers import BlogService, OrderService, OutboxRelay
     from producers.loadgen import LoadProgress
-    from producers.relay import Stopper
 
-__all__ = ["schemas_app"]
+__all__ = ["produce", "produce_orders", "relay", "serve_commands"]
 
 CommandDbOpt = Annotated[
     str | None,
@@ -41,70 +36,7 @@ CommandDbOpt = Annotated[
 ]
 JsonOpt = Annotated[bool, typer.Option("--json", help="print the final counters as JSON")]
 
-schemas_app = typer.Typer(help="Inspect and check the Avro schema files.", no_args_is_help=True)
-app.add_typer(schemas_app, name="schemas")
 
-
-def _command_engine(settings: Settings) -> Engine:
-    from projections import make_engine
-
-    return make_engine(settings.command_database_url_value())
-
-
-def _services(settings: Settings, engine: Engine) -> tuple[BlogService, OrderService]:
-    from producers import BlogService, OrderService, Outbox, create_command_tables
-    from schemas import AvroSerde, SchemaCatalog
-
-    outbox = Outbox(tables=create_command_tables(engine), serde=AvroSerde(SchemaCatalog.load()))
-    return (
-        BlogService(engine, outbox=outbox, topic=settings.blog_topic),
-        OrderService(engine, outbox=outbox, topic=settings.orders_topic),
-    )
-
-
-def _framing(settings: Settings) -> Callable[[bytes], bytes] | None:
-    if not settings.schema_registry_url:
-        return None
-    from producers.schema_registry import RegistryFraming, registry_client
-    from schemas import SchemaCatalog
-
-    return RegistryFraming(
-        registry_client(settings.schema_registry_url),
-        SchemaCatalog.load(),
-        auto_register=settings.schema_registry_auto_register,
-    )
-
-
-def _relay(settings: Settings, engine: Engine, stop: Stopper | None) -> OutboxRelay:
-    from producers import EventPublisher, OutboxRelay, RelaySettings
-    from producers.command_tables import CommandTables
-    from schemas import AvroSerde, SchemaCatalog
-
-    ensure_topics(
-        client_config(settings),
-        [settings.blog_topic, settings.orders_topic],
-        partitions=settings.topic_partitions,
-    )
-    publisher = EventPublisher(producer_config(settings), serde=AvroSerde(SchemaCatalog.load()))
-    tables = CommandTables()
-    tables.create(engine)
-    return OutboxRelay(
-        engine,
-        publisher=publisher,
-        tables=tables,
-        settings=RelaySettings(
-            batch_size=settings.relay_batch_size,
-            poll_interval_s=settings.relay_poll_interval_s,
-            retry_initial_s=settings.retry_initial_s,
-            retry_max_s=settings.retry_max_s,
-            pause_after_ack_s=settings.relay_pause_after_ack_s,
-        ),
-        framing=_framing(settings),
-        stop=stop,
-    )
-
-
-@app.command()
 def relay(
     drain: Annotated[
         bool, typer.Option("--drain", help="stop once the outbox has nothing left to publish")
@@ -119,16 +51,16 @@ def relay(
 
     SIGTERM or Ctrl-C finishes the round in hand and exits 0.
     """
-    settings = _settings(
+    settings = command_settings(
         bootstrap_servers=bootstrap_servers,
         command_database_url=command_database_url,
         relay_batch_size=batch_size,
     )
     stop = StopSignal()
     stop.install()
-    engine = _command_engine(settings)
+    engine = command_engine(settings)
     try:
-        runner = _relay(settings, engine, stop)
+        runner = build_relay(settings, engine, stop)
         stats = runner.drain(timeout_s=timeout) if drain else runner.run_forever()
         runner.publisher.close()
     finally:
@@ -142,7 +74,6 @@ def relay(
     )
 
 
-@app.command("serve-commands")
 def serve_commands(
     address: Annotated[
         str | None, typer.Option(help="host:port [env PROJECTIONIST_COMMANDS_ADDRESS]")
@@ -161,7 +92,7 @@ def serve_commands(
 
     from producers.command_api import create_command_app
 
-    settings = _settings(
+    settings = command_settings(
         commands_address=address,
         bootstrap_servers=bootstrap_servers,
         command_database_url=command_database_url,
@@ -169,13 +100,13 @@ def serve_commands(
     host, _, port = settings.commands_address.rpartition(":")
     if not host or not port.isdigit():
         raise ConfigurationError(f"address {settings.commands_address!r} is not host:port")
-    engine = _command_engine(settings)
-    blog, orders = _services(settings, engine)
+    engine = command_engine(settings)
+    blog, orders = command_services(settings, engine)
     stop = StopSignal()
     stop.install()
     relay_thread = None
     if with_relay:
-        runner = _relay(settings, engine, stop)
+        runner = build_relay(settings, engine, stop)
         relay_thread = threading.Thread(target=runner.run_forever, name="relay", daemon=True)
         relay_thread.start()
     server = uvicorn.Server(
@@ -215,7 +146,6 @@ def _print_progress(label: str) -> Callable[[LoadProgress], None]:
     return report
 
 
-@app.command()
 def produce(
     count: Annotated[int, typer.Option(min=1, help="commands (or events) to produce")] = 10_000,
     via: Annotated[
@@ -248,7 +178,7 @@ def produce(
         mode = "publisher"
     else:
         raise ConfigurationError(f"--via {via!r}: use 'commands' or 'publisher'")
-    settings = _settings(
+    settings = command_settings(
         bootstrap_servers=bootstrap_servers, command_database_url=command_database_url
     )
     if mode == "publisher":
@@ -256,15 +186,15 @@ def produce(
         return
     from producers.loadgen import drive_commands
 
-    engine = _command_engine(settings)
+    engine = command_engine(settings)
     try:
-        blog, orders = _services(settings, engine)
+        blog, orders = command_services(settings, engine)
         done = drive_commands(
             blog, orders, count=count, rate=rate, seed=seed, report=_print_progress("commands")
         )
         console.print(f"commands done: {done.done:,} at {done.rate:,.0f}/s")
         if relay_after:
-            runner = _relay(settings, engine, None)
+            runner = build_relay(settings, engine, None)
             stats = runner.drain()
             runner.publisher.close()
             console.print(
@@ -288,7 +218,7 @@ def _produce_raw(
     publisher = EventPublisher(
         producer_config(settings),
         serde=AvroSerde(SchemaCatalog.load()),
-        framing=_framing(settings),
+        framing=registry_framing(settings),
     )
     done = drive_publisher(
         publisher, events, topic_for=topics.__getitem__, rate=rate, report=_print_progress("events")
@@ -296,26 +226,22 @@ def _produce_raw(
     console.print(f"published {done.done:,} events at {done.rate:,.0f}/s")
 
 
-@schemas_app.command("check")
-def schemas_check(
-    path: Annotated[
-        Path | None, typer.Option(help="schema folder (default: the shipped schemas)")
-    ] = None,
+def produce_orders(
+    orders: Annotated[int, typer.Option(min=0, help="fulfilled orders to publish")] = 300,
+    seed: Annotated[int, typer.Option(help="random seed: the same seed gives the same events")] = 2,
+    duplicates: Annotated[
+        float, typer.Option(min=0, max=1, help="ratio of events re-published")
+    ] = 0.0,
+    bootstrap_servers: BootstrapOpt = None,
 ) -> None:
-    """Check every schema version is backward- and forward-compatible with its earlier ones."""
-    from schemas import SchemaCatalog, check_catalog
+    """Publish a sample of orders.OrderFulfilled events (repeat customers, three currencies)."""
+    from producers import EventPublisher, order_events, with_noise
+    from schemas import AvroSerde, SchemaCatalog
 
-    catalog = SchemaCatalog.load(path)
-    files = sum(1 for _ in catalog)
-    pairs, problems = check_catalog(catalog)
-    if problems:
-        for problem in problems:
-            console.print(f"[red]INCOMPATIBLE[/] {problem.describe()}", soft_wrap=True)
-        console.print(
-            f"{len(problems)} incompatibilit{'y' if len(problems) == 1 else 'ies'} in "
-            f"{pairs} version pairs of {files} schema files"
-        )
-        raise typer.Exit(1)
-    console.print(
-        f"{files} schema files, {pairs} version pairs: all backward and forward compatible"
-    )
+    settings = command_settings(bootstrap_servers=bootstrap_servers)
+    events = with_noise(order_events(orders=orders, seed=seed), duplicate_ratio=duplicates)
+    publisher = EventPublisher(producer_config(settings), serde=AvroSerde(SchemaCatalog.load()))
+    for ev in events:
+        publisher.publish(settings.orders_topic, ev.event_type, ev.record, key=ev.key)
+    publisher.flush()
+    console.print(f"published {len(events)} events to {settings.orders_topic}")

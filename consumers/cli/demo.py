@@ -1,4 +1,4 @@
-"""The main job on the embedded default: commands → outbox → Kafka → read models → views.
+"""``projectionist demo``: the main job, commands → outbox → Kafka → read models → views.
 
 Zero configuration: starts the embedded broker (unless bootstrap servers are given),
 creates the topics, drives the real blog and order command services (each change
@@ -14,7 +14,9 @@ import time
 from collections.abc import Iterator
 from datetime import date
 from pathlib import Path
+from typing import Annotated
 
+import typer
 from rich.console import Console
 from rich.progress import (
     BarColumn,
@@ -27,6 +29,7 @@ from rich.progress import (
 from rich.table import Table
 
 from consumers.app import build_runner
+from consumers.cli.options import BootstrapOpt, command_settings, console
 from consumers.kafka.broker import EmbeddedBroker
 from consumers.kafka.config import client_config, ensure_topics, producer_config
 from consumers.runtime.runner import ProjectionRunner, StopSignal
@@ -44,7 +47,39 @@ from producers.loadgen import LoadProgress, drive_commands
 from projections import make_engine
 from schemas import AvroSerde, SchemaCatalog
 
-__all__ = ["run_demo"]
+__all__ = ["demo", "run_demo"]
+
+
+def demo(
+    commands: Annotated[
+        int,
+        typer.Option(min=10, help="commands to run: ~85% post creates/edits/deletes, ~15% orders"),
+    ] = 6_500,
+    bootstrap_servers: BootstrapOpt = None,
+    database_url: Annotated[
+        str, typer.Option("--database-url", "-d", help="SQLite file for the demo's read models")
+    ] = "sqlite:///projectionist-demo.db",
+    command_database_url: Annotated[
+        str,
+        typer.Option(help="SQLite file for the command side's state and outbox"),
+    ] = "sqlite:///projectionist-demo-commands.db",
+) -> None:
+    """Run the main job end to end on the embedded default: commands, outbox, Kafka, views."""
+    settings = command_settings(
+        bootstrap_servers=bootstrap_servers,
+        database_url=database_url,
+        command_database_url=command_database_url,
+        log_level="WARNING",
+        # One process on one machine: eager assignment and a short session make the
+        # group join take ~3 s instead of ~20 s on the embedded broker.
+        assignment_strategy="range",
+        session_timeout_ms=6_000,
+        heartbeat_interval_ms=500,
+    )
+    stop = StopSignal()
+    stop.install()
+    raise typer.Exit(run_demo(settings, commands=commands, console=console, stop=stop))
+
 
 _SUMMED = ("consumed", "applied", "skipped_offset", "skipped_event_id", "stale", "dead_lettered")
 
@@ -163,7 +198,7 @@ def run_demo(settings: Settings, *, commands: int, console: Console, stop: StopS
 
 
 def _print_views(settings: Settings, console: Console) -> None:
-    from consumers.cli.read import build_read_models
+    from consumers.app import build_read_models
 
     reads = build_read_models(settings, read_only=True)
     try:

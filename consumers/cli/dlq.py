@@ -1,6 +1,6 @@
 """``projectionist dlq list|show|replay|purge``: look into dead-letter topics and act on them.
 
-Registered on the main app by one import at the bottom of ``consumers.cli``.
+Registered as the ``dlq`` group in :mod:`consumers.cli`.
 """
 
 from __future__ import annotations
@@ -16,23 +16,23 @@ from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-def
 from rich.table import Table
 
 from consumers.app import topics_from
-from consumers.cli import BootstrapOpt, DatabaseOpt, _settings, app, console
+from consumers.cli.options import (
+    BootstrapOpt,
+    DatabaseOpt,
+    ProjectionArg,
+    command_settings,
+    console,
+)
 from consumers.kafka.config import client_config
 from consumers.kafka.dead_letter_reader import DeadLetterRecord, read_dead_letters
 from consumers.settings.models import Settings
-from projections import create_projection, make_engine, projection_names
+from projections import create_projection, make_engine
 from schemas import AvroSerde, SchemaCatalog
 from schemas.errors import BrokerUnavailable, ConfigurationError, PoisonError
 
-__all__ = ["dlq_app"]
+__all__ = ["HELP", "list_", "purge", "replay", "show"]
 
-dlq_app = typer.Typer(
-    help="Dead letters of a projection (<topic><dlq suffix>): list, show, replay, purge.",
-    no_args_is_help=True,
-)
-app.add_typer(dlq_app, name="dlq")
-
-ProjectionArg = Annotated[str, typer.Argument(help=f"projection: {', '.join(projection_names())}")]
+HELP = "Dead letters of a projection (<topic><dlq suffix>): list, show, replay, purge."
 JsonOpt = Annotated[bool, typer.Option("--json", help="machine-readable output")]
 
 
@@ -48,12 +48,11 @@ def _read(settings: Settings, projection: str) -> list[DeadLetterRecord]:
     ]
 
 
-@dlq_app.command("list")
 def list_(
     projection: ProjectionArg, bootstrap_servers: BootstrapOpt = None, json_out: JsonOpt = False
 ) -> None:
     """Count dead letters by error class and reason (copies of one origin counted once)."""
-    settings = _settings(bootstrap_servers=bootstrap_servers)
+    settings = command_settings(bootstrap_servers=bootstrap_servers)
     records = _read(settings, projection)
     origins = {r.origin: r for r in records}
     counts = Counter((r.error_class, r.reason) for r in origins.values())
@@ -68,7 +67,6 @@ def list_(
     console.print(f"{len(origins)} distinct ({len(records) - len(origins)} duplicate copies)")
 
 
-@dlq_app.command()
 def show(
     projection: ProjectionArg,
     partition: Annotated[int, typer.Option(help="original partition")],
@@ -76,7 +74,7 @@ def show(
     bootstrap_servers: BootstrapOpt = None,
 ) -> None:
     """Show one dead letter, by its original partition and offset: headers and decoded event."""
-    settings = _settings(bootstrap_servers=bootstrap_servers)
+    settings = command_settings(bootstrap_servers=bootstrap_servers)
     found = [r for r in _read(settings, projection) if r.origin[1:] == (partition, offset)]
     if not found:
         raise ConfigurationError(f"no dead letter from partition {partition} offset {offset}")
@@ -98,7 +96,6 @@ def show(
     print(json.dumps(out, indent=2, default=str))
 
 
-@dlq_app.command()
 def replay(
     projection: ProjectionArg,
     error_class: Annotated[
@@ -116,7 +113,7 @@ def replay(
 
     if not (all_ or error_class or reason or key):
         raise ConfigurationError("say what to replay: --error-class, --reason, --key or --all")
-    settings = _settings(bootstrap_servers=bootstrap_servers, database_url=database_url)
+    settings = command_settings(bootstrap_servers=bootstrap_servers, database_url=database_url)
     records = _read(settings, projection)
     chosen = [
         r
@@ -147,14 +144,13 @@ def replay(
     )
 
 
-@dlq_app.command()
 def purge(
     projection: ProjectionArg,
     yes: Annotated[bool, typer.Option("--yes", help="do not ask for confirmation")] = False,
     bootstrap_servers: BootstrapOpt = None,
 ) -> None:
     """Delete every dead letter of the projection (the topic is deleted and recreated)."""
-    settings = _settings(bootstrap_servers=bootstrap_servers)
+    settings = command_settings(bootstrap_servers=bootstrap_servers)
     topics = _dlq_topics(settings, projection)
     if not yes and not typer.confirm(f"Delete every message of {', '.join(topics)}?"):
         raise typer.Exit(1)

@@ -1,8 +1,4 @@
-"""The read-side commands: ``serve`` (the query API) and ``reconcile`` (tag-cloud drift).
-
-Registered on the ``projectionist`` app of :mod:`consumers.cli`, which imports this
-module once at its bottom.
-"""
+"""The read-side commands: ``serve`` (the query API) and ``reconcile`` (tag-cloud drift)."""
 
 from __future__ import annotations
 
@@ -11,47 +7,19 @@ from typing import Annotated
 
 import typer
 
-from consumers.app import topics_from
-from consumers.cli import BootstrapOpt, DatabaseOpt, _settings, app, console
+from consumers.app import build_read_models, topics_from
+from consumers.cli.options import DatabaseOpt, command_settings, console
 from consumers.runtime.runner import StopSignal
-from consumers.settings.models import Settings
 from projections import (
     BlogProjection,
-    NotificationsProjection,
-    OrdersProjection,
     create_projection,
-    database_errors,
     make_engine,
 )
-from projections.generations.versions import active_generation
-from projections.query.read_models import ReadModels
-from schemas.errors import ConfigurationError, DatabaseUnavailable
+from schemas.errors import ConfigurationError
 
-__all__ = ["build_read_models", "produce_orders", "reconcile_tag_cloud", "serve"]
+__all__ = ["reconcile_tag_cloud", "serve"]
 
 
-def build_read_models(settings: Settings, *, read_only: bool) -> ReadModels:
-    """Reads over the tables of each projection's active generation (after rebuilds)."""
-    topics = topics_from(settings)
-    engine = make_engine(settings.database_url_value(), read_only=read_only)
-    generations = {n: create_projection(n).version for n in ("blog", "orders", "notifications")}
-    try:
-        with database_errors(), engine.connect() as conn:
-            generations = {n: active_generation(conn, n, v) for n, v in generations.items()}
-    except DatabaseUnavailable:
-        pass  # serve anyway: every request answers 503 until the database is back
-    blog = create_projection("blog", topics=topics, generation=generations["blog"])
-    orders = create_projection("orders", topics=topics, generation=generations["orders"])
-    notifications = create_projection(
-        "notifications", topics=topics, generation=generations["notifications"]
-    )
-    assert isinstance(blog, BlogProjection)
-    assert isinstance(orders, OrdersProjection)
-    assert isinstance(notifications, NotificationsProjection)
-    return ReadModels(engine=engine, blog=blog, orders=orders, notifications=notifications)
-
-
-@app.command()
 def serve(
     address: Annotated[
         str | None,
@@ -71,7 +39,9 @@ def serve(
 
     from projections.query.api import create_app
 
-    settings = _settings(api_address=address, database_url=database_url, api_read_only=read_only)
+    settings = command_settings(
+        api_address=address, database_url=database_url, api_read_only=read_only
+    )
     reads = build_read_models(settings, read_only=settings.api_read_only)
     host, _, port = settings.api_address.rpartition(":")
     api = create_app(
@@ -90,30 +60,6 @@ def serve(
         reads.engine.dispose()
 
 
-@app.command("produce-orders")
-def produce_orders(
-    orders: Annotated[int, typer.Option(min=0, help="fulfilled orders to publish")] = 300,
-    seed: Annotated[int, typer.Option(help="random seed: the same seed gives the same events")] = 2,
-    duplicates: Annotated[
-        float, typer.Option(min=0, max=1, help="ratio of events re-published")
-    ] = 0.0,
-    bootstrap_servers: BootstrapOpt = None,
-) -> None:
-    """Publish a sample of orders.OrderFulfilled events (repeat customers, three currencies)."""
-    from consumers.kafka.config import producer_config
-    from producers import EventPublisher, order_events, with_noise
-    from schemas import AvroSerde, SchemaCatalog
-
-    settings = _settings(bootstrap_servers=bootstrap_servers)
-    events = with_noise(order_events(orders=orders, seed=seed), duplicate_ratio=duplicates)
-    publisher = EventPublisher(producer_config(settings), serde=AvroSerde(SchemaCatalog.load()))
-    for ev in events:
-        publisher.publish(settings.orders_topic, ev.event_type, ev.record, key=ev.key)
-    publisher.flush()
-    console.print(f"published {len(events)} events to {settings.orders_topic}")
-
-
-@app.command("reconcile")
 def reconcile_tag_cloud(
     what: Annotated[str, typer.Argument(help="what to reconcile: tag-cloud")],
     repair: Annotated[bool, typer.Option("--repair", help="fix the drift it finds")] = False,
@@ -132,7 +78,7 @@ def reconcile_tag_cloud(
 
     if what != "tag-cloud":
         raise ConfigurationError(f"cannot reconcile {what!r}; known: tag-cloud")
-    settings = _settings(database_url=database_url, reconcile_interval_s=interval)
+    settings = command_settings(database_url=database_url, reconcile_interval_s=interval)
     blog = create_projection("blog", topics=topics_from(settings))
     assert isinstance(blog, BlogProjection)
     engine = make_engine(settings.database_url_value())

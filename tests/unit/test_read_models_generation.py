@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pydantic import SecretStr
 
-from consumers.cli.read import build_read_models
+from consumers.app import build_read_models
 from consumers.settings.models import Settings
 from projections import BlogProjection, make_engine
 from projections.generations.versions import VersionStore

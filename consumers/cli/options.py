@@ -1,0 +1,56 @@
+"""What every command shares: the common options, the console, and loading the settings.
+
+Every command reads the same typed settings (``PROJECTIONIST_*`` environment variables)
+and lets its flags override them; :func:`command_settings` builds them once per command run.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from consumers.observability.logs import configure_logging
+from consumers.settings.models import Settings, load_settings
+from projections import projection_names
+
+__all__ = [
+    "BootstrapOpt",
+    "DatabaseOpt",
+    "JsonOpt",
+    "ProjectionArg",
+    "command_settings",
+    "console",
+    "dash",
+]
+
+BootstrapOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--bootstrap-servers",
+        "-b",
+        help="Kafka bootstrap servers [env PROJECTIONIST_BOOTSTRAP_SERVERS]",
+    ),
+]
+DatabaseOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--database-url", "-d", help="read-model database URL [env PROJECTIONIST_DATABASE_URL]"
+    ),
+]
+JsonOpt = Annotated[bool, typer.Option("--json", help="machine-readable output on stdout")]
+ProjectionArg = Annotated[str, typer.Argument(help=f"projection: {', '.join(projection_names())}")]
+console = Console(stderr=False)
+
+
+def command_settings(**overrides: object) -> Settings:
+    """The environment with the command's flags on top (``None``: flag not given)."""
+    loaded = load_settings(**overrides)
+    configure_logging(fmt=loaded.log_format, level=loaded.log_level)
+    return loaded
+
+
+def dash(value: object) -> str:
+    """A table cell: ``-`` for a value that is not known."""
+    return "-" if value is None else str(value)
