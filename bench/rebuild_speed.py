@@ -15,8 +15,9 @@ from pathlib import Path
 
 import sqlalchemy as sa
 
+from consumers.kafka.admin import ensure_topics
 from consumers.kafka.broker import EmbeddedBroker
-from consumers.kafka.config import client_config, ensure_topics, producer_config
+from consumers.kafka.config import client_config, producer_config
 from consumers.kafka.watermarks import FetchedWatermarks
 from consumers.observability.logs import configure_logging
 from consumers.operations.rebuild import run_rebuild

@@ -11,7 +11,8 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from consumers.kafka.config import client_config, ensure_topics, producer_config
+from consumers.kafka.admin import ensure_topics
+from consumers.kafka.config import client_config, producer_config
 from consumers.settings.models import Settings
 from producers import EventPublisher, SampleEvent, blog_events, with_noise
 from schemas import AvroSerde, SchemaCatalog

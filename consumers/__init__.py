@@ -5,8 +5,9 @@
 
 from consumers.kafka.broker import EmbeddedBroker
 from consumers.runtime.batch import BatchProcessor, PreparedBatch
-from consumers.runtime.runner import LoopSettings, ProjectionRunner, StopSignal
+from consumers.runtime.runner import LoopSettings, ProjectionRunner
 from consumers.runtime.stats import RunStats
+from consumers.runtime.stop import StopSignal
 from consumers.settings.models import Settings, load_settings
 
 __all__ = [

@@ -21,7 +21,8 @@ from typing import TYPE_CHECKING
 import structlog
 from sqlalchemy import Engine
 
-from consumers.kafka.config import client_config, consumer_config, ensure_topics, producer_config
+from consumers.kafka.admin import ensure_topics
+from consumers.kafka.config import client_config, consumer_config, producer_config
 from consumers.kafka.dead_letters import KafkaDeadLetterSink
 from consumers.runtime.batch import BatchProcessor
 from consumers.runtime.runner import (
@@ -29,9 +30,9 @@ from consumers.runtime.runner import (
     ProjectionRunner,
     RunnerControl,
     RunObserver,
-    StopSignal,
 )
 from consumers.runtime.stats import RunStats
+from consumers.runtime.stop import StopSignal
 from consumers.settings.models import Settings
 from projections import (
     BlogProjection,

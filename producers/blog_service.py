@@ -22,6 +22,7 @@ from sqlalchemy.exc import IntegrityError
 from producers._rules import check_post, normalise_tags, slugify
 from producers.command_errors import AggregateNotFound, InvalidCommand, VersionConflict
 from producers.outbox import CommandResult, Outbox
+from schemas.utc import as_utc
 
 __all__ = ["POST_DELETED", "POST_UPDATED", "BlogService"]
 
@@ -31,11 +32,6 @@ POST_DELETED = "blog.BlogPostDeleted"
 
 def _now() -> datetime:
     return datetime.now(UTC)
-
-
-def _utc(value: datetime) -> datetime:
-    # SQLite hands DateTime(timezone=True) columns back naive; they were written as UTC.
-    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
 
 
 class BlogService:
@@ -202,8 +198,8 @@ class BlogService:
                 "description": post.description,
                 "tags": tags,
                 "author": post.author,
-                "creation_date": _utc(post.created_at),
-                "updated_at": _utc(post.updated_at),
+                "creation_date": as_utc(post.created_at),
+                "updated_at": as_utc(post.updated_at),
                 "version": post.version,
                 "slug": post.slug,
             },

@@ -14,8 +14,9 @@ import typer
 
 from consumers.app import build_relay, command_engine, command_services, registry_framing
 from consumers.cli.options import BootstrapOpt, command_settings, console
-from consumers.kafka.config import client_config, ensure_topics, producer_config
-from consumers.runtime.runner import StopSignal
+from consumers.kafka.admin import ensure_topics
+from consumers.kafka.config import client_config, producer_config
+from consumers.runtime.stop import StopSignal
 from consumers.settings.models import Settings
 from schemas.errors import ConfigurationError
 

@@ -30,10 +30,12 @@ from rich.table import Table
 
 from consumers.app import build_runner
 from consumers.cli.options import BootstrapOpt, command_settings, console
+from consumers.kafka.admin import ensure_topics
 from consumers.kafka.broker import EmbeddedBroker
-from consumers.kafka.config import client_config, ensure_topics, producer_config
-from consumers.runtime.runner import ProjectionRunner, StopSignal
+from consumers.kafka.config import client_config, producer_config
+from consumers.runtime.runner import ProjectionRunner
 from consumers.runtime.stats import RunStats
+from consumers.runtime.stop import StopSignal
 from consumers.settings.models import Settings
 from producers import (
     BlogService,

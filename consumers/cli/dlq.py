@@ -6,13 +6,10 @@ Registered as the ``dlq`` group in :mod:`consumers.cli`.
 from __future__ import annotations
 
 import json
-import time
 from collections import Counter
 from typing import Annotated
 
 import typer
-from confluent_kafka import KafkaException
-from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
 from rich.table import Table
 
 from consumers.app import topics_from
@@ -23,12 +20,13 @@ from consumers.cli.options import (
     command_settings,
     console,
 )
+from consumers.kafka.admin import purge_topics
 from consumers.kafka.config import client_config
-from consumers.kafka.dead_letter_reader import DeadLetterRecord, read_dead_letters
+from consumers.kafka.dead_letters import DeadLetterRecord, read_dead_letters
 from consumers.settings.models import Settings
 from projections import create_projection, make_engine
 from schemas import AvroSerde, SchemaCatalog
-from schemas.errors import BrokerUnavailable, ConfigurationError, PoisonError
+from schemas.errors import ConfigurationError, PoisonError
 
 __all__ = ["HELP", "list_", "purge", "replay", "show"]
 
@@ -154,28 +152,5 @@ def purge(
     topics = _dlq_topics(settings, projection)
     if not yes and not typer.confirm(f"Delete every message of {', '.join(topics)}?"):
         raise typer.Exit(1)
-    admin = AdminClient(client_config(settings))
-    meta = admin.list_topics(timeout=30).topics
-    sizes = {t: len(meta[t].partitions) for t in topics if t in meta}
-    if sizes:
-        for future in admin.delete_topics(list(sizes), operation_timeout=30).values():
-            future.result()
-    for topic, partitions in sizes.items():
-        _recreate(admin, topic, partitions)
-    console.print(f"purged: {', '.join(sizes) or 'nothing (no dead-letter topic)'}")
-
-
-def _recreate(admin: AdminClient, topic: str, partitions: int, timeout_s: float = 30.0) -> None:
-    """Topic deletion completes asynchronously: retry the creation until it is accepted."""
-    deadline = time.monotonic() + timeout_s
-    while True:
-        future = admin.create_topics(
-            [NewTopic(topic, num_partitions=partitions, replication_factor=-1)]
-        )[topic]
-        try:
-            future.result()
-            return
-        except KafkaException as exc:
-            if time.monotonic() > deadline:
-                raise BrokerUnavailable(f"cannot recreate {topic}: {exc}") from exc
-            time.sleep(0.5)
+    purged = purge_topics(client_config(settings), topics)
+    console.print(f"purged: {', '.join(purged) or 'nothing (no dead-letter topic)'}")

@@ -9,7 +9,7 @@ import typer
 
 from consumers.app import build_read_models, topics_from
 from consumers.cli.options import DatabaseOpt, command_settings, console
-from consumers.runtime.runner import StopSignal
+from consumers.runtime.stop import StopSignal
 from projections import (
     BlogProjection,
     create_projection,

@@ -30,7 +30,8 @@ from consumers.cli.options import (
 )
 from consumers.kafka.config import client_config
 from consumers.kafka.watermarks import FetchedWatermarks, Watermarks
-from consumers.runtime.runner import ProjectionRunner, StopSignal
+from consumers.runtime.runner import ProjectionRunner
+from consumers.runtime.stop import StopSignal
 from projections import TopicPartition
 
 __all__ = ["cleanup", "rebuild", "rollback"]

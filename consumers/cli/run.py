@@ -8,8 +8,9 @@ from typing import Annotated
 import typer
 
 from consumers.cli.options import BootstrapOpt, DatabaseOpt, command_settings, console
-from consumers.kafka.config import client_config, ensure_topics
-from consumers.runtime.runner import StopSignal
+from consumers.kafka.admin import ensure_topics
+from consumers.kafka.config import client_config
+from consumers.runtime.stop import StopSignal
 from projections import projection_names
 
 __all__ = ["broker", "consume", "topics"]
@@ -42,7 +43,7 @@ def consume(
     SIGTERM or Ctrl-C finishes the batch in hand, commits it, leaves the group and exits 0.
     """
     from consumers.observability.exporter import Observability
-    from consumers.runtime.control import run_live
+    from consumers.operations.live import run_live
 
     settings = command_settings(
         bootstrap_servers=bootstrap_servers,

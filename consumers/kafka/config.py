@@ -1,4 +1,4 @@
-"""librdkafka configuration built from :class:`Settings`, and topic administration.
+"""librdkafka configuration built from :class:`Settings`.
 
 Secrets go into the client configuration only here; the dicts returned are never
 logged (use :func:`redacted` to show one).
@@ -6,22 +6,13 @@ logged (use :func:`redacted` to show one).
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
-from confluent_kafka import KafkaError, KafkaException
-from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
-
 from consumers.settings.models import Settings
-from schemas.errors import BrokerUnavailable, ConfigurationError
+from schemas.errors import ConfigurationError
 
-__all__ = [
-    "client_config",
-    "consumer_config",
-    "ensure_topics",
-    "producer_config",
-    "redacted",
-]
+__all__ = ["client_config", "consumer_config", "producer_config", "redacted"]
 
 _SECRET_KEYS = ("password", "secret", "sasl.oauthbearer.config", "ssl.key.pem")
 
@@ -154,32 +145,3 @@ def producer_config(
 def redacted(conf: Mapping[str, Any]) -> dict[str, Any]:
     """A copy of a client configuration that is safe to print."""
     return {k: ("**********" if any(s in k for s in _SECRET_KEYS) else v) for k, v in conf.items()}
-
-
-def ensure_topics(
-    conf: Mapping[str, Any], names: Iterable[str], *, partitions: int, timeout_s: float = 30.0
-) -> list[str]:
-    """Create the topics that do not exist yet (explicitly: auto-create picks its own
-    partition count); return the names created."""
-    admin = AdminClient(dict(conf))
-    try:
-        existing = set(admin.list_topics(timeout=timeout_s).topics)
-    except KafkaException as exc:
-        raise BrokerUnavailable(f"cannot list topics: {exc}") from exc
-    wanted = [n for n in dict.fromkeys(names) if n not in existing]
-    if not wanted:
-        return []
-    futures = admin.create_topics(
-        [NewTopic(n, num_partitions=partitions, replication_factor=-1) for n in wanted],
-        operation_timeout=timeout_s,
-        request_timeout=timeout_s,
-    )
-    created = []
-    for name, future in futures.items():
-        try:
-            future.result()
-            created.append(name)
-        except KafkaException as exc:
-            if exc.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:
-                raise BrokerUnavailable(f"cannot create topic {name}: {exc}") from exc
-    return created

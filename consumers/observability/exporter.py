@@ -16,11 +16,13 @@ import structlog
 from prometheus_client import CollectorRegistry, disable_created_metrics
 from sqlalchemy import Engine
 
+from consumers.observability.collector import RunnerCollector
 from consumers.observability.endpoints import ObservabilityServer, parse_address
 from consumers.observability.health import HealthSettings, ProjectionHealth
 from consumers.observability.metrics import Metrics
-from consumers.observability.observer import LoopObserver, RunnerCollector
-from consumers.runtime.runner import ProjectionRunner, StopSignal
+from consumers.observability.observer import LoopObserver
+from consumers.runtime.runner import ProjectionRunner
+from consumers.runtime.stop import StopSignal
 from consumers.settings.models import Settings
 
 __all__ = ["Observability", "observed_runner"]

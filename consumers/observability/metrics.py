@@ -11,8 +11,8 @@ Two kinds of series:
   happen: the loop observer (:mod:`consumers.observability.observer`) and, later, the rebuild,
   outbox relay and e-mail code through the ``*_`` helper methods.
 * **Scrape-time families** named in :data:`RUNNER_FAMILIES`, read from each runner's
-  :class:`~consumers.stats.RunStats` and position snapshot by
-  :class:`~consumers.observer.RunnerCollector`, so the counters always equal the
+  :class:`~consumers.runtime.stats.RunStats` and position snapshot by
+  :class:`~consumers.observability.collector.RunnerCollector`, so the counters always equal the
   run's own books (``consumed == applied + skipped + dead_lettered``).
 """
 

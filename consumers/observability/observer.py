@@ -3,8 +3,7 @@
 :class:`LoopObserver` runs on the loop's thread (``RunObserver`` hooks and librdkafka's
 ``stats_cb``, which fires inside ``consume()``). It keeps plain snapshots — lag, high
 watermarks, client statistics — that the HTTP thread reads without touching the Kafka
-client. :class:`RunnerCollector` turns those snapshots and each runner's ``RunStats``
-into Prometheus families at scrape time.
+client (:mod:`consumers.observability.collector` turns them into series at scrape time).
 """
 
 from __future__ import annotations
@@ -12,23 +11,20 @@ from __future__ import annotations
 import json
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import structlog
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
-from prometheus_client.registry import Collector
 
-from consumers.observability.metrics import PREFIX, RUNNER_FAMILIES, SKIP_REASONS, Metrics
+from consumers.observability.metrics import Metrics
 from projections import TopicPartition
 
 if TYPE_CHECKING:
-    from consumers.observability.health import ProjectionHealth
     from consumers.runtime.batch import PreparedBatch
     from consumers.runtime.runner import ProjectionRunner
 
-__all__ = ["KafkaClientStats", "LoopObserver", "RunnerCollector"]
+__all__ = ["KafkaClientStats", "LoopObserver"]
 
 log = structlog.get_logger(__name__)
 
@@ -70,7 +66,7 @@ class KafkaClientStats:
 
 
 class LoopObserver:
-    """Implements :class:`consumers.runner.RunObserver` for one runner."""
+    """Implements :class:`consumers.runtime.runner.RunObserver` for one runner."""
 
     def __init__(self, metrics: Metrics, *, clock: Callable[[], float] = time.time) -> None:
         self.metrics = metrics
@@ -135,77 +131,3 @@ class LoopObserver:
             self.kafka = KafkaClientStats.parse(raw, now=self._clock())
         except (ValueError, KeyError, TypeError) as exc:
             log.info("unreadable client statistics", error=str(exc))
-
-
-@dataclass(slots=True)
-class _Watched:
-    runner: ProjectionRunner
-    observer: LoopObserver
-    health: ProjectionHealth
-
-
-class RunnerCollector(Collector):
-    """Scrape-time series of every watched runner (see ``RUNNER_FAMILIES``)."""
-
-    def __init__(self) -> None:
-        self._watched: list[_Watched] = []
-
-    def watch(
-        self, runner: ProjectionRunner, observer: LoopObserver, health: ProjectionHealth
-    ) -> None:
-        self._watched.append(_Watched(runner, observer, health))
-
-    def unwatch(self, runner: ProjectionRunner) -> None:
-        self._watched = [w for w in self._watched if w.runner is not runner]
-
-    def describe(self) -> Iterator[Metric]:
-        yield from self._families().values()
-
-    def collect(self) -> Iterator[Metric]:
-        families = self._families()
-        for w in list(self._watched):
-            self._add(families, w)
-        yield from families.values()
-
-    @staticmethod
-    def _families() -> dict[str, Any]:
-        out: dict[str, Any] = {}
-        for name, (kind, help_text, labels) in RUNNER_FAMILIES.items():
-            cls = CounterMetricFamily if kind == "counter" else GaugeMetricFamily
-            out[name] = cls(f"{PREFIX}_{name}", help_text, labels=list(labels))
-        return out
-
-    @staticmethod
-    def _add(f: dict[str, Any], w: _Watched) -> None:
-        slot = w.runner.processor.projection.slot
-        s = w.runner.stats
-        f["events_consumed"].add_metric([slot], s.consumed)
-        f["events_applied"].add_metric([slot], s.applied)
-        for attr, reason in SKIP_REASONS.items():
-            f["events_skipped"].add_metric([slot, reason], getattr(s, attr))
-        f["events_dead_lettered"].add_metric([slot], s.dead_lettered)
-        f["transaction_retries"].add_metric([slot], s.retries)
-        f["fenced_batches"].add_metric([slot], s.fenced)
-        f["rebalances"].add_metric([slot], s.rebalances)
-        f["last_applied_timestamp_seconds"].add_metric([slot], s.last_applied_at)
-        positions = dict(w.runner.positions)
-        f["assigned_partitions"].add_metric([slot], len(positions))
-        lag, high = w.observer.lag, w.observer.high_watermarks
-        for (topic, partition), last in sorted(positions.items()):
-            labels = [slot, topic, str(partition)]
-            if last is not None:
-                f["checkpoint_offset"].add_metric(labels, last)
-            if (topic, partition) in high:
-                f["high_watermark_offset"].add_metric(labels, high[(topic, partition)])
-            if lag.get((topic, partition), -1) >= 0:
-                f["lag_events"].add_metric(labels, lag[(topic, partition)])
-        f["ready"].add_metric([slot], float(w.health.readiness().ok))
-        f["stalled"].add_metric([slot], float(not w.health.liveness().ok))
-        kafka = w.observer.kafka
-        if kafka is not None:
-            f["kafka_brokers_up"].add_metric([slot], kafka.brokers_up)
-            for broker, rtt in sorted(kafka.broker_rtt_s.items()):
-                f["kafka_broker_rtt_seconds"].add_metric([slot, broker], rtt)
-            f["kafka_fetch_queue_messages"].add_metric([slot], kafka.fetch_queue_messages)
-            f["kafka_received_messages"].add_metric([slot], kafka.received_messages)
-            f["kafka_received_bytes"].add_metric([slot], kafka.received_bytes)

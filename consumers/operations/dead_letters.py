@@ -19,10 +19,11 @@ from dataclasses import dataclass, field
 
 from sqlalchemy import Engine
 
-from consumers.kafka.dead_letter_reader import DeadLetterRecord
+from consumers.kafka.dead_letters import DeadLetterRecord
 from consumers.runtime.poison import find_rejected
 from projections import Event, EventLedger, Projection, database_errors
-from projections.progress.parked_keys import ParkedKeys, ReplayLedger, key_text
+from projections.progress.dlq_replays import ReplayLedger
+from projections.progress.parked_keys import ParkedKeys, key_text
 from schemas import AvroSerde
 from schemas.errors import PoisonError
 

@@ -24,7 +24,8 @@ from sqlalchemy import Engine, inspect
 from consumers.app import build_runner, topics_from
 from consumers.kafka.watermarks import Watermarks, WatermarkSource, partial_history
 from consumers.runtime.control import GenerationControl
-from consumers.runtime.runner import ProjectionRunner, StopSignal
+from consumers.runtime.runner import ProjectionRunner
+from consumers.runtime.stop import StopSignal
 from consumers.settings.models import Settings
 from projections import (
     CheckpointStore,
@@ -34,6 +35,7 @@ from projections import (
     database_errors,
     make_engine,
 )
+from projections.generations.heartbeats import HeartbeatStore
 from projections.generations.versions import VersionStore, active_generation
 from schemas.errors import ConfigurationError, DataLossError
 
@@ -133,7 +135,7 @@ def run_rebuild(
             refuse_partial(name, marks)
         with database_errors(), engine.begin() as conn:
             row = versions.read(conn, name, lock=True)
-            if row.rebuilding_generation is not None and versions.instances(
+            if row.rebuilding_generation is not None and HeartbeatStore().instances(
                 conn, f"{name}_v{row.rebuilding_generation}", fresh_s=STALE_AFTER_S
             ):
                 raise ConfigurationError(
@@ -192,7 +194,7 @@ def drop_when_idle(engine: Engine, old: Projection, *, wait_s: float) -> bool:
     deadline = time.monotonic() + wait_s
     while True:
         with database_errors(), engine.begin() as conn:
-            busy = VersionStore().instances(conn, old.slot, fresh_s=STALE_AFTER_S)
+            busy = HeartbeatStore().instances(conn, old.slot, fresh_s=STALE_AFTER_S)
             if not busy:
                 VersionStore().drop_generation(conn, old)
                 return True
@@ -241,7 +243,7 @@ def run_cleanup(settings: Settings, name: str) -> list[int]:
                 old = create_projection(name, topics=topics_from(settings), generation=generation)
                 if not any(inspect(conn).has_table(t.name) for t in old.tables()):
                     continue
-                busy = versions.instances(conn, old.slot, fresh_s=STALE_AFTER_S)
+                busy = HeartbeatStore().instances(conn, old.slot, fresh_s=STALE_AFTER_S)
                 if busy:
                     raise ConfigurationError(
                         f"{old.slot} is still in use by {', '.join(sorted(busy))}; "

@@ -15,14 +15,14 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Literal
 
 from sqlalchemy import select
 
 from consumers.app import topics_from
 from consumers.kafka.watermarks import Watermarks, WatermarkSource
-from consumers.runtime.control import resolve_generation
+from consumers.operations.live import resolve_generation
 from consumers.settings.models import Settings
 from projections import (
     CheckpointStore,
@@ -32,8 +32,10 @@ from projections import (
     database_errors,
     make_engine,
 )
-from projections.generations.versions import ReplayMark, VersionStore
+from projections.generations.replay_marks import ReplayMark, ReplayMarkStore
+from projections.generations.versions import VersionStore
 from schemas.errors import ConfigurationError
+from schemas.utc import as_utc
 
 __all__ = [
     "PartitionPlan",
@@ -62,7 +64,7 @@ def parse_point(value: str) -> Point:
     except ValueError:
         pass
     else:
-        return when if when.tzinfo is not None else when.replace(tzinfo=UTC)
+        return as_utc(when)
     offsets: dict[tuple[str | None, int], int] = {}
     try:
         for item in text.split(","):
@@ -231,7 +233,7 @@ def apply_replay(settings: Settings, plan: ReplayPlan) -> int:
                 skip = p.stop if p.stop is not None and p.stop <= last else None
                 marks[tp] = ReplayMark(replayed_through=last, skip_from=skip)
             store.reset(conn, plan.slot, moves)
-            versions.set_replay_marks(conn, plan.slot, marks)
+            ReplayMarkStore().set(conn, plan.slot, marks)
             return versions.bump_epoch(conn, plan.projection)
     finally:
         engine.dispose()

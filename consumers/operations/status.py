@@ -89,7 +89,7 @@ def collect_status(
 
 _ZERO = Watermarks(0, 0)
 
-#: reads the timestamp of the event at each offset (``consumers.watermarks.event_times``)
+#: reads the timestamp of the event at each offset (``consumers.kafka.watermarks.event_times``)
 EventClock = Callable[[Mapping[TopicPartition, int]], Mapping[TopicPartition, int]]
 
 

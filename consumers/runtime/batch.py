@@ -35,8 +35,9 @@ from projections import (
     TopicPartition,
     database_errors,
 )
-from projections.generations.versions import ReplayMark
-from projections.progress.parked_keys import AppliedLog, AppliedRow, ParkedKeys, key_text
+from projections.generations.replay_marks import ReplayMark
+from projections.progress.audit_log import AppliedLog, AppliedRow
+from projections.progress.parked_keys import ParkedKeys, key_text
 from schemas import AvroSerde
 from schemas.errors import PoisonError
 

@@ -6,7 +6,8 @@ the projection's ``projection_versions`` row:
 * ``epoch`` moved: ``replay`` rewound the stored checkpoints, so re-read them and
   re-seek (``reseek``); the replay marks say which events are re-applications.
 * ``active_generation`` is no longer the runner's: a rebuild or rollback swapped the
-  generation queries read, so stop and let :func:`run_live` start the active one
+  generation queries read, so stop and let ``consumers.operations.live.run_live``
+  start the active one
   (``switch``); the new generation's checkpoints say where it continues.
 
 It also keeps a heartbeat row, so ``status`` can tell live, rebuilding and stopped.
@@ -17,20 +18,19 @@ from __future__ import annotations
 import os
 import socket
 import time
-from collections.abc import Callable
 
 import structlog
 from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
-from consumers.runtime.runner import ControlAction, ProjectionRunner, StopSignal
-from consumers.runtime.stats import RunStats
-from consumers.settings.models import Settings
-from projections import create_projection, database_errors, make_engine
-from projections.generations.versions import VersionStore, active_generation
+from consumers.runtime.runner import ControlAction, ProjectionRunner
+from projections import database_errors
+from projections.generations.heartbeats import HeartbeatStore
+from projections.generations.replay_marks import ReplayMarkStore
+from projections.generations.versions import VersionStore
 from schemas.errors import ProjectionistError, RetryableError
 
-__all__ = ["GenerationControl", "default_instance", "resolve_generation", "run_live"]
+__all__ = ["GenerationControl", "default_instance"]
 
 log = structlog.get_logger(__name__)
 
@@ -56,6 +56,8 @@ class GenerationControl:
         self.interval_s = interval_s
         self.heartbeat_s = heartbeat_s
         self.versions = versions or VersionStore()
+        self.heartbeats = HeartbeatStore()
+        self.replay_marks = ReplayMarkStore()
         self._epoch: int | None = None
         self._next_check = 0.0
         self._next_beat = 0.0
@@ -78,11 +80,11 @@ class GenerationControl:
                     row = self.versions.read(conn, projection.name)
                 if now >= self._next_beat:
                     state = "live" if self.live else "rebuilding"
-                    self.versions.heartbeat(conn, projection.slot, self.instance, state)
+                    self.heartbeats.beat(conn, projection.slot, self.instance, state)
                     self._next_beat = now + self.heartbeat_s
                 moved = self._epoch is not None and row.epoch != self._epoch
                 if self._epoch is None or moved:
-                    processor.replay_marks = self.versions.replay_marks(conn, projection.slot)
+                    processor.replay_marks = self.replay_marks.load(conn, projection.slot)
         except RetryableError as exc:
             log.warning("cannot read the control row yet", error=str(exc))
             return None
@@ -104,60 +106,6 @@ class GenerationControl:
             return
         try:
             with database_errors(), self._engine.begin() as conn:
-                self.versions.forget(conn, self._slot, self.instance)
+                self.heartbeats.forget(conn, self._slot, self.instance)
         except (ProjectionistError, SQLAlchemyError) as exc:  # best effort: it goes stale anyway
             log.info("heartbeat not removed", error=str(exc))
-
-
-def resolve_generation(settings: Settings, name: str) -> int:
-    """The generation queries read now (the code's version before any rebuild)."""
-    default = create_projection(name).version
-    engine = make_engine(settings.database_url_value())
-    try:
-        with database_errors(), engine.connect() as conn:
-            return active_generation(conn, name, default)
-    finally:
-        engine.dispose()
-
-
-def run_live(
-    settings: Settings,
-    name: str,
-    *,
-    stop: StopSignal,
-    drain: bool = False,
-    timeout_s: float | None = None,
-    build: Callable[..., ProjectionRunner] | None = None,
-) -> RunStats:
-    """Run the active generation; after a swap or rollback, continue with the new one."""
-    from consumers.app import build_runner
-
-    make = build or build_runner
-    total = RunStats()
-    while True:
-        generation = resolve_generation(settings, name)
-        runner = make(settings, name, stop=stop, generation=generation, control=GenerationControl())
-        try:
-            stats = runner.drain(timeout_s=timeout_s) if drain else runner.run_forever()
-        finally:
-            runner.processor.engine.dispose()
-        _add(total, stats)
-        # per generation, so a test (or an operator) can see what was consumed after a swap
-        slot = runner.processor.projection.slot
-        total.extra[f"consumed_{slot}"] = total.extra.get(f"consumed_{slot}", 0) + stats.consumed
-        if not runner.switched or stop.is_set():
-            return total
-
-
-def _add(total: RunStats, more: RunStats) -> None:
-    for field in RunStats.__dataclass_fields__:
-        value = getattr(more, field)
-        if field == "started_at":
-            total.started_at = total.started_at or more.started_at
-        elif field == "last_applied_at":
-            total.last_applied_at = max(total.last_applied_at, more.last_applied_at)
-        elif field == "extra":
-            for key, n in more.extra.items():
-                total.extra[key] = total.extra.get(key, 0) + n
-        elif isinstance(value, int):
-            setattr(total, field, getattr(total, field) + value)

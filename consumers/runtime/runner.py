@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import gc
 import random
-import signal
-import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -25,6 +23,7 @@ from consumers.kafka.message import MessageLike
 from consumers.runtime.batch import BatchProcessor, PreparedBatch
 from consumers.runtime.history_guard import HistoryGuard, data_loss_error
 from consumers.runtime.stats import RunStats
+from consumers.runtime.stop import StopSignal
 from projections import TopicPartition as TP
 from schemas.errors import (
     BrokerUnavailable,
@@ -38,37 +37,11 @@ __all__ = [
     "ProjectionRunner",
     "RunObserver",
     "RunnerControl",
-    "StopSignal",
     "tune_gc_for_batches",
 ]
 
 log = structlog.get_logger(__name__)
 T = TypeVar("T")
-
-
-class StopSignal:
-    """Set by SIGTERM/SIGINT (or a test); the loop finishes the batch in hand and exits."""
-
-    def __init__(self) -> None:
-        self._event = threading.Event()
-        self.signal_name: str | None = None
-
-    def install(self) -> None:
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            signal.signal(sig, self._handle)
-
-    def _handle(self, signum: int, _frame: object) -> None:
-        self.signal_name = signal.Signals(signum).name
-        self._event.set()
-
-    def set(self) -> None:
-        self._event.set()
-
-    def is_set(self) -> bool:
-        return self._event.is_set()
-
-    def wait(self, timeout: float) -> bool:
-        return self._event.wait(timeout)
 
 
 class RunObserver(Protocol):

@@ -1,1 +1,1 @@
-"""Typed, frozen settings from ``PROJECTIONIST_*`` environment variables."""
+"""Typed, frozen settings from ``PROJECTIONIST_*`` environment variables (see ``models``)."""

@@ -1,1 +1,7 @@
-"""Generations of a projection: the active pointer, views, replay marks and heartbeats."""
+"""Generations of a projection: which one queries read, and who is running which.
+
+* ``versions``: the active-generation pointer, the views over it, the epoch, the swap;
+* ``replay_marks``: how far each partition had got before a replay rewound it;
+* ``heartbeats``: one row per running consumer process;
+* ``status``: what the database knows, for ``projectionist status``.
+"""

@@ -10,9 +10,11 @@ from datetime import UTC, datetime
 
 from sqlalchemy import Connection, MetaData, inspect, select
 
-from projections.generations.versions import VersionRow, VersionStore, as_utc
+from projections.generations.heartbeats import HeartbeatStore
+from projections.generations.versions import VersionRow, VersionStore
 from projections.progress.checkpoints import TopicPartition, checkpoints_table
 from schemas.errors import ConfigurationError
+from schemas.utc import as_utc
 
 __all__ = ["GenerationStatus", "ProjectionStatus", "age_s", "read_status"]
 
@@ -56,7 +58,7 @@ def read_status(conn: Connection, name: str, default_generation: int) -> Project
     for generation, role in roles:
         slot = f"{name}_v{generation}"
         beats = (
-            versions.instances(conn, slot, fresh_s=FRESH_S)
+            HeartbeatStore().instances(conn, slot, fresh_s=FRESH_S)
             if "projection_heartbeats" in tables
             else {}
         )

@@ -15,10 +15,8 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
 
 from sqlalchemy import (
-    BigInteger,
     Column,
     Connection,
     DateTime,
@@ -26,7 +24,6 @@ from sqlalchemy import (
     MetaData,
     String,
     Table,
-    and_,
     func,
     inspect,
     select,
@@ -36,15 +33,14 @@ from sqlalchemy import (
 
 from projections._base import Projection
 from projections._sql import insert_for
-from projections.progress.checkpoints import TopicPartition
+from projections.generations.heartbeats import HEARTBEATS
+from projections.generations.replay_marks import REPLAY_MARKS
 from schemas.errors import ConfigurationError
 
 __all__ = [
-    "ReplayMark",
     "VersionRow",
     "VersionStore",
     "active_generation",
-    "as_utc",
     "logical_names",
 ]
 
@@ -60,42 +56,6 @@ VERSIONS = Table(
     Column("epoch", Integer, nullable=False, default=0),
     Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
 )
-#: per partition, the last offset applied before a replay rewound it: events at or
-#: below it are re-applications, so side effects must not fire for them. With
-#: ``replay --to``, events from ``skip_from`` through ``replayed_through`` are passed
-#: over (already applied, outside the window) instead of re-applied.
-REPLAY_MARKS = Table(
-    "projection_replay_marks",
-    _META,
-    Column("slot", String(100), primary_key=True),
-    Column("topic", String(249), primary_key=True),
-    Column("partition", Integer, primary_key=True),
-    Column("replayed_through", BigInteger, nullable=False),
-    Column("skip_from", BigInteger),
-)
-#: one row per running consumer process (live or rebuilding), refreshed while it runs
-HEARTBEATS = Table(
-    "projection_heartbeats",
-    _META,
-    Column("slot", String(100), primary_key=True),
-    Column("instance", String(200), primary_key=True),
-    Column("state", String(20), nullable=False),
-    Column("seen_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
-)
-
-
-@dataclass(frozen=True, slots=True)
-class ReplayMark:
-    """Offsets up to ``replayed_through`` were applied before the replay rewound them."""
-
-    replayed_through: int
-    skip_from: int | None = None
-
-    def replays(self, offset: int) -> bool:
-        return offset <= self.replayed_through
-
-    def skips(self, offset: int) -> bool:
-        return self.skip_from is not None and self.skip_from <= offset <= self.replayed_through
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,11 +79,6 @@ def logical_names(projection: Projection) -> dict[str, str]:
     return out
 
 
-def as_utc(value: datetime) -> datetime:
-    """SQLite hands back naive UTC timestamps (CURRENT_TIMESTAMP); PostgreSQL aware ones."""
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value
-
-
 def active_generation(conn: Connection, projection: str, default: int) -> int:
     """The generation queries read (``default``, the code's version, before any rebuild)."""
     if not inspect(conn).has_table(VERSIONS.name):
@@ -135,12 +90,14 @@ def active_generation(conn: Connection, projection: str, default: int) -> int:
 
 
 class VersionStore:
-    """The active-generation pointer, views, replay marks and heartbeats of projections."""
+    """The active-generation pointer, the views and the epoch of projections."""
 
     def create(self, conn: Connection) -> None:
+        """The pointer, replay-mark and heartbeat tables (one DDL lock for the three)."""
         if conn.dialect.name == "postgresql":
             conn.execute(text("SELECT pg_advisory_xact_lock(hashtext('projectionist.ddl'))"))
-        _META.create_all(conn)
+        for table in (VERSIONS, REPLAY_MARKS, HEARTBEATS):
+            table.create(conn, checkfirst=True)
 
     def ensure(self, conn: Connection, projection: Projection) -> VersionRow:
         """Create the tables and this projection's row; give the active generation its views."""
@@ -229,67 +186,6 @@ class VersionStore:
         for physical, logical in sorted(names.items()):
             conn.execute(text(f"DROP VIEW IF EXISTS {quote(logical)}"))
             conn.execute(text(f"CREATE VIEW {quote(logical)} AS SELECT * FROM {quote(physical)}"))
-
-    # -- replay marks ------------------------------------------------------------------
-    def set_replay_marks(
-        self, conn: Connection, slot: str, marks: Mapping[TopicPartition, ReplayMark]
-    ) -> None:
-        t = REPLAY_MARKS
-        for (topic, partition), mark in sorted(marks.items()):
-            where = and_(t.c.slot == slot, t.c.topic == topic, t.c.partition == partition)
-            old = conn.execute(select(t.c.replayed_through).where(where)).scalar_one_or_none()
-            conn.execute(t.delete().where(where))
-            conn.execute(
-                t.insert().values(
-                    slot=slot,
-                    topic=topic,
-                    partition=partition,
-                    # a second replay before the first one finished keeps the higher mark
-                    replayed_through=max(mark.replayed_through, old if old is not None else -1),
-                    skip_from=mark.skip_from,
-                )
-            )
-
-    def replay_marks(self, conn: Connection, slot: str) -> dict[TopicPartition, ReplayMark]:
-        t = REPLAY_MARKS
-        rows = conn.execute(
-            select(t.c.topic, t.c.partition, t.c.replayed_through, t.c.skip_from).where(
-                t.c.slot == slot
-            )
-        )
-        return {(r.topic, r.partition): ReplayMark(r.replayed_through, r.skip_from) for r in rows}
-
-    # -- heartbeats --------------------------------------------------------------------
-    def heartbeat(self, conn: Connection, slot: str, instance: str, state: str) -> None:
-        t = HEARTBEATS
-        insert = insert_for(conn, t).values(slot=slot, instance=instance, state=state)
-        conn.execute(
-            insert.on_conflict_do_update(
-                index_elements=[t.c.slot, t.c.instance],
-                set_={"state": insert.excluded.state, "seen_at": func.now()},
-            )
-        )
-
-    def instances(self, conn: Connection, slot: str, *, fresh_s: float) -> dict[str, str]:
-        """Processes that beat for ``slot`` within ``fresh_s`` seconds: instance → state."""
-        rows = conn.execute(
-            select(HEARTBEATS.c.instance, HEARTBEATS.c.state, HEARTBEATS.c.seen_at).where(
-                HEARTBEATS.c.slot == slot
-            )
-        )
-        now = datetime.now(UTC)
-        return {
-            r.instance: r.state
-            for r in rows
-            if (now - as_utc(r.seen_at)).total_seconds() <= fresh_s
-        }
-
-    def forget(self, conn: Connection, slot: str, instance: str) -> None:
-        conn.execute(
-            HEARTBEATS.delete().where(
-                and_(HEARTBEATS.c.slot == slot, HEARTBEATS.c.instance == instance)
-            )
-        )
 
     def drop_generation(self, conn: Connection, projection: Projection) -> None:
         """Drop a generation's tables, checkpoints, marks and heartbeats (never the active one)."""

@@ -5,7 +5,7 @@ after every poll). Per message:
 
 1. **claim** (own transaction): a compare-and-set that takes a lease on a due
    ``pending`` row and counts the attempt; another consumer of the group skips it;
-2. **send** over the :class:`~projections.mail.Mailer`;
+2. **send** over the :class:`~projections.notifications.mail.Mailer`;
 3. **record** (own transaction): ``sent``; or, for a permanent 5xx rejection,
    ``failed`` with the server's answer (surfaced, never retried, other customers go
    on); or, for a transient failure, back to ``pending`` with exponential backoff
@@ -31,6 +31,7 @@ from projections._db import database_errors
 from projections.notifications.mail import MailConnection, Mailer, MailRejected, MailUnavailable
 from projections.notifications.projection import FAILED, PENDING, SENT, NotificationsProjection
 from projections.notifications.template import build_message
+from schemas.utc import as_utc
 
 __all__ = ["DeliveryReport", "MailDelivery", "RetryPolicy"]
 
@@ -118,7 +119,7 @@ class MailDelivery:
                 html_body=row["body_html"],
                 message_id=row["message_id"],
                 event_id=event_id,
-                date=_aware(row["recorded_at"]),
+                date=as_utc(row["recorded_at"]),
             )
             session.send(message)
         except (MailRejected, ValueError) as exc:  # ValueError: an address no header takes
@@ -215,7 +216,3 @@ class MailDelivery:
         self._paused_until = time.monotonic() + pause
         report.unavailable = True
         log.warning("mail server unavailable", error=str(exc), retry_in_s=pause)
-
-
-def _aware(value: datetime) -> datetime:
-    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)

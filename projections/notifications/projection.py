@@ -6,7 +6,7 @@ A side effect cannot join the database transaction, so it is split in two:
    ledger) records one row per event in ``email_outbox``, keyed by event id, with the
    rendered message and status ``pending``. A duplicate event, at any offset, never
    makes a second row.
-2. :class:`projections.mail_delivery.MailDelivery` runs after the commit: it claims a
+2. :class:`projections.notifications.delivery.MailDelivery` runs after the commit: it claims a
    pending row, sends it over SMTP, and marks it ``sent`` once the server accepted it.
 
 **The at-most-once-resend window.** A crash after the server accepted a message and

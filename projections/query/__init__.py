@@ -1,1 +1,1 @@
-"""The query side: SQL reads over the read models and the HTTP query API."""
+"""The query side: SQL reads over the read models (``read_models``) and the HTTP API (``api``)."""

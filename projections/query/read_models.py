@@ -21,6 +21,7 @@ from projections.money import format_amount
 from projections.notifications.projection import NotificationsProjection
 from projections.orders import OrdersProjection
 from projections.progress.ledger import ledger_table
+from schemas.utc import as_utc
 
 __all__ = ["BadCursor", "PostsPage", "ReadModels"]
 
@@ -118,8 +119,8 @@ class ReadModels:
         return {
             "customer_id": customer_id,
             "orders_count": sum(r["orders_count"] for r in rows),
-            "first_order_at": _iso(min(_aware(r["first_order_at"]) for r in rows)),
-            "last_order_at": _iso(max(_aware(r["last_order_at"]) for r in rows)),
+            "first_order_at": _iso(min(as_utc(r["first_order_at"]) for r in rows)),
+            "last_order_at": _iso(max(as_utc(r["last_order_at"]) for r in rows)),
             "revenue": [
                 {
                     "currency": r["currency"],
@@ -223,17 +224,12 @@ def _post(row: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def _aware(value: datetime) -> datetime:
-    # SQLite hands back naive datetimes; everything is stored in UTC.
-    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
-
-
 def _iso(value: datetime | None) -> str | None:
-    return None if value is None else _aware(value).isoformat()
+    return None if value is None else as_utc(value).isoformat()
 
 
 def _encode_cursor(created_at: datetime, post_id: str) -> str:
-    raw = json.dumps([_aware(created_at).isoformat(), post_id]).encode()
+    raw = json.dumps([as_utc(created_at).isoformat(), post_id]).encode()
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
 
@@ -243,7 +239,7 @@ def _decode_cursor(cursor: str) -> tuple[datetime, str]:
         created, post_id = json.loads(raw)
         if not isinstance(post_id, str):
             raise TypeError("post_id")
-        when = _aware(datetime.fromisoformat(created))
+        when = as_utc(datetime.fromisoformat(created))
     except (binascii.Error, ValueError, TypeError, UnicodeDecodeError) as exc:
         raise BadCursor(f"cursor {cursor[:40]!r} is not one this API issued") from exc
     return when.astimezone(UTC), post_id

@@ -26,7 +26,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from consumers.kafka.config import client_config
-from consumers.kafka.dead_letter_reader import DeadLetterRecord, read_dead_letters
+from consumers.kafka.dead_letters import DeadLetterRecord, read_dead_letters
 from consumers.settings.models import Settings
 from producers import SampleEvent
 from tests.faults.stream import Published

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import threading
 
+from consumers.kafka.admin import ensure_topics
 from consumers.kafka.broker import EmbeddedBroker
-from consumers.kafka.config import client_config, ensure_topics, producer_config
+from consumers.kafka.config import client_config, producer_config
 from consumers.settings.models import Settings
 from producers import EventPublisher, OutboxRelay, RelaySettings, pending_count
 from tests.support import wait_for

@@ -35,7 +35,8 @@ from typing import Any
 import sqlalchemy as sa
 import yaml
 
-from consumers.kafka.config import client_config, ensure_topics, producer_config
+from consumers.kafka.admin import ensure_topics
+from consumers.kafka.config import client_config, producer_config
 from consumers.settings.models import Settings
 from producers import EventPublisher, SampleEvent, blog_events
 from projections import CheckpointStore

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from consumers.app import build_runner
 from consumers.runtime.batch import PreparedBatch
-from consumers.runtime.runner import StopSignal
+from consumers.runtime.stop import StopSignal
 from consumers.settings.models import load_settings
 
 

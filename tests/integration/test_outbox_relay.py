@@ -12,7 +12,8 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from consumers.kafka.config import client_config, ensure_topics, producer_config
+from consumers.kafka.admin import ensure_topics
+from consumers.kafka.config import client_config, producer_config
 from consumers.settings.models import Settings
 from producers import BlogService, EventPublisher, Outbox, OutboxEvent, OutboxRelay, RelaySettings
 from schemas import AvroSerde, SchemaCatalog

@@ -19,7 +19,8 @@ import pytest
 from confluent_kafka import KafkaException
 from confluent_kafka.admin import AdminClient
 
-from consumers.kafka.config import client_config, ensure_topics, producer_config
+from consumers.kafka.admin import ensure_topics
+from consumers.kafka.config import client_config, producer_config
 from consumers.settings.models import Settings
 from producers import EventPublisher, blog_events
 from schemas import AvroSerde, SchemaCatalog

@@ -5,7 +5,8 @@ from __future__ import annotations
 import random
 
 from consumers.app import build_runner
-from consumers.kafka.config import client_config, ensure_topics, producer_config
+from consumers.kafka.admin import ensure_topics
+from consumers.kafka.config import client_config, producer_config
 from consumers.settings.models import Settings
 from producers import EventPublisher, blog_events, with_noise
 from producers.schema_registry import RegistryFraming, registry_client

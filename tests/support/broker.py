@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from consumers.kafka.config import client_config, ensure_topics, producer_config
+from consumers.kafka.admin import ensure_topics
+from consumers.kafka.config import client_config, producer_config
 from consumers.settings.models import Settings
 from producers import EventPublisher, SampleEvent
 from schemas import AvroSerde, SchemaCatalog

@@ -19,7 +19,8 @@ from confluent_kafka import Consumer, Producer
 
 from consumers.kafka.config import producer_config
 from consumers.observability.exporter import observed_runner
-from consumers.runtime.runner import ProjectionRunner, StopSignal
+from consumers.runtime.runner import ProjectionRunner
+from consumers.runtime.stop import StopSignal
 from consumers.settings.models import Settings, load_settings
 from tests.support import TEST_ENV, missing, unique, wait_for
 

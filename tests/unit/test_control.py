@@ -13,7 +13,9 @@ from consumers.runtime.control import GenerationControl
 from consumers.runtime.runner import ProjectionRunner
 from consumers.runtime.stats import RunStats
 from projections import BlogProjection, CheckpointStore, make_engine
-from projections.generations.versions import ReplayMark, VersionStore
+from projections.generations.heartbeats import HeartbeatStore
+from projections.generations.replay_marks import ReplayMark, ReplayMarkStore
+from projections.generations.versions import VersionStore
 from schemas import AvroSerde, SchemaCatalog
 from tests.support.fakes import ListSink
 
@@ -58,10 +60,10 @@ def test_swap_hands_over_and_replay_reseeks(engine: sa.Engine) -> None:
     assert _check(control, v1) is None  # first check: row and views created, heartbeat written
     store = VersionStore()
     with engine.connect() as conn:
-        assert store.instances(conn, "blog_v1", fresh_s=60) == {"pod-a": "live"}
+        assert HeartbeatStore().instances(conn, "blog_v1", fresh_s=60) == {"pod-a": "live"}
         assert conn.execute(sa.text("SELECT COUNT(*) FROM posts")).scalar_one() == 0
     with engine.begin() as conn:
-        store.set_replay_marks(conn, "blog_v1", {("blog.posts", 0): ReplayMark(41)})
+        ReplayMarkStore().set(conn, "blog_v1", {("blog.posts", 0): ReplayMark(41)})
         store.bump_epoch(conn, "blog")
     assert _check(control, v1) == "reseek"
     assert v1.replay_marks == {("blog.posts", 0): ReplayMark(41)}
@@ -71,7 +73,7 @@ def test_swap_hands_over_and_replay_reseeks(engine: sa.Engine) -> None:
     assert _check(control, v1) == "switch"
     control.close()
     with engine.connect() as conn:
-        assert store.instances(conn, "blog_v1", fresh_s=60) == {}
+        assert HeartbeatStore().instances(conn, "blog_v1", fresh_s=60) == {}
 
 
 def test_rebuild_control_never_switches(engine: sa.Engine) -> None:
@@ -81,5 +83,5 @@ def test_rebuild_control_never_switches(engine: sa.Engine) -> None:
     rebuild = GenerationControl(live=False, instance="rebuild")
     assert _check(rebuild, v2) is None
     with engine.connect() as conn:
-        assert VersionStore().instances(conn, "blog_v2", fresh_s=60) == {"rebuild": "rebuilding"}
+        assert HeartbeatStore().instances(conn, "blog_v2", fresh_s=60) == {"rebuild": "rebuilding"}
     rebuild.close()

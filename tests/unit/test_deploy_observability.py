@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 from prometheus_client import CollectorRegistry
 
+from consumers.observability.collector import RunnerCollector
 from consumers.observability.metrics import Metrics
-from consumers.observability.observer import RunnerCollector
 from tests.support import missing
 
 ROOT = Path(__file__).resolve().parents[2]

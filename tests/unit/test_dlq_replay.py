@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 
-from consumers.kafka.dead_letter_reader import DeadLetterRecord
+from consumers.kafka.dead_letters import DeadLetterRecord
 from consumers.operations.dead_letters import replay_dead_letters
 from producers import blog_events
 from projections import BlogProjection, make_engine

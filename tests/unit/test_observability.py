@@ -10,11 +10,12 @@ from typing import Any
 import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 
+from consumers.observability.collector import RunnerCollector
 from consumers.observability.endpoints import parse_address
 from consumers.observability.health import HealthSettings, ProjectionHealth
 from consumers.observability.logs import redact
 from consumers.observability.metrics import RUNNER_FAMILIES, Metrics
-from consumers.observability.observer import KafkaClientStats, LoopObserver, RunnerCollector
+from consumers.observability.observer import KafkaClientStats, LoopObserver
 from consumers.runtime.stats import RunStats
 from schemas.errors import ConfigurationError
 

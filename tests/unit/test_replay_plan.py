@@ -11,7 +11,7 @@ from consumers.runtime.batch import BatchProcessor
 from consumers.runtime.stats import RunStats
 from producers import blog_events
 from projections import BlogProjection, CheckpointStore
-from projections.generations.versions import ReplayMark
+from projections.generations.replay_marks import ReplayMark
 from schemas import AvroSerde, SchemaCatalog
 from schemas.errors import ConfigurationError
 from tests.support.fakes import FakeMessage, ListSink

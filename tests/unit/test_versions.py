@@ -8,8 +8,10 @@ import pytest
 import sqlalchemy as sa
 
 from projections import BlogProjection, CheckpointStore, Move, make_engine
+from projections.generations.heartbeats import HeartbeatStore
+from projections.generations.replay_marks import ReplayMark, ReplayMarkStore
 from projections.generations.status import read_status
-from projections.generations.versions import ReplayMark, VersionStore, active_generation
+from projections.generations.versions import VersionStore, active_generation
 from schemas.errors import ConfigurationError
 
 
@@ -102,12 +104,10 @@ def test_replay_marks_keep_the_highest_offset(engine: sa.Engine) -> None:
     store = VersionStore()
     with engine.begin() as conn:
         store.create(conn)
-        store.set_replay_marks(
-            conn, "blog_v1", {("t", 0): ReplayMark(100), ("t", 1): ReplayMark(7)}
-        )
-        store.set_replay_marks(conn, "blog_v1", {("t", 0): ReplayMark(60, skip_from=50)})
+        ReplayMarkStore().set(conn, "blog_v1", {("t", 0): ReplayMark(100), ("t", 1): ReplayMark(7)})
+        ReplayMarkStore().set(conn, "blog_v1", {("t", 0): ReplayMark(60, skip_from=50)})
     with engine.connect() as conn:
-        marks = store.replay_marks(conn, "blog_v1")
+        marks = ReplayMarkStore().load(conn, "blog_v1")
     assert marks == {("t", 0): ReplayMark(100, 50), ("t", 1): ReplayMark(7)}
     assert marks[("t", 0)].replays(100)
     assert not marks[("t", 0)].replays(101)
@@ -122,8 +122,8 @@ def test_status_states_follow_heartbeats(engine: sa.Engine) -> None:
     with engine.begin() as conn:
         store.ensure(conn, v1)
         store.begin_rebuild(conn, "blog", 2)
-        store.heartbeat(conn, "blog_v1", "pod-a", "live")
-        store.heartbeat(conn, "blog_v2", "rebuild-1", "rebuilding")
+        HeartbeatStore().beat(conn, "blog_v1", "pod-a", "live")
+        HeartbeatStore().beat(conn, "blog_v2", "rebuild-1", "rebuilding")
         CheckpointStore().advance(conn, "blog_v1", {("t", 0): Move(None, 9)})
     with engine.connect() as conn:
         status = read_status(conn, "blog", 1)

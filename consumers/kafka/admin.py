@@ -1,0 +1,73 @@
+"""Topic administration: create the topics a deployment needs, purge dead-letter topics."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from confluent_kafka import KafkaError, KafkaException
+from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
+
+from schemas.errors import BrokerUnavailable
+
+__all__ = ["ensure_topics", "purge_topics"]
+
+
+def ensure_topics(
+    conf: Mapping[str, Any], names: Iterable[str], *, partitions: int, timeout_s: float = 30.0
+) -> list[str]:
+    """Create the topics that do not exist yet (explicitly: auto-create picks its own
+    partition count); return the names created."""
+    admin = AdminClient(dict(conf))
+    try:
+        existing = set(admin.list_topics(timeout=timeout_s).topics)
+    except KafkaException as exc:
+        raise BrokerUnavailable(f"cannot list topics: {exc}") from exc
+    wanted = [n for n in dict.fromkeys(names) if n not in existing]
+    if not wanted:
+        return []
+    futures = admin.create_topics(
+        [NewTopic(n, num_partitions=partitions, replication_factor=-1) for n in wanted],
+        operation_timeout=timeout_s,
+        request_timeout=timeout_s,
+    )
+    created = []
+    for name, future in futures.items():
+        try:
+            future.result()
+            created.append(name)
+        except KafkaException as exc:
+            if exc.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:
+                raise BrokerUnavailable(f"cannot create topic {name}: {exc}") from exc
+    return created
+
+
+def purge_topics(conf: Mapping[str, Any], names: Iterable[str]) -> list[str]:
+    """Delete every message of the existing ``names`` (delete, then recreate each with its
+    partition count: brokers differ in support for ``delete_records``); return those purged."""
+    admin = AdminClient(dict(conf))
+    meta = admin.list_topics(timeout=30).topics
+    sizes = {t: len(meta[t].partitions) for t in names if t in meta}
+    if sizes:
+        for future in admin.delete_topics(list(sizes), operation_timeout=30).values():
+            future.result()
+    for topic, partitions in sizes.items():
+        _recreate(admin, topic, partitions)
+    return list(sizes)
+
+
+def _recreate(admin: AdminClient, topic: str, partitions: int, timeout_s: float = 30.0) -> None:
+    """Topic deletion completes asynchronously: retry the creation until it is accepted."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        future = admin.create_topics(
+            [NewTopic(topic, num_partitions=partitions, replication_factor=-1)]
+        )[topic]
+        try:
+            future.result()
+            return
+        except KafkaException as exc:
+            if time.monotonic() > deadline:
+                raise BrokerUnavailable(f"cannot recreate {topic}: {exc}") from exc
+            time.sleep(0.5)

@@ -1,0 +1,74 @@
+"""``consume``: run a projection's active generation, and follow it across swaps.
+
+A rebuild or rollback swaps the generation queries read; the runner's generation
+control notices and stops (``switched``), and :func:`run_live` starts the generation
+that is active now, which continues from the checkpoints the rebuild left.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from consumers.runtime.control import GenerationControl
+from consumers.runtime.runner import ProjectionRunner
+from consumers.runtime.stats import RunStats
+from consumers.runtime.stop import StopSignal
+from consumers.settings.models import Settings
+from projections import create_projection, database_errors, make_engine
+from projections.generations.versions import active_generation
+
+__all__ = ["resolve_generation", "run_live"]
+
+
+def resolve_generation(settings: Settings, name: str) -> int:
+    """The generation queries read now (the code's version before any rebuild)."""
+    default = create_projection(name).version
+    engine = make_engine(settings.database_url_value())
+    try:
+        with database_errors(), engine.connect() as conn:
+            return active_generation(conn, name, default)
+    finally:
+        engine.dispose()
+
+
+def run_live(
+    settings: Settings,
+    name: str,
+    *,
+    stop: StopSignal,
+    drain: bool = False,
+    timeout_s: float | None = None,
+    build: Callable[..., ProjectionRunner] | None = None,
+) -> RunStats:
+    """Run the active generation; after a swap or rollback, continue with the new one."""
+    from consumers.app import build_runner
+
+    make = build or build_runner
+    total = RunStats()
+    while True:
+        generation = resolve_generation(settings, name)
+        runner = make(settings, name, stop=stop, generation=generation, control=GenerationControl())
+        try:
+            stats = runner.drain(timeout_s=timeout_s) if drain else runner.run_forever()
+        finally:
+            runner.processor.engine.dispose()
+        _add(total, stats)
+        # per generation, so a test (or an operator) can see what was consumed after a swap
+        slot = runner.processor.projection.slot
+        total.extra[f"consumed_{slot}"] = total.extra.get(f"consumed_{slot}", 0) + stats.consumed
+        if not runner.switched or stop.is_set():
+            return total
+
+
+def _add(total: RunStats, more: RunStats) -> None:
+    for field in RunStats.__dataclass_fields__:
+        value = getattr(more, field)
+        if field == "started_at":
+            total.started_at = total.started_at or more.started_at
+        elif field == "last_applied_at":
+            total.last_applied_at = max(total.last_applied_at, more.last_applied_at)
+        elif field == "extra":
+            for key, n in more.extra.items():
+                total.extra[key] = total.extra.get(key, 0) + n
+        elif isinstance(value, int):
+            setattr(total, field, getattr(total, field) + value)
