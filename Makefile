@@ -21,6 +21,7 @@ demo: venv  ## the main job on the embedded default (broker + SQLite)
 lint: venv
 	$(BIN)/ruff check .
 	$(BIN)/mypy
+	$(BIN)/lint-imports  # the layer contract: pyproject.toml [tool.importlinter]
 	$(BIN)/projectionist schemas check  # every schema version resolves both ways
 
 test: lint tools-prometheus  ## lint, then every test tier (unit, integration, faults)

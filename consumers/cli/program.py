@@ -1,0 +1,72 @@
+"""The ``projectionist`` program: every command and group is registered here, in one place.
+
+The command functions live in one module per group (``run``, ``demo``, ``commands``,
+``read``, ``rebuild``, ``replay``, ``status``, ``schema_check``, ``dlq``) and know
+nothing of this app: the registration below is explicit (celery's ``add_command``
+shape), so importing a command module has no side effect. User mistakes end with a
+one-line message and exit code 2, never a traceback.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+from rich.console import Console
+
+from consumers.cli import commands, demo, dlq, read, rebuild, replay, run, schema_check, status
+from schemas.errors import ConfigurationError, DataLossError, ProjectionistError
+
+__all__ = ["app", "dlq_app", "main", "schemas_app"]
+
+app = typer.Typer(
+    name="projectionist",
+    help=(
+        "The read side of CQRS on Kafka: fold Avro events into exactly-once SQL read models.\n\n"
+        "Settings come from PROJECTIONIST_* environment variables; flags override them."
+    ),
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+# The order here is the order of `projectionist --help`.
+app.command()(demo.demo)
+app.command()(run.consume)
+app.command()(run.topics)
+app.command()(run.broker)
+app.command()(commands.relay)
+app.command("serve-commands")(commands.serve_commands)
+app.command()(commands.produce)
+app.command()(read.serve)
+app.command("produce-orders")(commands.produce_orders)
+app.command("reconcile")(read.reconcile_tag_cloud)
+app.command()(rebuild.rebuild)
+app.command()(rebuild.rollback)
+app.command()(rebuild.cleanup)
+app.command()(replay.replay)
+app.command()(status.status)
+
+schemas_app = typer.Typer(help=schema_check.HELP, no_args_is_help=True)
+schemas_app.command("check")(schema_check.schemas_check)
+app.add_typer(schemas_app, name="schemas")
+
+dlq_app = typer.Typer(help=dlq.HELP, no_args_is_help=True)
+dlq_app.command("list")(dlq.list_)
+dlq_app.command()(dlq.show)
+dlq_app.command()(dlq.replay)
+dlq_app.command()(dlq.purge)
+app.add_typer(dlq_app, name="dlq")
+
+
+def main() -> None:
+    try:
+        app()
+    except ConfigurationError as exc:
+        Console(stderr=True, soft_wrap=True).print(f"[red]error:[/] {exc}")
+        sys.exit(2)
+    except DataLossError as exc:
+        Console(stderr=True, soft_wrap=True).print(f"[red]data loss detected:[/] {exc}")
+        sys.exit(3)
+    except ProjectionistError as exc:
+        Console(stderr=True, soft_wrap=True).print(f"[red]error:[/] {type(exc).__name__}: {exc}")
+        sys.exit(1)
