@@ -13,7 +13,7 @@ from typing import Any
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 
-from consumers.runtime.batch import BatchProcessor
+from consumers.runtime.processor import BatchProcessor
 from consumers.runtime.stats import RunStats
 from projections import BlogProjection, CheckpointStore, make_engine
 from schemas import AvroSerde, SchemaCatalog
@@ -58,7 +58,7 @@ def replay(
             good = [m for m in messages if m.error() is None]
             batch = processor.prepare(good, positions)
             if batch:
-                positions.update(processor.commit(batch, positions))
+                positions.update(processor.commit(batch).positions)
     finally:
         consumer.close()
         processor.engine.dispose()

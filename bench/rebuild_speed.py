@@ -35,12 +35,16 @@ def main() -> None:
     configure_logging(fmt="console", level="WARNING")
     with EmbeddedBroker() as broker, tempfile.TemporaryDirectory() as tmp:
         settings = Settings(bootstrap_servers=broker.bootstrap_servers)
-        conf = client_config(settings)
-        ensure_topics(conf, [settings.blog_topic], partitions=settings.topic_partitions)
+        conf = client_config(settings.kafka)
+        ensure_topics(
+            conf, [settings.topics.blog_topic], partitions=settings.topics.topic_partitions
+        )
         events = blog_events(posts=args.posts, seed=1)
-        publisher = EventPublisher(producer_config(settings), serde=AvroSerde(SchemaCatalog.load()))
+        publisher = EventPublisher(
+            producer_config(settings.kafka), serde=AvroSerde(SchemaCatalog.load())
+        )
         for i, ev in enumerate(events):
-            publisher.publish(settings.blog_topic, ev.event_type, ev.record, key=ev.key)
+            publisher.publish(settings.topics.blog_topic, ev.event_type, ev.record, key=ev.key)
             if i % 10_000 == 0:
                 publisher.poll(0)
         publisher.flush()

@@ -24,9 +24,12 @@ from bench.rebuild import replay
 from consumers.app import build_runner
 from consumers.kafka.config import consumer_config
 from consumers.runtime import runner as _runner
-from consumers.runtime.batch import BatchProcessor, PreparedBatch
+from consumers.runtime.processor import BatchProcessor
 from consumers.runtime.runner import ProjectionRunner
+from consumers.runtime.snapshot import RunnerSnapshot
 from consumers.runtime.stats import RunStats
+from consumers.runtime.stop import StopSignal
+from consumers.runtime.transaction import CommitResult
 from consumers.settings.models import Settings
 from projections import BlogProjection, CheckpointStore, make_engine
 from schemas import AvroSerde, SchemaCatalog
@@ -56,7 +59,9 @@ def _peak_rss_mb() -> float:
 
 
 def _assign_all(settings: Settings, topic: str, partitions: int) -> Consumer:
-    consumer = Consumer(consumer_config(settings, group_id=f"{settings.group_prefix}.manual"))
+    consumer = Consumer(
+        consumer_config(settings.kafka, group_id=f"{settings.kafka.group_prefix}.manual")
+    )
     consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in range(partitions)])
     return consumer
 
@@ -68,7 +73,7 @@ def ceiling(cfg: dict[str, Any]) -> dict[str, Any]:
     count, first = 0, None
     try:
         while count < cfg["expected"]:
-            messages = consumer.consume(settings.batch_max_messages, 0.5)
+            messages = consumer.consume(settings.loop.batch_max_messages, 0.5)
             if messages and first is None:
                 first = time.monotonic()
             decode = cfg.get("decode", True)  # False: the raw consume rate, for reference
@@ -109,54 +114,75 @@ def naive(cfg: dict[str, Any]) -> dict[str, Any]:
                     until = first + cfg["max_seconds"]
                 batch = processor.prepare([msg], positions)
                 if batch:
-                    positions.update(processor.commit(batch, positions))
+                    positions.update(processor.commit(batch).positions)
     finally:
         consumer.close()
     active = time.monotonic() - (first or time.monotonic())
     return {"events": processor.stats.consumed, "active_s": active}
 
 
+class _Probe:
+    """The bench's view of a live runner, through its public seams: a wrapped Kafka client
+    (when the first messages arrive), the run observer (each commit) and the batch hook."""
+
+    def __init__(self, cfg: dict[str, Any], *, latency: bool, stop: StopSignal) -> None:
+        self.cfg, self.latency, self.stop = cfg, latency, stop
+        self.data: dict[str, Any] = {"first": None, "first_wall": None, "latencies_ms": []}
+        self.data.update(commits=[], rebalances=0, settled_wall=None)
+
+    def consumer(self, conf: dict[str, Any]) -> Any:
+        probe = self
+
+        class Timed(Consumer):  # type: ignore[misc]
+            def consume(self, num_messages: int = 1, timeout: float = -1) -> Any:
+                messages = super().consume(num_messages, timeout)
+                if messages and probe.data["first"] is None:
+                    probe.data["first"], probe.data["first_wall"] = time.monotonic(), time.time()
+                return messages
+
+        return Timed({**conf, **self.cfg.get("consumer_overrides", {})})  # experiments only
+
+    def polled(self, snapshot: RunnerSnapshot) -> None:
+        pass
+
+    def committed(self, snapshot: RunnerSnapshot, commit: CommitResult, seconds: float) -> None:
+        probe = self.data
+        probe["last"], probe["last_wall"] = time.monotonic(), time.time()
+        probe["commits"].append((probe["last_wall"], commit.batch.consumed))
+        if self.latency:
+            now_ms = time.time() * 1000
+            probe["latencies_ms"].extend(
+                now_ms - e.timestamp_ms for e in commit.batch.events if e.timestamp_ms
+            )
+
+    def on_batch(self, snapshot: RunnerSnapshot) -> None:
+        probe, expected = self.data, self.cfg.get("stop_after")
+        if snapshot.stats.rebalances != probe["rebalances"]:  # the group changed shape
+            probe["rebalances"], probe["settled_wall"] = snapshot.stats.rebalances, time.time()
+        if not probe.get("ready") and len(snapshot.positions) == self.cfg.get(
+            "ready_partitions", 1
+        ):
+            probe["ready"] = True
+            print("READY", flush=True)
+        if expected is not None and snapshot.stats.consumed >= expected:
+            self.stop.set()
+
+
 def _instrumented_runner(
     cfg: dict[str, Any], *, latency: bool
 ) -> tuple[ProjectionRunner, dict[str, Any]]:
-    settings = _settings(cfg)
-    probe: dict[str, Any] = {"first": None, "first_wall": None, "latencies_ms": []}
-    probe.update(commits=[], rebalances=0, settled_wall=None)
-    expected = cfg.get("stop_after")
-
-    def on_batch(runner: ProjectionRunner) -> None:
-        if runner.stats.rebalances != probe["rebalances"]:  # the group changed shape
-            probe["rebalances"], probe["settled_wall"] = runner.stats.rebalances, time.time()
-        if not probe.get("ready") and len(runner.positions) == cfg.get("ready_partitions", 1):
-            probe["ready"] = True
-            print("READY", flush=True)
-        if expected is not None and runner.stats.consumed >= expected:
-            runner.stop.set()
-
-    runner = build_runner(settings, "blog", bootstrap_servers=cfg["bootstrap"], on_batch=on_batch)
-    runner._conf.update(cfg.get("consumer_overrides", {}))  # experiments only
-    processor = runner.processor
-    prepare, commit = processor.prepare, processor.commit
-
-    def timed_prepare(messages: Any, positions: Any) -> PreparedBatch:
-        if messages and probe["first"] is None:
-            probe["first"], probe["first_wall"] = time.monotonic(), time.time()
-        return prepare(messages, positions)
-
-    def timed_commit(batch: PreparedBatch, positions: Any) -> dict[tuple[str, int], int]:
-        new = commit(batch, positions)
-        probe["last"], probe["last_wall"] = time.monotonic(), time.time()
-        probe["commits"].append((probe["last_wall"], batch.consumed))
-        if latency:
-            now_ms = time.time() * 1000
-            probe["latencies_ms"].extend(
-                now_ms - e.timestamp_ms for e in batch.events if e.timestamp_ms
-            )
-        return new
-
-    processor.prepare = timed_prepare  # type: ignore[method-assign]
-    processor.commit = timed_commit  # type: ignore[method-assign]
-    return runner, probe
+    stop = StopSignal()
+    probe = _Probe(cfg, latency=latency, stop=stop)
+    runner = build_runner(
+        _settings(cfg),
+        "blog",
+        bootstrap_servers=cfg["bootstrap"],
+        stop=stop,
+        on_batch=probe.on_batch,
+        observer=probe,
+        consumer_factory=probe.consumer,
+    )
+    return runner, probe.data
 
 
 def live(cfg: dict[str, Any], *, latency: bool = False) -> dict[str, Any]:
@@ -196,7 +222,7 @@ def live(cfg: dict[str, Any], *, latency: bool = False) -> dict[str, Any]:
 
 def rebuild(cfg: dict[str, Any]) -> dict[str, Any]:
     settings = _settings(cfg)
-    conf = consumer_config(settings, group_id=f"{settings.group_prefix}.rebuild")
+    conf = consumer_config(settings.kafka, group_id=f"{settings.kafka.group_prefix}.rebuild")
     conf.update(cfg.get("consumer_overrides", {}))
     stats, active = replay(
         conf,
@@ -204,7 +230,7 @@ def rebuild(cfg: dict[str, Any]) -> dict[str, Any]:
         topic=cfg["topic"],
         partitions=cfg["partitions"],
         expected=cfg["expected"],
-        batch_max_messages=settings.batch_max_messages,
+        batch_max_messages=settings.loop.batch_max_messages,
     )
     return {"events": stats.consumed, "applied": stats.applied, "active_s": active}
 

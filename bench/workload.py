@@ -55,11 +55,11 @@ def blog_workload(*, events: int, seed: int = 42) -> Iterator[SampleEvent]:
 
 def create_topic(bootstrap: str, topic: str) -> None:
     settings = Settings(bootstrap_servers=bootstrap)
-    ensure_topics(client_config(settings), [topic, topic + ".dlq"], partitions=PARTITIONS)
+    ensure_topics(client_config(settings.kafka), [topic, topic + ".dlq"], partitions=PARTITIONS)
 
 
 def _publisher(bootstrap: str) -> EventPublisher:
-    conf = producer_config(Settings(bootstrap_servers=bootstrap))
+    conf = producer_config(Settings(bootstrap_servers=bootstrap).kafka)
     conf["queue.buffering.max.messages"] = 500_000
     return EventPublisher(conf, serde=AvroSerde(SchemaCatalog.load()))
 

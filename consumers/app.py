@@ -16,24 +16,29 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Sequence
 from datetime import timedelta
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import structlog
+from confluent_kafka import Consumer
 from sqlalchemy import Engine
 
 from consumers.kafka.admin import ensure_topics
 from consumers.kafka.config import client_config, consumer_config, producer_config
 from consumers.kafka.dead_letters import KafkaDeadLetterSink
-from consumers.runtime.batch import BatchProcessor
-from consumers.runtime.runner import (
-    LoopSettings,
-    ProjectionRunner,
-    RunnerControl,
-    RunObserver,
-)
+from consumers.runtime.control import GenerationControl
+from consumers.runtime.processor import BatchProcessor
+from consumers.runtime.runner import ProjectionRunner, RunObserver
+from consumers.runtime.snapshot import RunnerSnapshot
 from consumers.runtime.stats import RunStats
 from consumers.runtime.stop import StopSignal
-from consumers.settings.models import Settings
+from consumers.settings.models import (
+    DatabaseSettings,
+    KafkaSettings,
+    MailSettings,
+    RegistrySettings,
+    Settings,
+    TopicSettings,
+)
 from projections import (
     BlogProjection,
     CheckpointStore,
@@ -74,7 +79,7 @@ __all__ = [
 log = structlog.get_logger(__name__)
 
 
-def build_serde(settings: Settings) -> AvroSerde:
+def build_serde(settings: RegistrySettings) -> AvroSerde:
     """The decoder: single-object always; Confluent framing too when a registry is set."""
     catalog = SchemaCatalog.load()
     if not settings.schema_registry_url:
@@ -85,11 +90,11 @@ def build_serde(settings: Settings) -> AvroSerde:
     return AvroSerde(catalog, schema_lookup=registry.schema_source)
 
 
-def topics_from(settings: Settings) -> Topics:
+def topics_from(settings: TopicSettings) -> Topics:
     return Topics(blog=settings.blog_topic, orders=settings.orders_topic)
 
 
-def group_id(settings: Settings, projection: Projection) -> str:
+def group_id(settings: KafkaSettings, projection: Projection) -> str:
     """One consumer group per projection version: v2 rebuilds beside v1."""
     return f"{settings.group_prefix}.{projection.slot}"
 
@@ -100,84 +105,92 @@ def build_runner(
     *,
     bootstrap_servers: str | None = None,
     stop: StopSignal | None = None,
-    on_batch: Callable[[ProjectionRunner], None] | None = None,
+    on_batch: Callable[[RunnerSnapshot], None] | None = None,
     observer: RunObserver | None = None,
     client_statistics: Callable[[str], None] | None = None,
     generation: int | None = None,
     assignment: Sequence[TopicPartition] | None = None,
-    control: RunnerControl | None = None,
+    watch_generation: bool = False,
     live: bool = True,
     batch_max_messages: int | None = None,
     serde: AvroSerde | None = None,
+    consumer_factory: Callable[[dict[str, Any]], Consumer] = Consumer,
 ) -> ProjectionRunner:
     """A runner for one generation (default: the code's version) of ``projection_name``.
 
     ``assignment`` (a rebuild) owns those partitions without a group; ``live=False``
-    marks every event as a re-application so side effects stay silent.
+    marks every event as a re-application so side effects stay silent;
+    ``watch_generation`` follows replays and generation swaps while it runs
+    (:class:`GenerationControl`). ``consumer_factory`` builds the Kafka client from its
+    configuration: tests and the bench wrap it (a fault, a probe, extra settings).
     """
     projection = create_projection(
-        projection_name, topics=topics_from(settings), generation=generation
+        projection_name, topics=topics_from(settings.topics), generation=generation
     )
-    engine = make_engine(settings.database_url_value())
+    engine = make_engine(settings.database.url())
+    stats = RunStats()
     processor = BatchProcessor(
         engine=engine,
         projection=projection,
-        serde=serde or build_serde(settings),
+        serde=serde or build_serde(settings.registry),
         checkpoints=CheckpointStore(),
         dead_letters=KafkaDeadLetterSink(
-            producer_config(settings, bootstrap_servers=bootstrap_servers),
-            suffix=settings.dlq_suffix,
+            producer_config(settings.kafka, bootstrap_servers=bootstrap_servers),
+            suffix=settings.topics.dlq_suffix,
         ),
-        stats=RunStats(),
-        ledger_retention=timedelta(hours=settings.ledger_retention_hours),
-        event_dedup=settings.event_dedup,
-        dead_letter_mode=settings.dead_letter_mode,
-        applied_log=settings.applied_log,
+        stats=stats,
+        ledger_retention=timedelta(hours=settings.processing.ledger_retention_hours),
+        event_dedup=settings.processing.event_dedup,
+        dead_letter_mode=settings.processing.dead_letter_mode,
+        applied_log=settings.processing.applied_log,
     )
-    conf = consumer_config(
-        settings, group_id=group_id(settings, projection), bootstrap_servers=bootstrap_servers
-    )
-    if client_statistics is not None and settings.kafka_statistics_interval_ms > 0:
-        conf["statistics.interval.ms"] = settings.kafka_statistics_interval_ms
-        conf["stats_cb"] = client_statistics
     processor.live = live
+    conf = consumer_config(
+        settings.kafka,
+        group_id=group_id(settings.kafka, projection),
+        bootstrap_servers=bootstrap_servers,
+    )
+    if client_statistics is not None and settings.observability.kafka_statistics_interval_ms > 0:
+        conf["statistics.interval.ms"] = settings.observability.kafka_statistics_interval_ms
+        conf["stats_cb"] = client_statistics
+    loop = settings.loop
+    if batch_max_messages is not None:
+        loop = loop.model_copy(update={"batch_max_messages": batch_max_messages})
     return ProjectionRunner(
         consumer_conf=conf,
         processor=processor,
-        loop=LoopSettings(
-            batch_max_messages=batch_max_messages or settings.batch_max_messages,
-            batch_timeout_s=settings.batch_timeout_s,
-            retry_initial_s=settings.retry_initial_s,
-            retry_max_s=settings.retry_max_s,
-            cooperative=settings.assignment_strategy == "cooperative-sticky",
-        ),
+        loop=loop,
+        cooperative=settings.kafka.assignment_strategy == "cooperative-sticky",
         stop=stop,
-        on_batch=_chain(mail_delivery_hook(settings, projection, engine), on_batch),
+        consumer_factory=consumer_factory,
+        on_batch=_chain(mail_delivery_hook(settings.mail, projection, engine, stats), on_batch),
         observer=observer,
         assignment=assignment,
-        control=control,
+        control=GenerationControl(processor, live=live) if watch_generation else None,
     )
 
 
 def _chain(
-    *hooks: Callable[[ProjectionRunner], None] | None,
-) -> Callable[[ProjectionRunner], None] | None:
+    *hooks: Callable[[RunnerSnapshot], None] | None,
+) -> Callable[[RunnerSnapshot], None] | None:
     """Call each hook in turn after every poll (side-effect delivery first)."""
     present = [h for h in hooks if h is not None]
     if len(present) <= 1:
         return present[0] if present else None
 
-    def both(runner: ProjectionRunner) -> None:
+    def both(snapshot: RunnerSnapshot) -> None:
         for hook in present:
-            hook(runner)
+            hook(snapshot)
 
     return both
 
 
-def build_read_models(settings: Settings, *, read_only: bool) -> ReadModels:
+def build_read_models(
+    database: DatabaseSettings, topics_settings: TopicSettings, *, read_only: bool
+) -> ReadModels:
     """Reads over the tables of each projection's active generation (after rebuilds)."""
-    topics = topics_from(settings)
-    engine = make_engine(settings.database_url_value(), read_only=read_only)
+    topics = topics_from(topics_settings)
+    engine = make_engine(database.url(), read_only=read_only)
     generations = {n: create_projection(n).version for n in ("blog", "orders", "notifications")}
     try:
         with database_errors(), engine.connect() as conn:
@@ -195,11 +208,14 @@ def build_read_models(settings: Settings, *, read_only: bool) -> ReadModels:
     return ReadModels(engine=engine, blog=blog, orders=orders, notifications=notifications)
 
 
+# The e-mail delivery of the notifications projection runs after every poll, so recorded
+# e-mails go out right after their batch commits, and deferred ones are retried once
+# their backoff has passed even when no new events arrive.
 _ROUND = 100  # messages per delivery round (one SMTP session)
 _DELIVERY_BUDGET_S = 10.0
 
 
-def smtp_config(settings: Settings) -> SmtpConfig:
+def smtp_config(settings: MailSettings) -> SmtpConfig:
     password = settings.smtp_password
     return SmtpConfig(
         host=settings.smtp_host,
@@ -214,8 +230,8 @@ def smtp_config(settings: Settings) -> SmtpConfig:
 
 
 def mail_delivery_hook(
-    settings: Settings, projection: Projection, engine: Engine
-) -> Callable[[ProjectionRunner], None] | None:
+    settings: MailSettings, projection: Projection, engine: Engine, stats: RunStats
+) -> Callable[[RunnerSnapshot], None] | None:
     """For the notifications projection, a hook that delivers due e-mails; else None."""
     if not isinstance(projection, NotificationsProjection):
         return None
@@ -232,7 +248,7 @@ def mail_delivery_hook(
         ),
     )
 
-    def deliver(runner: ProjectionRunner) -> None:
+    def deliver(_snapshot: RunnerSnapshot) -> None:
         # Rounds until nothing is due (so --drain leaves nothing behind), within a time
         # budget so a large backlog never keeps the loop from polling for long.
         until = time.monotonic() + _DELIVERY_BUDGET_S
@@ -243,7 +259,7 @@ def mail_delivery_hook(
                 log.warning("mail delivery deferred", error=str(exc))
                 return
             for name, n in report.counters().items():
-                runner.stats.extra[name] = runner.stats.extra.get(name, 0) + n
+                stats.extra[name] = stats.extra.get(name, 0) + n
             handled = report.sent + report.failed + report.retried
             if handled < _ROUND or report.unavailable or time.monotonic() > until:
                 return
@@ -254,10 +270,10 @@ def mail_delivery_hook(
 def command_engine(settings: Settings) -> Engine:
     from projections import make_engine
 
-    return make_engine(settings.command_database_url_value())
+    return make_engine(settings.command_database_url())
 
 
-def command_services(settings: Settings, engine: Engine) -> tuple[BlogService, OrderService]:
+def command_services(settings: TopicSettings, engine: Engine) -> tuple[BlogService, OrderService]:
     from producers import BlogService, OrderService, Outbox, create_command_tables
     from schemas import AvroSerde, SchemaCatalog
 
@@ -268,7 +284,7 @@ def command_services(settings: Settings, engine: Engine) -> tuple[BlogService, O
     )
 
 
-def registry_framing(settings: Settings) -> Callable[[bytes], bytes] | None:
+def registry_framing(settings: RegistrySettings) -> Callable[[bytes], bytes] | None:
     if not settings.schema_registry_url:
         return None
     from producers.schema_registry import RegistryFraming, registry_client
@@ -287,24 +303,26 @@ def build_relay(settings: Settings, engine: Engine, stop: Stopper | None) -> Out
     from schemas import AvroSerde, SchemaCatalog
 
     ensure_topics(
-        client_config(settings),
-        [settings.blog_topic, settings.orders_topic],
-        partitions=settings.topic_partitions,
+        client_config(settings.kafka),
+        [settings.topics.blog_topic, settings.topics.orders_topic],
+        partitions=settings.topics.topic_partitions,
     )
-    publisher = EventPublisher(producer_config(settings), serde=AvroSerde(SchemaCatalog.load()))
+    publisher = EventPublisher(
+        producer_config(settings.kafka), serde=AvroSerde(SchemaCatalog.load())
+    )
     tables = CommandTables()
     tables.create(engine)
     return OutboxRelay(
         engine,
         publisher=publisher,
+        database_errors=database_errors,
         tables=tables,
         settings=RelaySettings(
-            batch_size=settings.relay_batch_size,
-            poll_interval_s=settings.relay_poll_interval_s,
-            retry_initial_s=settings.retry_initial_s,
-            retry_max_s=settings.retry_max_s,
-            pause_after_ack_s=settings.relay_pause_after_ack_s,
+            batch_size=settings.commands.relay_batch_size,
+            poll_interval_s=settings.commands.relay_poll_interval_s,
+            retry_initial_s=settings.loop.retry_initial_s,
+            retry_max_s=settings.loop.retry_max_s,
         ),
-        framing=registry_framing(settings),
+        framing=registry_framing(settings.registry),
         stop=stop,
     )

@@ -16,13 +16,16 @@ A crash between 3 and 4 publishes those rows again on the next round: at-least-o
 with the event id in each message's headers and body so consumers drop the duplicate
 (version guard or event-id ledger). A broker or database outage rolls the round back
 and retries with exponential backoff and jitter; nothing is marked that was not acked.
+Driver errors reach the relay only through ``database_errors``, the edge that turns
+them into :class:`DatabaseUnavailable` (``projections.database_errors``, passed in by
+the composition root: ``producers`` does not import ``projections``).
 """
 
 from __future__ import annotations
 
-import random
 import time
 from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol
@@ -40,16 +43,27 @@ from sqlalchemy import (
     select,
 )
 from sqlalchemy.dialects.postgresql import ARRAY
-from sqlalchemy.exc import OperationalError
 
 from producers.command_tables import CommandTables
 from producers.publisher import EventPublisher
-from schemas.errors import BrokerUnavailable
+from schemas.backoff import Backoff
+from schemas.errors import BrokerUnavailable, RetryableError
 
-__all__ = ["OutboxRelay", "RelaySettings", "RelayStats", "Stopper", "pending_count"]
+__all__ = [
+    "DatabaseErrors",
+    "OutboxRelay",
+    "RelaySettings",
+    "RelayStats",
+    "Stopper",
+    "pending_count",
+]
 
 log = structlog.get_logger(__name__)
 _MARK_CHUNK = 5_000
+
+
+#: a context manager factory that re-raises retryable driver errors as DatabaseUnavailable
+DatabaseErrors = Callable[[], AbstractContextManager[object]]
 
 
 class Stopper(Protocol):
@@ -66,9 +80,6 @@ class RelaySettings:
     retry_initial_s: float = 0.2
     retry_max_s: float = 15.0
     flush_timeout_s: float = 30.0  # longest wait for acks while the claim is held
-    #: fault injection for crash tests: sleep this long after the broker acked a round
-    #: and before marking it published (0: never)
-    pause_after_ack_s: float = 0.0
 
 
 @dataclass(slots=True)
@@ -95,6 +106,7 @@ class OutboxRelay:
         engine: Engine,
         *,
         publisher: EventPublisher,
+        database_errors: DatabaseErrors,
         tables: CommandTables | None = None,
         settings: RelaySettings = RelaySettings(),
         framing: Callable[[bytes], bytes] | None = None,
@@ -102,6 +114,7 @@ class OutboxRelay:
     ) -> None:
         self.engine = engine
         self.publisher = publisher
+        self.database_errors = database_errors
         self.tables = tables or CommandTables()
         self.settings = settings
         self.framing = framing  # e.g. re-frame for a Schema Registry
@@ -120,22 +133,26 @@ class OutboxRelay:
     def _loop(self, *, forever: bool, timeout_s: float | None) -> RelayStats:
         started = time.monotonic()
         deadline = None if timeout_s is None else started + timeout_s
-        delay = self.settings.retry_initial_s
+        # jitter: replicas that failed together must not retry in step
+        backoff = Backoff(self.settings.retry_initial_s, self.settings.retry_max_s)
+        failures = 0
         try:
             while not self._stopping():
                 if deadline is not None and time.monotonic() > deadline:
                     break
                 try:
-                    sent = self.relay_once()
-                except (BrokerUnavailable, OperationalError) as exc:
+                    with self.database_errors():
+                        sent = self.relay_once()
+                except RetryableError as exc:
                     self.stats.retries += 1
+                    failures += 1
                     if isinstance(exc, BrokerUnavailable):
                         self.publisher.reset()  # the round is retried whole, from the outbox
+                    delay = backoff.delay(failures)
                     log.warning("relay.retry", error=str(exc)[:300], delay_s=round(delay, 2))
-                    self._sleep(delay * random.uniform(0.5, 1.0))
-                    delay = min(self.settings.retry_max_s, delay * 2)
+                    self._sleep(delay)
                     continue
-                delay = self.settings.retry_initial_s
+                failures = 0
                 if sent == 0:
                     if not forever:
                         break
@@ -172,9 +189,6 @@ class OutboxRelay:
                 )
             # A PublishError (retryable) here rolls the round back: nothing is marked.
             self.publisher.flush(self.settings.flush_timeout_s)
-            if self.settings.pause_after_ack_s > 0:
-                log.warning("relay.paused_after_ack", rows=len(rows))
-                self._sleep(self.settings.pause_after_ack_s)
             self._mark(conn, [row["id"] for row in rows])
         self.stats.published += len(rows)
         self.stats.rounds += 1

@@ -98,11 +98,11 @@ def serve_commands(
         bootstrap_servers=bootstrap_servers,
         command_database_url=command_database_url,
     )
-    host, _, port = settings.commands_address.rpartition(":")
+    host, _, port = settings.commands.commands_address.rpartition(":")
     if not host or not port.isdigit():
-        raise ConfigurationError(f"address {settings.commands_address!r} is not host:port")
+        raise ConfigurationError(f"address {settings.commands.commands_address!r} is not host:port")
     engine = command_engine(settings)
-    blog, orders = command_services(settings, engine)
+    blog, orders = command_services(settings.topics, engine)
     stop = StopSignal()
     stop.install()
     relay_thread = None
@@ -129,12 +129,12 @@ def serve_commands(
     finally:
         stop.set()
         server.should_exit = True
-        http_thread.join(timeout=settings.shutdown_grace_s)
+        http_thread.join(timeout=settings.loop.shutdown_grace_s)
         if relay_thread is not None:
-            relay_thread.join(timeout=settings.shutdown_grace_s)
+            relay_thread.join(timeout=settings.loop.shutdown_grace_s)
         engine.dispose()
     if not server.started:
-        raise ConfigurationError(f"could not serve on {settings.commands_address}")
+        raise ConfigurationError(f"could not serve on {settings.commands.commands_address}")
 
 
 def _print_progress(label: str) -> Callable[[LoadProgress], None]:
@@ -189,7 +189,7 @@ def produce(
 
     engine = command_engine(settings)
     try:
-        blog, orders = command_services(settings, engine)
+        blog, orders = command_services(settings.topics, engine)
         done = drive_commands(
             blog, orders, count=count, rate=rate, seed=seed, report=_print_progress("commands")
         )
@@ -200,7 +200,7 @@ def produce(
             runner.publisher.close()
             console.print(
                 f"relay: published {stats.published:,} events at {stats.rate:,.0f}/s "
-                f"to {settings.blog_topic} and {settings.orders_topic}"
+                f"to {settings.topics.blog_topic} and {settings.topics.orders_topic}"
             )
     finally:
         engine.dispose()
@@ -214,12 +214,14 @@ def _produce_raw(
     from schemas import AvroSerde, SchemaCatalog
 
     events = noisy_sample(count=count, duplicates=duplicates, out_of_order=stale, seed=seed)
-    topics = {"blog": settings.blog_topic, "orders": settings.orders_topic}
-    ensure_topics(client_config(settings), topics.values(), partitions=settings.topic_partitions)
+    topics = {"blog": settings.topics.blog_topic, "orders": settings.topics.orders_topic}
+    ensure_topics(
+        client_config(settings.kafka), topics.values(), partitions=settings.topics.topic_partitions
+    )
     publisher = EventPublisher(
-        producer_config(settings),
+        producer_config(settings.kafka),
         serde=AvroSerde(SchemaCatalog.load()),
-        framing=registry_framing(settings),
+        framing=registry_framing(settings.registry),
     )
     done = drive_publisher(
         publisher, events, topic_for=topics.__getitem__, rate=rate, report=_print_progress("events")
@@ -241,8 +243,10 @@ def produce_orders(
 
     settings = command_settings(bootstrap_servers=bootstrap_servers)
     events = with_noise(order_events(orders=orders, seed=seed), duplicate_ratio=duplicates)
-    publisher = EventPublisher(producer_config(settings), serde=AvroSerde(SchemaCatalog.load()))
+    publisher = EventPublisher(
+        producer_config(settings.kafka), serde=AvroSerde(SchemaCatalog.load())
+    )
     for ev in events:
-        publisher.publish(settings.orders_topic, ev.event_type, ev.record, key=ev.key)
+        publisher.publish(settings.topics.orders_topic, ev.event_type, ev.record, key=ev.key)
     publisher.flush()
-    console.print(f"published {len(events)} events to {settings.orders_topic}")
+    console.print(f"published {len(events)} events to {settings.topics.orders_topic}")

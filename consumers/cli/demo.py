@@ -33,7 +33,7 @@ from consumers.cli.options import BootstrapOpt, command_settings, console
 from consumers.kafka.admin import ensure_topics
 from consumers.kafka.broker import EmbeddedBroker
 from consumers.kafka.config import client_config, producer_config
-from consumers.runtime.runner import ProjectionRunner
+from consumers.runtime.snapshot import RunnerSnapshot
 from consumers.runtime.stats import RunStats
 from consumers.runtime.stop import StopSignal
 from consumers.settings.models import Settings
@@ -46,7 +46,7 @@ from producers import (
     create_command_tables,
 )
 from producers.loadgen import LoadProgress, drive_commands
-from projections import make_engine
+from projections import database_errors, make_engine
 from schemas import AvroSerde, SchemaCatalog
 
 __all__ = ["demo", "run_demo"]
@@ -107,8 +107,8 @@ def _fresh_sqlite(url: str) -> None:
 
 @contextlib.contextmanager
 def _broker(settings: Settings, console: Console) -> Iterator[str]:
-    if settings.bootstrap_servers:
-        yield settings.bootstrap_servers
+    if settings.kafka.bootstrap_servers:
+        yield settings.kafka.bootstrap_servers
         return
     with EmbeddedBroker() as broker:
         console.print(f"Kafka broker   → embedded Tansu at [bold]{broker.bootstrap_servers}[/]")
@@ -117,26 +117,26 @@ def _broker(settings: Settings, console: Console) -> Iterator[str]:
 
 def run_demo(settings: Settings, *, commands: int, console: Console, stop: StopSignal) -> int:
     started = time.monotonic()
-    read_url = settings.database_url_value()
-    command_url = settings.command_database_url_value()
+    read_url = settings.database.url()
+    command_url = settings.command_database_url()
     _fresh_sqlite(read_url)
     _fresh_sqlite(command_url)
     console.print(f"read models    → [bold]{read_url}[/]")
     console.print(f"command side   → [bold]{command_url}[/] (state + transactional outbox)")
     totals = RunStats()
     with _broker(settings, console) as bootstrap, _progress(console) as progress:
-        topics = [settings.blog_topic, settings.orders_topic]
+        topics = [settings.topics.blog_topic, settings.topics.orders_topic]
         ensure_topics(
-            client_config(settings, bootstrap_servers=bootstrap),
-            topics + [t + settings.dlq_suffix for t in topics],
-            partitions=settings.topic_partitions,
+            client_config(settings.kafka, bootstrap_servers=bootstrap),
+            topics + [t + settings.topics.dlq_suffix for t in topics],
+            partitions=settings.topics.topic_partitions,
         )
         serde = AvroSerde(SchemaCatalog.load())
         command_engine = make_engine(command_url)
         tables = create_command_tables(command_engine)
         outbox = Outbox(tables=tables, serde=serde)
-        blog = BlogService(command_engine, outbox=outbox, topic=settings.blog_topic)
-        orders = OrderService(command_engine, outbox=outbox, topic=settings.orders_topic)
+        blog = BlogService(command_engine, outbox=outbox, topic=settings.topics.blog_topic)
+        orders = OrderService(command_engine, outbox=outbox, topic=settings.topics.orders_topic)
 
         task = progress.add_task("commands (posts, orders)", total=commands, rate="")
 
@@ -149,8 +149,9 @@ def run_demo(settings: Settings, *, commands: int, console: Console, stop: StopS
         relay = OutboxRelay(
             command_engine,
             publisher=EventPublisher(
-                producer_config(settings, bootstrap_servers=bootstrap), serde=serde
+                producer_config(settings.kafka, bootstrap_servers=bootstrap), serde=serde
             ),
+            database_errors=database_errors,
             tables=tables,
         )
         relayed = relay.drain(timeout_s=120)
@@ -167,8 +168,8 @@ def run_demo(settings: Settings, *, commands: int, console: Console, stop: StopS
             bar = progress.add_task(label, total=None, rate="")
             t0 = time.monotonic()
 
-            def on_batch(runner: ProjectionRunner, bar: TaskID = bar, t0: float = t0) -> None:
-                n = runner.stats.consumed
+            def on_batch(snapshot: RunnerSnapshot, bar: TaskID = bar, t0: float = t0) -> None:
+                n = snapshot.stats.consumed
                 rate = n / max(1e-9, time.monotonic() - t0)
                 progress.update(bar, completed=n, total=n, rate=f"{rate:,.0f} ev/s")
 
@@ -176,7 +177,6 @@ def run_demo(settings: Settings, *, commands: int, console: Console, stop: StopS
                 settings, name, bootstrap_servers=bootstrap, stop=stop, on_batch=on_batch
             )
             stats = runner.drain(timeout_s=120)
-            runner.processor.engine.dispose()
             for field in (
                 "consumed",
                 "applied",
@@ -202,7 +202,7 @@ def run_demo(settings: Settings, *, commands: int, console: Console, stop: StopS
 def _print_views(settings: Settings, console: Console) -> None:
     from consumers.app import build_read_models
 
-    reads = build_read_models(settings, read_only=True)
+    reads = build_read_models(settings.database, settings.topics, read_only=True)
     try:
         tags = Table(title="Top tags (live posts per tag)")
         tags.add_column("tag")

@@ -35,12 +35,12 @@ JsonOpt = Annotated[bool, typer.Option("--json", help="machine-readable output")
 
 
 def _dlq_topics(settings: Settings, projection: str) -> list[str]:
-    topics = create_projection(projection, topics=topics_from(settings)).topics
-    return [t + settings.dlq_suffix for t in topics]
+    topics = create_projection(projection, topics=topics_from(settings.topics)).topics
+    return [t + settings.topics.dlq_suffix for t in topics]
 
 
 def _read(settings: Settings, projection: str) -> list[DeadLetterRecord]:
-    conf = client_config(settings)
+    conf = client_config(settings.kafka)
     return [
         r for topic in _dlq_topics(settings, projection) for r in read_dead_letters(conf, topic)
     ]
@@ -120,15 +120,15 @@ def replay(
         and (reason is None or r.reason == reason)
         and (key is None or r.key == key.encode())
     ]
-    engine = make_engine(settings.database_url_value())
+    engine = make_engine(settings.database.url())
     try:
         result = replay_dead_letters(
             engine,
-            create_projection(projection, topics=topics_from(settings)),
+            create_projection(projection, topics=topics_from(settings.topics)),
             AvroSerde(SchemaCatalog.load()),
             chosen,
             dead_letter_topic=records,
-            dedup_by_event_id=settings.event_dedup,
+            dedup_by_event_id=settings.processing.event_dedup,
         )
     finally:
         engine.dispose()
@@ -152,5 +152,5 @@ def purge(
     topics = _dlq_topics(settings, projection)
     if not yes and not typer.confirm(f"Delete every message of {', '.join(topics)}?"):
         raise typer.Exit(1)
-    purged = purge_topics(client_config(settings), topics)
+    purged = purge_topics(client_config(settings.kafka), topics)
     console.print(f"purged: {', '.join(purged) or 'nothing (no dead-letter topic)'}")

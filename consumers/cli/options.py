@@ -47,7 +47,7 @@ console = Console(stderr=False)
 def command_settings(**overrides: object) -> Settings:
     """The environment with the command's flags on top (``None``: flag not given)."""
     loaded = load_settings(**overrides)
-    configure_logging(fmt=loaded.log_format, level=loaded.log_level)
+    configure_logging(fmt=loaded.observability.log_format, level=loaded.observability.log_level)
     return loaded
 
 

@@ -42,18 +42,20 @@ def serve(
     settings = command_settings(
         api_address=address, database_url=database_url, api_read_only=read_only
     )
-    reads = build_read_models(settings, read_only=settings.api_read_only)
-    host, _, port = settings.api_address.rpartition(":")
-    api = create_app(
-        reads, wait_timeout_s=settings.api_wait_timeout_s, max_limit=settings.api_max_limit
+    reads = build_read_models(
+        settings.database, settings.topics, read_only=settings.api.api_read_only
     )
-    console.print(f"query API on http://{settings.api_address} (OpenAPI at /docs)")
+    host, _, port = settings.api.api_address.rpartition(":")
+    api = create_app(
+        reads, wait_timeout_s=settings.api.api_wait_timeout_s, max_limit=settings.api.api_max_limit
+    )
+    console.print(f"query API on http://{settings.api.api_address} (OpenAPI at /docs)")
     try:
         uvicorn.run(
             api,
             host=host.strip("[]"),
             port=int(port),
-            log_level=settings.log_level.lower(),
+            log_level=settings.observability.log_level.lower(),
             access_log=False,
         )
     finally:
@@ -79,9 +81,9 @@ def reconcile_tag_cloud(
     if what != "tag-cloud":
         raise ConfigurationError(f"cannot reconcile {what!r}; known: tag-cloud")
     settings = command_settings(database_url=database_url, reconcile_interval_s=interval)
-    blog = create_projection("blog", topics=topics_from(settings))
+    blog = create_projection("blog", topics=topics_from(settings.topics))
     assert isinstance(blog, BlogProjection)
-    engine = make_engine(settings.database_url_value())
+    engine = make_engine(settings.database.url())
     reconciler = TagCloudReconciler(engine=engine, projection=blog)
     stop = StopSignal()
     stop.install()
@@ -94,7 +96,7 @@ def reconcile_tag_cloud(
                 print(json.dumps(report.as_dict()))
             else:
                 console.print(report.summary())
-            every = settings.reconcile_interval_s
+            every = settings.reconcile.reconcile_interval_s
             if every is None or stop.wait(every):
                 break
     finally:

@@ -30,7 +30,7 @@ from consumers.cli.options import (
 )
 from consumers.kafka.config import client_config
 from consumers.kafka.watermarks import FetchedWatermarks, Watermarks
-from consumers.runtime.runner import ProjectionRunner
+from consumers.runtime.snapshot import RunnerSnapshot
 from consumers.runtime.stop import StopSignal
 from projections import TopicPartition
 
@@ -87,14 +87,14 @@ def rebuild(
             f"rebuilding {projection}", total=total, rate="", partitions=""
         )
 
-    def on_batch(runner: ProjectionRunner) -> None:
+    def on_batch(snapshot: RunnerSnapshot) -> None:
         marks: dict[TopicPartition, Watermarks] = state["marks"]
         done, parts = 0, []
-        for tp, last in sorted(runner.positions.items()):
+        for tp, last in sorted(snapshot.positions.items()):
             at = last + 1 if last is not None else marks[tp].low
             done += at - marks[tp].low
             parts.append(f"{tp[1]}:{at}/{marks[tp].high}")
-        rate = runner.stats.consumed / max(1e-9, time.monotonic() - state["t0"])
+        rate = snapshot.stats.consumed / max(1e-9, time.monotonic() - state["t0"])
         progress.update(
             state["task"], completed=done, rate=f"{rate:,.0f} ev/s", partitions=" ".join(parts)
         )
@@ -103,7 +103,7 @@ def rebuild(
         result = run_rebuild(
             settings,
             projection,
-            watermarks=FetchedWatermarks(client_config(settings)),
+            watermarks=FetchedWatermarks(client_config(settings.kafka)),
             allow_partial=allow_partial,
             drop_previous=drop_previous,
             batch_max_messages=batch_max_messages,
@@ -140,7 +140,7 @@ def rollback(
     from consumers.operations.rebuild import run_rollback
 
     settings = command_settings(database_url=database_url)
-    before, after = run_rollback(settings, projection)
+    before, after = run_rollback(settings.database, settings.topics, projection)
     console.print(
         f"{projection}: queries now read generation {after} again (generation {before} kept)"
     )
@@ -154,7 +154,7 @@ def cleanup(
     from consumers.operations.rebuild import run_cleanup
 
     settings = command_settings(database_url=database_url)
-    dropped = run_cleanup(settings, projection)
+    dropped = run_cleanup(settings.database, settings.topics, projection)
     console.print(
         f"{projection}: dropped generation(s) {', '.join(map(str, dropped))}"
         if dropped

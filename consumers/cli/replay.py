@@ -54,16 +54,17 @@ def replay(
     from consumers.operations.replay import apply_replay, parse_point, plan_replay
 
     settings = command_settings(bootstrap_servers=bootstrap_servers, database_url=database_url)
-    conf = client_config(settings)
+    conf = client_config(settings.kafka)
     plan = plan_replay(
-        settings,
+        settings.database,
+        settings.topics,
         projection,
         start=parse_point(from_),
         until=_until(to),
         watermarks=FetchedWatermarks(conf),
         time_index=lambda tps, ms: offsets_for_time(conf, tps, ms),
     )
-    epoch = None if dry_run else apply_replay(settings, plan)
+    epoch = None if dry_run else apply_replay(settings.database, settings.topics, plan)
     if json_out:
         print(json.dumps({**plan.as_dict(), "dry_run": dry_run, "epoch": epoch}))
         return

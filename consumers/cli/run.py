@@ -55,7 +55,7 @@ def consume(
     stop.install()
     # Metrics, /healthz and /readyz on PROJECTIONIST_METRICS_ADDRESS when set; the
     # runner is rebuilt after a swap or rollback, and the new one is watched instead.
-    obs = Observability(settings)
+    obs = Observability(settings.observability)
     try:
         stats = run_live(
             settings, projection, stop=stop, drain=drain, timeout_s=timeout, build=obs.build_runner
@@ -78,9 +78,11 @@ def topics(
 ) -> None:
     """Create the event topics and their dead-letter topics if they do not exist."""
     settings = command_settings(bootstrap_servers=bootstrap_servers, topic_partitions=partitions)
-    names = [settings.blog_topic, settings.orders_topic]
-    names += [n + settings.dlq_suffix for n in names]
-    created = ensure_topics(client_config(settings), names, partitions=settings.topic_partitions)
+    names = [settings.topics.blog_topic, settings.topics.orders_topic]
+    names += [n + settings.topics.dlq_suffix for n in names]
+    created = ensure_topics(
+        client_config(settings.kafka), names, partitions=settings.topics.topic_partitions
+    )
     console.print(f"created: {', '.join(created) or 'nothing (all exist)'}")
 
 

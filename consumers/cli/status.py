@@ -42,9 +42,10 @@ def status(
             raise ConfigurationError(
                 f"unknown projection {name!r}; known: {', '.join(projection_names())}"
             )
-    conf = client_config(settings)
+    conf = client_config(settings.kafka)
     entries = collect_status(
-        settings,
+        settings.database,
+        settings.topics,
         names,
         watermarks=FetchedWatermarks(conf, timeout_s=10),
         event_clock=lambda offsets: event_times(conf, offsets),

@@ -1,4 +1,4 @@
-"""librdkafka configuration built from :class:`Settings`.
+"""librdkafka configuration built from :class:`KafkaSettings` (Quix Streams' shape).
 
 Secrets go into the client configuration only here; the dicts returned are never
 logged (use :func:`redacted` to show one).
@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from consumers.settings.models import Settings
+from consumers.settings.models import KafkaSettings
 from schemas.errors import ConfigurationError
 
 __all__ = ["client_config", "consumer_config", "producer_config", "redacted"]
@@ -17,7 +17,9 @@ __all__ = ["client_config", "consumer_config", "producer_config", "redacted"]
 _SECRET_KEYS = ("password", "secret", "sasl.oauthbearer.config", "ssl.key.pem")
 
 
-def client_config(settings: Settings, *, bootstrap_servers: str | None = None) -> dict[str, Any]:
+def client_config(
+    settings: KafkaSettings, *, bootstrap_servers: str | None = None
+) -> dict[str, Any]:
     servers = bootstrap_servers or settings.bootstrap_servers
     if not servers:
         raise ConfigurationError(
@@ -57,7 +59,7 @@ def client_config(settings: Settings, *, bootstrap_servers: str | None = None) -
     return conf
 
 
-def _oauthbearer(settings: Settings) -> dict[str, Any]:
+def _oauthbearer(settings: KafkaSettings) -> dict[str, Any]:
     """librdkafka's OAUTHBEARER settings, passed through as given."""
     conf: dict[str, Any] = {"sasl.oauthbearer.method": settings.sasl_oauthbearer_method}
     if settings.sasl_oauthbearer_method == "oidc":
@@ -92,7 +94,7 @@ def _oauthbearer(settings: Settings) -> dict[str, Any]:
 
 
 def consumer_config(
-    settings: Settings, *, group_id: str, bootstrap_servers: str | None = None
+    settings: KafkaSettings, *, group_id: str, bootstrap_servers: str | None = None
 ) -> dict[str, Any]:
     conf = client_config(settings, bootstrap_servers=bootstrap_servers)
     conf.update(
@@ -125,7 +127,10 @@ def consumer_config(
 
 
 def producer_config(
-    settings: Settings, *, bootstrap_servers: str | None = None, transactional_id: str | None = None
+    settings: KafkaSettings,
+    *,
+    bootstrap_servers: str | None = None,
+    transactional_id: str | None = None,
 ) -> dict[str, Any]:
     conf = client_config(settings, bootstrap_servers=bootstrap_servers)
     conf.update(

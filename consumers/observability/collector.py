@@ -1,8 +1,8 @@
 """Scrape-time series of every watched runner: its books, positions, probes and client stats.
 
-:class:`RunnerCollector` reads each runner's ``RunStats`` and position snapshot and
-its observer's plain snapshots (lag, high watermarks, librdkafka statistics) when
-Prometheus scrapes, so the counters always equal the run's own books.
+:class:`RunnerCollector` reads each observer's latest runner snapshot (books,
+positions, lag, high watermarks) and librdkafka statistics when Prometheus scrapes,
+so the counters always equal the run's own books.
 """
 
 from __future__ import annotations
@@ -19,14 +19,12 @@ from consumers.observability.metrics import PREFIX, RUNNER_FAMILIES, SKIP_REASON
 if TYPE_CHECKING:
     from consumers.observability.health import ProjectionHealth
     from consumers.observability.observer import LoopObserver
-    from consumers.runtime.runner import ProjectionRunner
 
 __all__ = ["RunnerCollector"]
 
 
 @dataclass(slots=True)
 class _Watched:
-    runner: ProjectionRunner
     observer: LoopObserver
     health: ProjectionHealth
 
@@ -37,13 +35,11 @@ class RunnerCollector(Collector):
     def __init__(self) -> None:
         self._watched: list[_Watched] = []
 
-    def watch(
-        self, runner: ProjectionRunner, observer: LoopObserver, health: ProjectionHealth
-    ) -> None:
-        self._watched.append(_Watched(runner, observer, health))
+    def watch(self, observer: LoopObserver, health: ProjectionHealth) -> None:
+        self._watched.append(_Watched(observer, health))
 
-    def unwatch(self, runner: ProjectionRunner) -> None:
-        self._watched = [w for w in self._watched if w.runner is not runner]
+    def unwatch(self, observer: LoopObserver) -> None:
+        self._watched = [w for w in self._watched if w.observer is not observer]
 
     def describe(self) -> Iterator[Metric]:
         yield from self._families().values()
@@ -64,8 +60,8 @@ class RunnerCollector(Collector):
 
     @staticmethod
     def _add(f: dict[str, Any], w: _Watched) -> None:
-        slot = w.runner.processor.projection.slot
-        s = w.runner.stats
+        snapshot = w.observer.snapshot
+        slot, s = snapshot.slot, snapshot.stats
         f["events_consumed"].add_metric([slot], s.consumed)
         f["events_applied"].add_metric([slot], s.applied)
         for attr, reason in SKIP_REASONS.items():
@@ -75,9 +71,9 @@ class RunnerCollector(Collector):
         f["fenced_batches"].add_metric([slot], s.fenced)
         f["rebalances"].add_metric([slot], s.rebalances)
         f["last_applied_timestamp_seconds"].add_metric([slot], s.last_applied_at)
-        positions = dict(w.runner.positions)
+        positions = snapshot.positions
         f["assigned_partitions"].add_metric([slot], len(positions))
-        lag, high = w.observer.lag, w.observer.high_watermarks
+        lag, high = snapshot.lag, snapshot.high_watermarks
         for (topic, partition), last in sorted(positions.items()):
             labels = [slot, topic, str(partition)]
             if last is not None:

@@ -8,13 +8,13 @@ Built in ``main()`` (the ``consume`` command) or a test, never at import time::
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
 import structlog
+from confluent_kafka import Consumer
 from prometheus_client import CollectorRegistry, disable_created_metrics
-from sqlalchemy import Engine
 
 from consumers.observability.collector import RunnerCollector
 from consumers.observability.endpoints import ObservabilityServer, parse_address
@@ -23,7 +23,7 @@ from consumers.observability.metrics import Metrics
 from consumers.observability.observer import LoopObserver
 from consumers.runtime.runner import ProjectionRunner
 from consumers.runtime.stop import StopSignal
-from consumers.settings.models import Settings
+from consumers.settings.models import ObservabilitySettings, Settings
 
 __all__ = ["Observability", "observed_runner"]
 
@@ -31,7 +31,9 @@ __all__ = ["Observability", "observed_runner"]
 class Observability:
     """Everything one process exports; ``watch`` each runner, then ``start``."""
 
-    def __init__(self, settings: Settings, *, registry: CollectorRegistry | None = None) -> None:
+    def __init__(
+        self, settings: ObservabilitySettings, *, registry: CollectorRegistry | None = None
+    ) -> None:
         if settings.metrics_address is not None:
             parse_address(settings.metrics_address)  # a typo fails before Kafka is touched
         # Per-series "_created" samples double the series count for no alert or panel.
@@ -42,7 +44,8 @@ class Observability:
         self.collector = RunnerCollector()
         self.registry.register(self.collector)
         self.health_settings = HealthSettings(
-            stall_timeout_s=settings.stall_timeout_s, readiness_grace_s=settings.readiness_grace_s
+            stall_timeout_s=settings.stall_timeout_s,
+            readiness_grace_s=settings.readiness_grace_s,
         )
         self.probes: list[ProjectionHealth] = []
         self.server: ObservabilityServer | None = None
@@ -51,39 +54,37 @@ class Observability:
         return LoopObserver(self.metrics)
 
     def watch(self, runner: ProjectionRunner, observer: LoopObserver) -> ProjectionHealth:
-        engine = runner.processor.engine
+        """Export ``runner`` through ``observer`` (its snapshots) and probe it."""
+        observer.polled(runner.snapshot())  # the slot and an empty assignment, before a poll
         health = ProjectionHealth(
-            runner,
-            observer,
-            settings=self.health_settings,
-            ping_database=lambda: _ping(engine),
+            observer, settings=self.health_settings, ping_database=runner.ping_database
         )
-        self.collector.watch(runner, observer, health)
+        self.collector.watch(observer, health)
         self.probes.append(health)
         return health
 
-    def unwatch(self, runner: ProjectionRunner) -> None:
+    def unwatch(self, observer: LoopObserver) -> None:
         """Stop reporting a runner that has ended (a generation swap replaced it)."""
-        self.collector.unwatch(runner)
-        self.probes[:] = [p for p in self.probes if p.runner is not runner]
+        self.collector.unwatch(observer)
+        self.probes[:] = [p for p in self.probes if p.observer is not observer]
 
     def build_runner(self, settings: Settings, projection: str, **kwargs: Any) -> ProjectionRunner:
         """``consumers.app.build_runner`` plus metrics and probes; replaces earlier runners."""
         from consumers.app import build_runner
 
         for probe in list(self.probes):
-            self.unwatch(probe.runner)
+            self.unwatch(probe.observer)
         observer = self.new_observer()
         runner = build_runner(
             settings,
             projection,
             observer=observer,
             # librdkafka statistics cost a JSON document per interval: only when scraped.
-            client_statistics=observer.client_statistics if settings.metrics_address else None,
+            client_statistics=observer.client_statistics if self.settings.metrics_address else None,
             **kwargs,
         )
         self.watch(runner, observer)
-        structlog.contextvars.bind_contextvars(projection=runner.processor.projection.slot)
+        structlog.contextvars.bind_contextvars(projection=observer.snapshot.slot)
         self.start()  # idempotent; after the bind, so its log line names the projection
         return runner
 
@@ -102,18 +103,6 @@ class Observability:
             self.server = None
 
 
-def _ping(engine: Engine) -> None:
-    # A raw DBAPI connection: no "begin" hook, so SQLite's BEGIN IMMEDIATE cannot make a
-    # probe wait for the loop's write transaction. The pool's pre-ping still applies.
-    conn = engine.raw_connection()
-    try:
-        cursor = conn.cursor()
-        cursor.execute("SELECT 1")
-        cursor.close()
-    finally:
-        conn.close()
-
-
 @contextmanager
 def observed_runner(
     settings: Settings,
@@ -121,10 +110,17 @@ def observed_runner(
     *,
     stop: StopSignal | None = None,
     bootstrap_servers: str | None = None,
+    consumer_factory: Callable[[dict[str, Any]], Consumer] = Consumer,
 ) -> Iterator[ProjectionRunner]:
     """A runner with metrics, probes and log context, serving until the block ends."""
-    obs = Observability(settings)
-    runner = obs.build_runner(settings, projection, bootstrap_servers=bootstrap_servers, stop=stop)
+    obs = Observability(settings.observability)
+    runner = obs.build_runner(
+        settings,
+        projection,
+        bootstrap_servers=bootstrap_servers,
+        stop=stop,
+        consumer_factory=consumer_factory,
+    )
     obs.start()
     try:
         yield runner

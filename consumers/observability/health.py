@@ -11,8 +11,9 @@
   partition-less spell shorter than ``readiness_grace_s`` (a normal rebalance) does
   not flap it.
 
-Both are computed when asked (probe or scrape), from the runner's plain attributes
-and the observer's snapshots; nothing here talks to Kafka.
+Both are computed when asked (probe or scrape), from the latest plain
+:class:`~consumers.runtime.snapshot.RunnerSnapshot` the loop handed its observer and
+from the client statistics; nothing here talks to Kafka or touches the runner.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from consumers.observability.observer import LoopObserver
-    from consumers.runtime.runner import ProjectionRunner
+    from consumers.runtime.snapshot import RunnerSnapshot
 
 __all__ = ["HealthSettings", "ProjectionHealth", "Verdict"]
 
@@ -47,11 +48,11 @@ class Verdict:
 
 
 class ProjectionHealth:
-    """Probe logic for one runner; ``ping_database`` raises when the database is away."""
+    """Probe logic for one runner, from its observer's snapshots; ``ping_database`` raises
+    when the database is away."""
 
     def __init__(
         self,
-        runner: ProjectionRunner,
         observer: LoopObserver,
         *,
         settings: HealthSettings,
@@ -59,7 +60,6 @@ class ProjectionHealth:
         clock: Callable[[], float] = time.monotonic,
         wall_clock: Callable[[], float] = time.time,
     ) -> None:
-        self.runner = runner
         self.observer = observer
         self.settings = settings
         self._ping = ping_database
@@ -67,7 +67,7 @@ class ProjectionHealth:
         self._wall = wall_clock
         now = clock()
         self._created_at = now
-        self._retries_seen = runner.stats.retries
+        self._retries_seen = observer.snapshot.stats.retries
         self._retry_at = float("-inf")
         self._progress_sig: tuple[tuple[tuple[str, int], int | None], ...] = ()
         self._progress_at = now
@@ -81,14 +81,14 @@ class ProjectionHealth:
 
     @property
     def name(self) -> str:
-        return self.runner.processor.projection.slot
+        return self.observer.snapshot.slot
 
-    def _retrying(self, now: float) -> bool:
+    def _retrying(self, now: float, loop: RunnerSnapshot) -> bool:
         """An outage is being handled: a retry happened lately or has not succeeded yet."""
-        retries = self.runner.stats.retries
+        retries = loop.stats.retries
         if retries != self._retries_seen:
             self._retries_seen, self._retry_at = retries, now
-        if self.runner.positions and not self.runner.ready:
+        if loop.positions and not loop.ready:
             return True  # backoff between retries can outlast the stall timeout
         return now - self._retry_at < self.settings.stall_timeout_s
 
@@ -102,14 +102,15 @@ class ProjectionHealth:
 
     def _liveness(self) -> Verdict:
         now, limit = self._clock(), self.settings.stall_timeout_s
-        retrying = self._retrying(now)
-        positions = tuple(sorted(self.runner.positions.items()))
-        behind = sum(n for n in self.observer.lag.values() if n > 0)
+        loop = self.observer.snapshot
+        retrying = self._retrying(now, loop)
+        positions = tuple(sorted(loop.positions.items()))
+        behind = sum(n for n in loop.lag.values() if n > 0)
         # The stall clock runs only while assigned, behind and not retrying; any
         # checkpoint movement restarts it.
         if not positions or not behind or retrying or positions != self._progress_sig:
             self._progress_sig, self._progress_at = positions, now
-        polled_at = self.runner.last_poll_at or self._created_at
+        polled_at = loop.last_poll_at or self._created_at
         if not retrying and now - polled_at > limit:
             return Verdict(False, f"poll loop has not polled for {now - polled_at:.0f}s")
         if now - self._progress_at > limit:
@@ -122,13 +123,14 @@ class ProjectionHealth:
 
     def _readiness(self) -> Verdict:
         now = self._clock()
-        if self.runner.positions:
+        loop = self.observer.snapshot
+        if loop.positions:
             self._assigned_seen_at = now
         elif self._assigned_seen_at is None:
             return Verdict(False, "no partitions assigned yet")
         elif now - self._assigned_seen_at > self.settings.readiness_grace_s:
             return Verdict(False, "no partitions assigned")
-        if self.runner.positions and not self.runner.ready:
+        if loop.positions and not loop.ready:
             return Verdict(False, "retrying after a database or broker failure")
         error = self._database_error(now)
         if error is not None:

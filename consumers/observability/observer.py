@@ -1,9 +1,10 @@
 """The loop's observer: batch hooks → metrics and logs, snapshots for scrapes and probes.
 
 :class:`LoopObserver` runs on the loop's thread (``RunObserver`` hooks and librdkafka's
-``stats_cb``, which fires inside ``consume()``). It keeps plain snapshots — lag, high
-watermarks, client statistics — that the HTTP thread reads without touching the Kafka
-client (:mod:`consumers.observability.collector` turns them into series at scrape time).
+``stats_cb``, which fires inside ``consume()``). It keeps plain snapshots — the runner's
+:class:`RunnerSnapshot` (positions, lag, readiness, books) and client statistics —
+that the HTTP thread reads without touching the Kafka client or the runner
+(:mod:`consumers.observability.collector` turns them into series at scrape time).
 """
 
 from __future__ import annotations
@@ -11,18 +12,16 @@ from __future__ import annotations
 import json
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import structlog
 
 from consumers.observability.metrics import Metrics
+from consumers.runtime.snapshot import RunnerSnapshot
+from consumers.runtime.transaction import CommitResult
 from projections import TopicPartition
-
-if TYPE_CHECKING:
-    from consumers.runtime.batch import PreparedBatch
-    from consumers.runtime.runner import ProjectionRunner
 
 __all__ = ["KafkaClientStats", "LoopObserver"]
 
@@ -66,29 +65,29 @@ class KafkaClientStats:
 
 
 class LoopObserver:
-    """Implements :class:`consumers.runtime.runner.RunObserver` for one runner."""
+    """Implements :class:`consumers.runtime.runner.RunObserver` for one runner.
+
+    Keeps the runner's latest :class:`RunnerSnapshot` and librdkafka statistics for the
+    HTTP thread (probes, scrapes); rebinding, never mutating, keeps those readers safe.
+    """
 
     def __init__(self, metrics: Metrics, *, clock: Callable[[], float] = time.time) -> None:
         self.metrics = metrics
         self._clock = clock
-        #: per owned partition, from the last poll (read by scrapes and probes)
-        self.lag: dict[TopicPartition, int] = {}
-        self.high_watermarks: dict[TopicPartition, int] = {}
+        #: the loop as of its last poll (empty until the first)
+        self.snapshot = RunnerSnapshot()
         self.kafka: KafkaClientStats | None = None
 
-    def polled(self, runner: ProjectionRunner) -> None:
-        positions = dict(runner.positions)
-        lag = runner.lag()
-        high = {}
-        for tp, behind in lag.items():
-            if behind >= 0:
-                last = positions.get(tp)
-                high[tp] = behind + (last + 1 if last is not None else 0)
-        # Rebinding (not mutating) keeps readers on other threads consistent.
-        self.lag, self.high_watermarks = lag, high
+    @property
+    def lag(self) -> Mapping[TopicPartition, int]:
+        """Per owned partition, events behind the high watermark (-1: unknown yet)."""
+        return self.snapshot.lag
 
-    def committed(self, runner: ProjectionRunner, batch: PreparedBatch, seconds: float) -> None:
-        m, slot = self.metrics, runner.processor.projection.slot
+    def polled(self, snapshot: RunnerSnapshot) -> None:
+        self.snapshot = snapshot
+
+    def committed(self, snapshot: RunnerSnapshot, commit: CommitResult, seconds: float) -> None:
+        m, slot, batch = self.metrics, snapshot.slot, commit.batch
         m.batch_size.labels(slot).observe(batch.consumed)
         m.batch_duration.labels(slot).observe(seconds)
         now_ms = self._clock() * 1000
@@ -123,7 +122,7 @@ class LoopObserver:
             offsets={f"{t}[{p}]": o for (t, p), o in batch.ends.items()},
             seconds=round(seconds, 4),
         )
-        self.polled(runner)
+        self.snapshot = snapshot
 
     def client_statistics(self, raw: str) -> None:
         """librdkafka's ``stats_cb`` (``statistics.interval.ms``)."""

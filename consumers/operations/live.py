@@ -1,29 +1,29 @@
 """``consume``: run a projection's active generation, and follow it across swaps.
 
 A rebuild or rollback swaps the generation queries read; the runner's generation
-control notices and stops (``switched``), and :func:`run_live` starts the generation
-that is active now, which continues from the checkpoints the rebuild left.
+control notices and stops (its snapshot says ``switched``), and :func:`run_live`
+starts the generation that is active now, which continues from the checkpoints the
+rebuild left.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 
-from consumers.runtime.control import GenerationControl
 from consumers.runtime.runner import ProjectionRunner
 from consumers.runtime.stats import RunStats
 from consumers.runtime.stop import StopSignal
-from consumers.settings.models import Settings
+from consumers.settings.models import DatabaseSettings, Settings
 from projections import create_projection, database_errors, make_engine
 from projections.generations.versions import active_generation
 
 __all__ = ["resolve_generation", "run_live"]
 
 
-def resolve_generation(settings: Settings, name: str) -> int:
+def resolve_generation(database: DatabaseSettings, name: str) -> int:
     """The generation queries read now (the code's version before any rebuild)."""
     default = create_projection(name).version
-    engine = make_engine(settings.database_url_value())
+    engine = make_engine(database.url())
     try:
         with database_errors(), engine.connect() as conn:
             return active_generation(conn, name, default)
@@ -46,17 +46,15 @@ def run_live(
     make = build or build_runner
     total = RunStats()
     while True:
-        generation = resolve_generation(settings, name)
-        runner = make(settings, name, stop=stop, generation=generation, control=GenerationControl())
-        try:
-            stats = runner.drain(timeout_s=timeout_s) if drain else runner.run_forever()
-        finally:
-            runner.processor.engine.dispose()
+        generation = resolve_generation(settings.database, name)
+        runner = make(settings, name, stop=stop, generation=generation, watch_generation=True)
+        stats = runner.drain(timeout_s=timeout_s) if drain else runner.run_forever()
         _add(total, stats)
         # per generation, so a test (or an operator) can see what was consumed after a swap
-        slot = runner.processor.projection.slot
+        ended = runner.snapshot()
+        slot = ended.slot
         total.extra[f"consumed_{slot}"] = total.extra.get(f"consumed_{slot}", 0) + stats.consumed
-        if not runner.switched or stop.is_set():
+        if not ended.switched or stop.is_set():
             return total
 
 

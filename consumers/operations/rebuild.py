@@ -23,10 +23,9 @@ from sqlalchemy import Engine, inspect
 
 from consumers.app import build_runner, topics_from
 from consumers.kafka.watermarks import Watermarks, WatermarkSource, partial_history
-from consumers.runtime.control import GenerationControl
-from consumers.runtime.runner import ProjectionRunner
+from consumers.runtime.snapshot import RunnerSnapshot
 from consumers.runtime.stop import StopSignal
-from consumers.settings.models import Settings
+from consumers.settings.models import DatabaseSettings, Settings, TopicSettings
 from projections import (
     CheckpointStore,
     Projection,
@@ -89,12 +88,12 @@ class RebuildResult:
         }
 
 
-def prepare_current(engine: Engine, settings: Settings, name: str) -> Projection:
+def prepare_current(engine: Engine, topics: TopicSettings, name: str) -> Projection:
     """The active generation, with its tables, version row and views in place."""
     default = create_projection(name).version
     with database_errors(), engine.begin() as conn:
         generation = active_generation(conn, name, default)
-        current = create_projection(name, topics=topics_from(settings), generation=generation)
+        current = create_projection(name, topics=topics_from(topics), generation=generation)
         CheckpointStore().create(conn)
         current.metadata.create_all(conn)
         VersionStore().ensure(conn, current)
@@ -122,14 +121,14 @@ def run_rebuild(
     batch_max_messages: int = 20_000,
     stop: StopSignal | None = None,
     on_start: Callable[[dict[TopicPartition, Watermarks]], None] | None = None,
-    on_batch: Callable[[ProjectionRunner], None] | None = None,
+    on_batch: Callable[[RunnerSnapshot], None] | None = None,
     drop_wait_s: float = 30.0,
 ) -> RebuildResult:
     """Build the next generation of ``name``, swap it in, optionally drop the previous one."""
-    engine = make_engine(settings.database_url_value())
+    engine = make_engine(settings.database.url())
     versions = VersionStore()
     try:
-        current = prepare_current(engine, settings, name)
+        current = prepare_current(engine, settings.topics, name)
         marks = watermarks.watermarks(current.topics)
         if not allow_partial:
             refuse_partial(name, marks)
@@ -142,7 +141,9 @@ def run_rebuild(
                     f"a rebuild of {name} (generation {row.rebuilding_generation}) is running"
                 )
             generation = max(current.version, row.highest_generation + 1)
-            target = create_projection(name, topics=topics_from(settings), generation=generation)
+            target = create_projection(
+                name, topics=topics_from(settings.topics), generation=generation
+            )
             for table in reversed(target.tables()):  # leftovers of an interrupted rebuild
                 table.drop(conn, checkfirst=True)
             target.metadata.create_all(conn)
@@ -159,15 +160,12 @@ def run_rebuild(
             on_batch=on_batch,
             generation=generation,
             assignment=sorted(marks),
-            control=GenerationControl(live=False),
+            watch_generation=True,
             live=False,
             batch_max_messages=batch_max_messages,
         )
         started = time.monotonic()
-        try:
-            stats = runner.drain()
-        finally:
-            runner.processor.engine.dispose()
+        stats = runner.drain()
         result.seconds = time.monotonic() - started
         result.events = stats.consumed
         if runner.stop.is_set():
@@ -178,7 +176,9 @@ def run_rebuild(
             versions.swap(conn, target)
         result.swapped = True
         result.handed_over_at = {
-            f"{t}[{p}]": off for (t, p), off in sorted(runner.positions.items()) if off is not None
+            f"{t}[{p}]": off
+            for (t, p), off in sorted(runner.snapshot().positions.items())
+            if off is not None
         }
         log.info("rebuild swapped in", slot=target.slot, **result.as_dict())
         if drop_previous:
@@ -204,9 +204,9 @@ def drop_when_idle(engine: Engine, old: Projection, *, wait_s: float) -> bool:
         time.sleep(0.5)
 
 
-def run_rollback(settings: Settings, name: str) -> tuple[int, int]:
+def run_rollback(database: DatabaseSettings, topics: TopicSettings, name: str) -> tuple[int, int]:
     """Swap back to the previous generation; return (generation left, generation active)."""
-    engine = make_engine(settings.database_url_value())
+    engine = make_engine(database.url())
     versions = VersionStore()
     try:
         with database_errors(), engine.begin() as conn:
@@ -215,7 +215,7 @@ def run_rollback(settings: Settings, name: str) -> tuple[int, int]:
             if row.previous_generation is None:
                 raise ConfigurationError(f"{name} has no previous generation to roll back to")
             previous = create_projection(
-                name, topics=topics_from(settings), generation=row.previous_generation
+                name, topics=topics_from(topics), generation=row.previous_generation
             )
             missing = [t.name for t in previous.tables() if not inspect(conn).has_table(t.name)]
             if missing:
@@ -228,9 +228,9 @@ def run_rollback(settings: Settings, name: str) -> tuple[int, int]:
         engine.dispose()
 
 
-def run_cleanup(settings: Settings, name: str) -> list[int]:
+def run_cleanup(database: DatabaseSettings, topics: TopicSettings, name: str) -> list[int]:
     """Drop every generation but the active one (refusing those a process still writes)."""
-    engine = make_engine(settings.database_url_value())
+    engine = make_engine(database.url())
     versions = VersionStore()
     dropped = []
     try:
@@ -240,7 +240,7 @@ def run_cleanup(settings: Settings, name: str) -> list[int]:
             for generation in range(1, row.highest_generation + 1):
                 if generation == row.active_generation:
                     continue
-                old = create_projection(name, topics=topics_from(settings), generation=generation)
+                old = create_projection(name, topics=topics_from(topics), generation=generation)
                 if not any(inspect(conn).has_table(t.name) for t in old.tables()):
                     continue
                 busy = HeartbeatStore().instances(conn, old.slot, fresh_s=STALE_AFTER_S)

@@ -23,7 +23,7 @@ from sqlalchemy import select
 from consumers.app import topics_from
 from consumers.kafka.watermarks import Watermarks, WatermarkSource
 from consumers.operations.live import resolve_generation
-from consumers.settings.models import Settings
+from consumers.settings.models import DatabaseSettings, TopicSettings
 from projections import (
     CheckpointStore,
     Projection,
@@ -138,7 +138,8 @@ def check_replayable(projection: Projection) -> None:
 
 
 def plan_replay(
-    settings: Settings,
+    database: DatabaseSettings,
+    topics: TopicSettings,
     name: str,
     *,
     start: Point,
@@ -146,11 +147,11 @@ def plan_replay(
     watermarks: WatermarkSource,
     time_index: TimeIndex,
 ) -> ReplayPlan:
-    generation = resolve_generation(settings, name)
-    projection = create_projection(name, topics=topics_from(settings), generation=generation)
+    generation = resolve_generation(database, name)
+    projection = create_projection(name, topics=topics_from(topics), generation=generation)
     check_replayable(projection)
     marks = watermarks.watermarks(projection.topics)
-    engine = make_engine(settings.database_url_value(), read_only=True)
+    engine = make_engine(database.url(), read_only=True)
     try:
         with database_errors(), engine.connect() as conn:
             stored = CheckpointStore().load(conn, projection.slot)
@@ -202,13 +203,13 @@ def _resolve(
     return out
 
 
-def apply_replay(settings: Settings, plan: ReplayPlan) -> int:
+def apply_replay(database: DatabaseSettings, topics: TopicSettings, plan: ReplayPlan) -> int:
     """Move the checkpoints back in one transaction; return the new epoch consumers watch."""
-    engine = make_engine(settings.database_url_value())
+    engine = make_engine(database.url())
     store = CheckpointStore()
     versions = VersionStore()
     projection = create_projection(
-        plan.projection, topics=topics_from(settings), generation=plan.generation
+        plan.projection, topics=topics_from(topics), generation=plan.generation
     )
     try:
         with database_errors(), engine.begin() as conn:

@@ -13,7 +13,7 @@ from typing import Any
 
 from consumers.app import topics_from
 from consumers.kafka.watermarks import Watermarks, WatermarkSource
-from consumers.settings.models import Settings
+from consumers.settings.models import DatabaseSettings, TopicSettings
 from projections import TopicPartition, create_projection, database_errors, make_engine
 from projections.generations.status import age_s, read_status
 from schemas.errors import ConfigurationError
@@ -22,23 +22,24 @@ __all__ = ["collect_status"]
 
 
 def collect_status(
-    settings: Settings,
+    database: DatabaseSettings,
+    topics: TopicSettings,
     names: Iterable[str],
     *,
     watermarks: WatermarkSource,
     event_clock: EventClock | None = None,
 ) -> list[dict[str, Any]]:
     """One JSON-ready entry per projection (the ``--json`` shape; see the README)."""
-    engine = make_engine(settings.database_url_value(), read_only=True)
+    engine = make_engine(database.url(), read_only=True)
     now = time.time()
     out = []
     try:
         for name in names:
-            projection = create_projection(name, topics=topics_from(settings))
+            projection = create_projection(name, topics=topics_from(topics))
             with database_errors(), engine.connect() as conn:
                 status = read_status(conn, name, projection.version)
             marks = _marks(watermarks, projection.topics)
-            dead = _dead_letters(watermarks, projection.topics, settings.dlq_suffix)
+            dead = _dead_letters(watermarks, projection.topics, topics.dlq_suffix)
             row = status.version
             entry: dict[str, Any] = {
                 "projection": name,

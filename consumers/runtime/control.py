@@ -20,10 +20,10 @@ import socket
 import time
 
 import structlog
-from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
-from consumers.runtime.runner import ControlAction, ProjectionRunner
+from consumers.runtime.processor import BatchProcessor
+from consumers.runtime.runner import ControlAction
 from projections import database_errors
 from projections.generations.heartbeats import HeartbeatStore
 from projections.generations.replay_marks import ReplayMarkStore
@@ -40,10 +40,11 @@ def default_instance() -> str:
 
 
 class GenerationControl:
-    """Watches the version row for one runner: epoch (replay) and active generation (swap)."""
+    """Watches the version row for one processor: epoch (replay) and active generation (swap)."""
 
     def __init__(
         self,
+        processor: BatchProcessor,
         *,
         live: bool = True,
         instance: str | None = None,
@@ -51,6 +52,7 @@ class GenerationControl:
         heartbeat_s: float = 5.0,
         versions: VersionStore | None = None,
     ) -> None:
+        self.processor = processor
         self.live = live
         self.instance = instance or default_instance()
         self.interval_s = interval_s
@@ -61,17 +63,16 @@ class GenerationControl:
         self._epoch: int | None = None
         self._next_check = 0.0
         self._next_beat = 0.0
-        self._engine: Engine | None = None
-        self._slot = ""
+        self._checked = False
 
-    def check(self, runner: ProjectionRunner) -> ControlAction | None:
+    def check(self) -> ControlAction | None:
         now = time.monotonic()
         if now < self._next_check:
             return None
         self._next_check = now + self.interval_s
-        processor = runner.processor
+        processor = self.processor
         projection = processor.projection
-        self._engine, self._slot = processor.engine, projection.slot
+        self._checked = True
         try:
             with database_errors(), processor.engine.begin() as conn:
                 if self._epoch is None and self.live:
@@ -102,10 +103,10 @@ class GenerationControl:
         return None
 
     def close(self) -> None:
-        if self._engine is None:
+        if not self._checked:
             return
         try:
-            with database_errors(), self._engine.begin() as conn:
-                self.heartbeats.forget(conn, self._slot, self.instance)
+            with database_errors(), self.processor.engine.begin() as conn:
+                self.heartbeats.forget(conn, self.processor.projection.slot, self.instance)
         except (ProjectionistError, SQLAlchemyError) as exc:  # best effort: it goes stale anyway
             log.info("heartbeat not removed", error=str(exc))

@@ -15,17 +15,15 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING
+from dataclasses import replace
 
 from sqlalchemy import Connection
 
 from consumers.kafka.dead_letters import DeadLetter
+from consumers.runtime.batch import PreparedBatch
 from projections import Event, Projection, TopicPartition
 from projections.progress.parked_keys import key_text
 from schemas.errors import PoisonError
-
-if TYPE_CHECKING:
-    from consumers.runtime.batch import PreparedBatch
 
 __all__ = ["KeyParked", "find_rejected", "park_followers"]
 
@@ -61,8 +59,8 @@ def find_rejected(
 
 def park_followers(
     batch: PreparedBatch, projection: str, parked: Mapping[TopicPartition, set[str]]
-) -> int:
-    """Move events of parked keys from ``batch.events`` to its dead letters; return how many.
+) -> PreparedBatch:
+    """``batch`` with the events of parked keys moved from its events to its dead letters.
 
     ``parked`` holds the keys parked in the database (all their new events park); a
     dead letter of this batch parks later offsets of its key.
@@ -80,9 +78,9 @@ def park_followers(
         slot = ((topic, partition), letter_key)
         first_bad[slot] = min(first_bad.get(slot, offset), offset)
     if not first_bad:
-        return 0
+        return batch
     keep: list[Event] = []
-    moved = 0
+    parked_letters: list[DeadLetter] = []
     now_ms = int(time.time() * 1000)
     for event in batch.events:
         key = key_text(event.key)
@@ -91,7 +89,7 @@ def park_followers(
             keep.append(event)
             continue
         origin = "an earlier batch" if since < 0 else f"offset {since}"
-        batch.dead_letters.append(
+        parked_letters.append(
             DeadLetter(
                 batch.messages[(event.topic, event.partition, event.offset)],
                 projection,
@@ -100,6 +98,6 @@ def park_followers(
                 reason="parked",
             )
         )
-        moved += 1
-    batch.events = keep
-    return moved
+    if not parked_letters:
+        return batch
+    return replace(batch, events=keep, dead_letters=[*batch.dead_letters, *parked_letters])

@@ -4,36 +4,40 @@
 partition has caught up with the high watermark seen in fetch responses (the demo,
 the tests and rebuilds). Both share one loop. On assignment each partition is
 positioned at its stored checkpoint + 1 — the database, not Kafka, decides where
-consumption resumes. Kafka commits follow each database commit for lag tools only.
+consumption resumes (:mod:`consumers.runtime.assignment`). Kafka commits follow each
+database commit for lag tools only.
+
+Nothing outside reads the runner's state: after every poll it hands a plain
+:class:`RunnerSnapshot` to its observer (metrics, probes) and its ``on_batch`` hook
+(e-mail delivery, progress bars); ``snapshot()`` builds one on request.
 """
 
 from __future__ import annotations
 
+import copy
 import gc
-import random
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from typing import Any, Literal, Protocol, TypeVar
 
 import structlog
-from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, TopicPartition
+from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 
 from consumers.kafka.message import MessageLike
-from consumers.runtime.batch import BatchProcessor, PreparedBatch
+from consumers.runtime.assignment import Assignment
 from consumers.runtime.history_guard import HistoryGuard, data_loss_error
+from consumers.runtime.processor import BatchProcessor
+from consumers.runtime.snapshot import RunnerSnapshot
 from consumers.runtime.stats import RunStats
 from consumers.runtime.stop import StopSignal
+from consumers.runtime.transaction import CommitResult, PendingCommit
+from consumers.settings.models import LoopSettings
 from projections import TopicPartition as TP
-from schemas.errors import (
-    BrokerUnavailable,
-    FencedError,
-    RetryableError,
-)
+from schemas.backoff import Backoff
+from schemas.errors import BrokerUnavailable, FencedError, RetryableError
 
 __all__ = [
     "ControlAction",
-    "LoopSettings",
     "ProjectionRunner",
     "RunObserver",
     "RunnerControl",
@@ -47,10 +51,10 @@ T = TypeVar("T")
 class RunObserver(Protocol):
     """Hooks the loop calls (metrics, health); both run on the loop's thread and must be quick."""
 
-    def polled(self, runner: ProjectionRunner) -> None:
-        """After every poll, committed or not (positions and cached watermarks are fresh)."""
+    def polled(self, snapshot: RunnerSnapshot) -> None:
+        """After every poll, committed or not, and while backing off after a failure."""
 
-    def committed(self, runner: ProjectionRunner, batch: PreparedBatch, seconds: float) -> None:
+    def committed(self, snapshot: RunnerSnapshot, commit: CommitResult, seconds: float) -> None:
         """After a batch's transaction committed; ``seconds`` is that successful attempt."""
 
 
@@ -62,21 +66,12 @@ ControlAction = Literal["reseek", "switch"]
 class RunnerControl(Protocol):
     """Checked between batches (it throttles itself); see ``consumers.runtime.control``."""
 
-    def check(self, runner: ProjectionRunner) -> ControlAction | None: ...
+    def check(self) -> ControlAction | None: ...
     def close(self) -> None: ...
 
 
-@dataclass(frozen=True, slots=True)
-class LoopSettings:
-    batch_max_messages: int = 5_000
-    batch_timeout_s: float = 0.05
-    retry_initial_s: float = 0.2
-    retry_max_s: float = 15.0
-    cooperative: bool = True
-
-
 class ProjectionRunner:
-    """Runs one projection in one consumer group."""
+    """Runs one projection in one consumer group (or on a manual assignment)."""
 
     def __init__(
         self,
@@ -84,34 +79,41 @@ class ProjectionRunner:
         consumer_conf: dict[str, Any],
         processor: BatchProcessor,
         loop: LoopSettings,
+        cooperative: bool = True,
         stop: StopSignal | None = None,
         consumer_factory: Callable[[dict[str, Any]], Consumer] = Consumer,
-        on_batch: Callable[[ProjectionRunner], None] | None = None,
+        on_batch: Callable[[RunnerSnapshot], None] | None = None,
         observer: RunObserver | None = None,
         assignment: Sequence[TP] | None = None,
         control: RunnerControl | None = None,
     ) -> None:
-        self.processor = processor
-        self.stats = processor.stats
-        self.loop = loop
+        self._processor = processor
+        #: the run's books (``drain()`` and ``run_forever()`` return them too)
+        self.stats: RunStats = processor.stats
+        self._loop = loop
+        self._cooperative = cooperative
+        self._backoff = Backoff(loop.retry_initial_s, loop.retry_max_s)
         self.stop = stop or StopSignal()
         self._conf = consumer_conf
         self._factory = consumer_factory
         self._on_batch = on_batch
-        self.observer = observer
-        #: last applied offset per owned partition (None: nothing applied yet)
-        self.positions: dict[TP, int | None] = {}
-        self._pending: PreparedBatch | None = None
+        self._observer = observer
+        self._owned = Assignment()
+        self._pending: PendingCommit | None = None
         self._assigned_at = 0.0
         self._consumer: Consumer | None = None
-        self.ready = False
-        self.last_poll_at = 0.0
+        self._ready = False
+        self._last_poll_at = 0.0
         #: manual assignment of exactly these partitions (a rebuild), instead of a group
-        self._assignment = list(assignment) if assignment is not None else None
+        self._manual = list(assignment) if assignment is not None else None
         self._control = control
-        #: set when the loop ended because another generation became active
-        self.switched = False
+        self._switched = False
         self._history = HistoryGuard(processor.projection.slot)
+
+    @property
+    def processor(self) -> BatchProcessor:
+        """The batch processor this runner drives (fault-injection drivers wrap it)."""
+        return self._processor
 
     # -- public entry points -----------------------------------------------------------
     def run_forever(self) -> RunStats:
@@ -121,18 +123,47 @@ class ProjectionRunner:
         """Consume until caught up with the high watermark, then stop (DataLoss/timeout raise)."""
         return self._run(drain=True, timeout_s=timeout_s)
 
+    def snapshot(self) -> RunnerSnapshot:
+        """The loop as it is now: positions, lag, readiness, books (a copy, immutable)."""
+        consumer = self._consumer
+        lag = self._owned.lag(lambda tp: _watermarks(consumer, tp)) if consumer else {}
+        positions = dict(self._owned.positions)
+        high = {}
+        for tp, behind in lag.items():
+            if behind >= 0:
+                last = positions.get(tp)
+                high[tp] = behind + (last + 1 if last is not None else 0)
+        stats = copy.copy(self.stats)
+        stats.extra = dict(self.stats.extra)
+        return RunnerSnapshot(
+            slot=self._processor.projection.slot,
+            positions=positions,
+            lag=lag,
+            high_watermarks=high,
+            ready=self._ready,
+            last_poll_at=self._last_poll_at,
+            assigned_at=self._assigned_at,
+            switched=self._switched,
+            stats=stats,
+        )
+
+    def ping_database(self) -> None:
+        """Raise when the read-model database does not answer (readiness)."""
+        self._processor.ping()
+
     # -- the loop ------------------------------------------------------------------------
     def _run(self, *, drain: bool, timeout_s: float | None) -> RunStats:
         self.stats.started_at = self.stats.started_at or time.time()
         tune_gc_for_batches()
-        self._retry_until_done(self.processor.ensure_schema, "create tables")
+        processor = self._processor
+        self._retry_until_done(processor.ensure_schema, "create tables")
         consumer = self._factory(self._conf)
         self._consumer = consumer
         deadline = None if timeout_s is None else time.monotonic() + timeout_s
-        projection = self.processor.projection
+        projection = processor.projection
         try:
-            if self._assignment is not None:
-                self._assign_manually(consumer, self._assignment)
+            if self._manual is not None:
+                self._assign_manually(consumer, self._manual)
             else:
                 consumer.subscribe(
                     list(projection.topics),
@@ -142,35 +173,46 @@ class ProjectionRunner:
                 )
             log.info("consumer started", projection=projection.slot, topics=list(projection.topics))
             while not self.stop.is_set():
-                action = self._control.check(self) if self._control is not None else None
-                if action == "switch":
-                    self.switched = True
+                if self._follow_control(consumer) == "switch":
+                    self._switched = True
                     break
-                if action == "reseek":
-                    self._reposition(consumer, reload=True)
-                messages = consumer.consume(self.loop.batch_max_messages, self.loop.batch_timeout_s)
-                self.last_poll_at = time.monotonic()
-                batch = self.processor.prepare(self._without_errors(messages), self.positions)
+                messages = consumer.consume(
+                    self._loop.batch_max_messages, self._loop.batch_timeout_s
+                )
+                self._last_poll_at = time.monotonic()
+                if self._observer is not None:
+                    self._observer.polled(self.snapshot())  # probes: the loop is polling
+                batch = processor.prepare(self._without_errors(messages), self._owned.positions)
                 if batch:
-                    self._commit(consumer, batch)
-                if self.observer is not None:
-                    self.observer.polled(self)
+                    self._commit(consumer, processor.begin(batch))
                 if self._on_batch is not None:
-                    self._on_batch(self)
-                self._history.check(self.positions, lambda tp: _watermarks(consumer, tp))
-                if drain and self._caught_up(consumer):
+                    self._on_batch(self.snapshot())
+                self._history.check(self._owned.positions, lambda tp: _watermarks(consumer, tp))
+                if drain and self._owned.caught_up(lambda tp: _watermarks(consumer, tp)):
                     break
                 if deadline is not None and time.monotonic() > deadline:
                     raise BrokerUnavailable(f"drain did not catch up within {timeout_s}s")
         finally:
-            self._consumer = None
-            self.ready = False
-            consumer.close()  # leaves the group at once: no wait for the session timeout
-            self.processor.close()
-            if self._control is not None:
-                self._control.close()
-            log.info("consumer closed", projection=projection.slot, **self._summary())
+            self._close(consumer)
         return self.stats
+
+    def _follow_control(self, consumer: Consumer) -> ControlAction | None:
+        """Between batches: a replay moved the checkpoints (re-seek), or a swap happened."""
+        action = self._control.check() if self._control is not None else None
+        if action == "reseek":
+            self._reposition(consumer, reload=True)
+        return action
+
+    def _close(self, consumer: Consumer) -> None:
+        self._ready = False
+        if self._observer is not None:
+            self._observer.polled(self.snapshot())  # the books as the run ends
+        self._consumer = None
+        consumer.close()  # leaves the group at once: no wait for the session timeout
+        if self._control is not None:
+            self._control.close()  # before the engine goes: it removes its heartbeat
+        self._processor.close()
+        log.info("consumer closed", projection=self._processor.projection.slot, **self._summary())
 
     def _without_errors(self, messages: Sequence[Any]) -> list[MessageLike]:
         good: list[MessageLike] = []
@@ -184,7 +226,7 @@ class ProjectionRunner:
                 or err.code() == KafkaError.OFFSET_OUT_OF_RANGE
             ):
                 raise data_loss_error(
-                    self.processor.projection.slot,
+                    self._processor.projection.slot,
                     (msg.topic() or "", msg.partition() or 0),
                     f"no longer holds the offset after the stored checkpoint ({err.str()})",
                 )
@@ -193,27 +235,24 @@ class ProjectionRunner:
             log.warning("consumer error", error=err.str(), topic=msg.topic())
         return good
 
-    def _commit(self, consumer: Consumer, batch: PreparedBatch) -> None:
-        self._pending = batch
+    def _commit(self, consumer: Consumer, pending: PendingCommit) -> None:
+        self._pending = pending
         attempt = 0
         paused = False
         try:
             while True:
                 try:
                     started = time.perf_counter()
-                    new = self.processor.commit(batch, self.positions)
+                    commit = pending.run()
                     seconds = time.perf_counter() - started
                     # before the re-seek in ``finally``: resume after this batch, not in it
-                    self.positions.update({tp: o for tp, o in new.items() if tp in self.positions})
+                    offsets = self._owned.advance(commit.positions)
                     break
                 except RetryableError as exc:
                     attempt += 1
                     self.stats.retries += 1
-                    self.ready = False
-                    delay = min(
-                        self.loop.retry_max_s, self.loop.retry_initial_s * 2 ** (attempt - 1)
-                    )
-                    delay *= random.uniform(0.5, 1.0)  # jitter: replicas must not retry in step
+                    self._ready = False
+                    delay = self._backoff.delay(attempt)  # jitter: replicas must not retry in step
                     log.warning(
                         "batch failed, retrying",
                         error=str(exc),
@@ -228,7 +267,7 @@ class ProjectionRunner:
                         return  # nothing committed: the batch is redelivered after restart
                 except FencedError as exc:
                     self.stats.fenced += 1
-                    self.processor.new_epoch()
+                    self._processor.new_epoch()
                     log.warning("batch fenced off; reloading checkpoints", error=str(exc))
                     self._reposition(consumer, reload=True)
                     return
@@ -236,12 +275,9 @@ class ProjectionRunner:
             self._pending = None
             if paused:
                 self._reposition(consumer, reload=False)
-        self.ready = True
-        if self.observer is not None:
-            self.observer.committed(self, batch, seconds)
-        offsets = [
-            TopicPartition(t, p, off + 1) for (t, p), off in new.items() if (t, p) in self.positions
-        ]
+        self._ready = True
+        if self._observer is not None:
+            self._observer.committed(self.snapshot(), commit, seconds)
         if offsets:
             try:
                 consumer.commit(offsets=offsets, asynchronous=True)
@@ -252,60 +288,60 @@ class ProjectionRunner:
         """Wait while polling, so heartbeats, rebalances and max.poll.interval stay healthy."""
         until = time.monotonic() + seconds
         while not self.stop.is_set() and (left := until - time.monotonic()) > 0:
-            consumer.consume(self.loop.batch_max_messages, min(0.2, left))  # paused: discarded
-            self.last_poll_at = time.monotonic()
+            consumer.consume(self._loop.batch_max_messages, min(0.2, left))  # paused: discarded
+            self._last_poll_at = time.monotonic()
+            if self._observer is not None:
+                self._observer.polled(self.snapshot())  # probes see the retry and the poll
 
     def _reposition(self, consumer: Consumer, *, reload: bool) -> None:
         """Seek every owned partition back to its checkpoint + 1 and resume fetching."""
-        if reload and self.positions:
+        if reload and self._owned:
+            owned = list(self._owned.positions)
             stored = self._retry_until_done(
-                lambda: self.processor.load_positions(list(self.positions)), "reload checkpoints"
+                lambda: self._processor.load_positions(owned), "reload checkpoints"
             )
-            self.positions = {tp: stored.get(tp) for tp in self.positions}
+            self._owned.reload(stored)
         # paused or re-seeked: no fetch refreshed the cached watermarks meanwhile
         self._history.forget()
-        owned = [_at(tp, last) for tp, last in self.positions.items()]
-        for tp in owned:
+        targets = self._owned.seek_targets()
+        for tp in targets:
             try:
                 consumer.seek(tp)
             except KafkaException as exc:
                 log.info("seek deferred", partition=tp.partition, error=str(exc))
-        if owned:
-            consumer.resume(owned)
+        if targets:
+            consumer.resume(targets)
 
     def _assign_manually(self, consumer: Consumer, partitions: Sequence[TP]) -> None:
         """No group: own ``partitions`` outright, each at its stored checkpoint + 1."""
         tps = list(partitions)
         stored = self._retry_until_done(
-            lambda: self.processor.load_positions(tps), "load checkpoints"
+            lambda: self._processor.load_positions(tps), "load checkpoints"
         )
-        self.positions = {tp: stored.get(tp) for tp in tps}
-        consumer.assign([_at(tp, last) for tp, last in self.positions.items()])
+        self._owned = Assignment()
+        consumer.assign(self._owned.own(tps, stored))
         self._assigned_at = time.monotonic()
-        self.ready = True
+        self._ready = True
 
     # -- rebalance callbacks (run inside consume()) ------------------------------------------
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         tps = [(p.topic, p.partition) for p in partitions]
         stored = self._retry_until_done(
-            lambda: self.processor.load_positions(tps), "load checkpoints"
+            lambda: self._processor.load_positions(tps), "load checkpoints"
         )
-        assigned = []
-        for tp in tps:
-            self.positions[tp] = stored.get(tp)
-            assigned.append(_at(tp, stored.get(tp)))
-        if self.loop.cooperative:
+        assigned = self._owned.own(tps, stored)
+        if self._cooperative:
             consumer.incremental_assign(assigned)
         else:
             consumer.assign(assigned)
         self.stats.rebalances += 1
         self._assigned_at = time.monotonic()
-        self.processor.new_epoch()
+        self._processor.new_epoch()
         self._history.forget()
-        self.ready = True
+        self._ready = True
         log.info(
             "partitions assigned",
-            projection=self.processor.projection.slot,
+            projection=self._processor.projection.slot,
             partitions=[
                 f"{t}[{p}]@{'-' if o is None else o + 1}"
                 for (t, p), o in ((tp, stored.get(tp)) for tp in tps)
@@ -314,47 +350,18 @@ class ProjectionRunner:
 
     def _on_revoke(self, _consumer: Consumer, partitions: list[TopicPartition]) -> None:
         revoked = {(p.topic, p.partition) for p in partitions}
-        for tp in revoked:
-            self.positions.pop(tp, None)
+        self._owned.release(revoked)
         if self._pending is not None:
             self._pending.drop_partitions(revoked)
         self.stats.rebalances += 1
         self._assigned_at = time.monotonic()
         log.info(
             "partitions revoked",
-            projection=self.processor.projection.slot,
+            projection=self._processor.projection.slot,
             partitions=sorted(f"{t}[{p}]" for t, p in revoked),
         )
 
     # -- helpers ---------------------------------------------------------------------------
-    def _caught_up(self, consumer: Consumer) -> bool:
-        if not self.positions:
-            return False
-        for (topic, partition), last in self.positions.items():
-            _low, high = consumer.get_watermark_offsets(
-                TopicPartition(topic, partition), cached=True
-            )
-            if high < 0:
-                return False  # no fetch response for this partition yet
-            if (last + 1 if last is not None else 0) != high:
-                return False  # behind; or ahead of the log, which the history guard reports
-        return True
-
-    def lag(self) -> dict[TP, int]:
-        """Events behind the cached high watermark, per owned partition (-1: unknown yet)."""
-        consumer = self._consumer
-        out: dict[TP, int] = {}
-        if consumer is None:
-            return out
-        for (topic, partition), last in list(self.positions.items()):
-            _low, high = consumer.get_watermark_offsets(
-                TopicPartition(topic, partition), cached=True
-            )
-            out[(topic, partition)] = (
-                -1 if high < 0 else max(0, high - (last + 1 if last is not None else 0))
-            )
-        return out
-
     def _retry_until_done(self, fn: Callable[[], T], what: str) -> T:
         attempt = 0
         while True:
@@ -363,10 +370,11 @@ class ProjectionRunner:
             except RetryableError as exc:
                 attempt += 1
                 self.stats.retries += 1
-                self.ready = False
-                delay = min(self.loop.retry_max_s, self.loop.retry_initial_s * 2 ** (attempt - 1))
+                self._ready = False
                 log.warning(f"cannot {what} yet, retrying", error=str(exc), attempt=attempt)
-                if self.stop.wait(delay * random.uniform(0.5, 1.0)):
+                if self._observer is not None:
+                    self._observer.polled(self.snapshot())
+                if self.stop.wait(self._backoff.delay(attempt)):
                     raise
 
     def _summary(self) -> dict[str, object]:
@@ -396,10 +404,8 @@ def tune_gc_for_batches() -> None:
     gc.set_threshold(max(threshold[0], 100_000), threshold[1], threshold[2])
 
 
-def _at(tp: TP, last: int | None) -> TopicPartition:
-    return TopicPartition(tp[0], tp[1], last + 1 if last is not None else OFFSET_BEGINNING)
-
-
-def _watermarks(consumer: Consumer, tp: TP) -> tuple[int, int]:
+def _watermarks(consumer: Consumer | None, tp: TP) -> tuple[int, int]:
+    if consumer is None:
+        return -1, -1
     low, high = consumer.get_watermark_offsets(TopicPartition(tp[0], tp[1]), cached=True)
     return int(low), int(high)

@@ -1,1 +1,35 @@
-"""Typed, frozen settings from ``PROJECTIONIST_*`` environment variables (see ``models``)."""
+"""Typed, frozen settings from ``PROJECTIONIST_*`` environment variables, one model per concern."""
+
+from consumers.settings.models import (
+    ApiSettings,
+    CommandSettings,
+    DatabaseSettings,
+    KafkaSettings,
+    LoopSettings,
+    MailSettings,
+    ObservabilitySettings,
+    ProcessingSettings,
+    ReconcileSettings,
+    RegistrySettings,
+    Settings,
+    TopicSettings,
+    load_settings,
+    setting_fields,
+)
+
+__all__ = [
+    "ApiSettings",
+    "CommandSettings",
+    "DatabaseSettings",
+    "KafkaSettings",
+    "LoopSettings",
+    "MailSettings",
+    "ObservabilitySettings",
+    "ProcessingSettings",
+    "ReconcileSettings",
+    "RegistrySettings",
+    "Settings",
+    "TopicSettings",
+    "load_settings",
+    "setting_fields",
+]

@@ -3,40 +3,71 @@
 Built once in ``main()`` (command-line flags override the environment) and passed
 down; nothing reads the environment anywhere else. Secrets are ``SecretStr`` so they
 never appear in ``repr``, logs, ``status`` output or error messages.
+
+One model per concern (:class:`KafkaSettings`, :class:`DatabaseSettings`, …), each
+handed only to the code that needs that concern: ``settings.kafka.bootstrap_servers``.
+The variable names stay flat and unique (``PROJECTIONIST_BOOTSTRAP_SERVERS``, not
+``…_KAFKA__…``): every field name is the variable name without the prefix, and flat
+keyword arguments work too (``Settings(bootstrap_servers=…)``, ``load_settings(…)``).
 """
 
 from __future__ import annotations
 
 import os
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
-from consumers.settings.environment import secret_file_values
+from consumers.settings.environment import FlatEnvironment, secret_file_values
 from schemas.errors import ConfigurationError
 
-__all__ = ["Settings", "load_settings"]
+__all__ = [
+    "ApiSettings",
+    "AssignmentStrategy",
+    "CommandSettings",
+    "DatabaseSettings",
+    "DeadLetterMode",
+    "KafkaSettings",
+    "LoopSettings",
+    "MailSettings",
+    "ObservabilitySettings",
+    "ProcessingSettings",
+    "ReconcileSettings",
+    "RegistrySettings",
+    "Settings",
+    "TopicSettings",
+    "load_settings",
+    "setting_fields",
+]
 
 AssignmentStrategy = Literal["range", "roundrobin", "cooperative-sticky"]
 DeadLetterMode = Literal["skip", "park-key"]
 
 
-class Settings(BaseSettings):
-    """Everything a Projectionist process can be told. See ``projectionist --help``."""
+def _empty_is_unset(value: object) -> object:
+    return None if value == "" else value
 
-    model_config = SettingsConfigDict(
-        env_prefix="PROJECTIONIST_", frozen=True, extra="forbid", env_nested_delimiter="__"
-    )
 
-    # --- Kafka -----------------------------------------------------------------------
+class _Concern(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class KafkaSettings(_Concern):
+    """The Kafka client: where the brokers are, the consumer group, security."""
+
     bootstrap_servers: str | None = Field(
         default=None,
         description="Kafka bootstrap servers; unset starts the embedded broker (demo only)",
     )
-    blog_topic: str = "blog.posts"
-    orders_topic: str = "orders.orders"
-    topic_partitions: int = Field(default=4, ge=1, description="partitions for created topics")
     group_prefix: str = "projectionist"
     group_instance_id: str | None = Field(
         default=None, description="static membership id (e.g. the pod name)"
@@ -45,6 +76,11 @@ class Settings(BaseSettings):
     session_timeout_ms: int = Field(default=45_000, ge=1_000)
     heartbeat_interval_ms: int = Field(default=3_000, ge=100)
     max_poll_interval_ms: int = Field(default=300_000, ge=10_000)
+    # 8 MiB is ~30k blog events: several batches ahead, so fetching never starves the
+    # loop, while a 1M-event backlog stays under the 250 MB RSS budget (bench).
+    queued_max_kbytes: int = Field(
+        default=8_192, ge=1_024, description="bounded prefetch per consumer (KiB)"
+    )
     security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
     sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512", "OAUTHBEARER"] | None = None
     sasl_username: str | None = None
@@ -62,49 +98,54 @@ class Settings(BaseSettings):
     sasl_oauthbearer_scope: str | None = None
     sasl_oauthbearer_config: SecretStr | None = None
 
-    # --- the read-model database -------------------------------------------------------
+    _unset = field_validator("bootstrap_servers", "group_instance_id", mode="before")(
+        _empty_is_unset
+    )
+
+
+class TopicSettings(_Concern):
+    """Topic names: one per aggregate, plus each topic's dead-letter topic."""
+
+    blog_topic: str = "blog.posts"
+    orders_topic: str = "orders.orders"
+    topic_partitions: int = Field(default=4, ge=1, description="partitions for created topics")
+    dlq_suffix: str = ".dlq"
+
+    def names(self) -> list[str]:
+        """The event topics (not their dead-letter topics)."""
+        return [self.blog_topic, self.orders_topic]
+
+
+class DatabaseSettings(_Concern):
+    """The read-model database."""
+
     database_url: SecretStr = Field(
         default=SecretStr("sqlite:///projectionist.db"),
         description="sqlite:///path.db or postgresql://user:pass@host/db",
     )
 
-    # --- the command side: services, outbox relay, Schema Registry ------------------------
-    command_database_url: SecretStr | None = Field(
-        default=None,
-        description="database of the command services and their outbox (default: database_url)",
-    )
-    commands_address: str = Field(
-        default="127.0.0.1:8081", description="host:port of the command HTTP API"
-    )
-    relay_batch_size: int = Field(default=500, ge=1, le=100_000)
-    relay_poll_interval_s: float = Field(default=0.2, gt=0, le=60)
-    relay_pause_after_ack_s: float = Field(
-        default=0.0,
-        ge=0,
-        description="fault injection for crash tests: pause after the ack, before the mark",
-    )
-    schema_registry_url: str | None = Field(
-        default=None,
-        description="Confluent Schema Registry URL; set: producers write its wire format",
-    )
-    schema_registry_auto_register: bool = True
+    def url(self) -> str:
+        return self.database_url.get_secret_value()
 
-    # --- the consumer loop ---------------------------------------------------------------
+
+class LoopSettings(_Concern):
+    """The consumer loop: batch size and wait, retry backoff, shutdown grace."""
+
     batch_max_messages: int = Field(default=5_000, ge=1, le=1_000_000)
     # consume() waits this long for a batch to fill: at moderate rates it is added to
     # every event's produce→queryable latency, so keep it well under the p99 budget.
     batch_timeout_s: float = Field(default=0.05, gt=0, le=60)
-    # 8 MiB is ~30k blog events: several batches ahead, so fetching never starves the
-    # loop, while a 1M-event backlog stays under the 250 MB RSS budget (bench).
-    queued_max_kbytes: int = Field(
-        default=8_192, ge=1_024, description="bounded prefetch per consumer (KiB)"
-    )
     retry_initial_s: float = Field(default=0.2, gt=0)
     retry_max_s: float = Field(default=15.0, gt=0)
+    shutdown_grace_s: float = Field(default=25.0, gt=0)
+
+
+class ProcessingSettings(_Concern):
+    """What a batch's transaction does besides apply: dedup, dead-letter mode, audit."""
+
     ledger_retention_hours: float = Field(
         default=168, gt=0, description="how long event ids are kept for dedup"
     )
-    dlq_suffix: str = ".dlq"
     dead_letter_mode: DeadLetterMode = Field(
         default="skip",
         description="skip: dead-letter and go on; park-key: also park later events of the key",
@@ -117,9 +158,11 @@ class Settings(BaseSettings):
         default=False,
         description="audit: log every offset a batch passes in applied_event_log (same tx)",
     )
-    shutdown_grace_s: float = Field(default=25.0, gt=0)
 
-    # --- observability ---------------------------------------------------------------
+
+class ObservabilitySettings(_Concern):
+    """Metrics and probes endpoints, their thresholds, client statistics, logs."""
+
     metrics_address: str | None = Field(
         default=None, description="host:port for /metrics, /healthz, /readyz"
     )
@@ -135,7 +178,12 @@ class Settings(BaseSettings):
     log_format: Literal["auto", "json", "console"] = "auto"
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
-    # --- the query API (projectionist serve) -----------------------------------------------
+    _unset = field_validator("metrics_address", mode="before")(_empty_is_unset)
+
+
+class ApiSettings(_Concern):
+    """The query API (``projectionist serve``)."""
+
     api_address: str = Field(default="127.0.0.1:8080", description="host:port the query API binds")
     api_wait_timeout_s: float = Field(
         default=5.0, gt=0, le=60, description="longest read-your-writes wait per request"
@@ -143,7 +191,18 @@ class Settings(BaseSettings):
     api_max_limit: int = Field(default=500, ge=1, le=10_000, description="cap on ?limit=")
     api_read_only: bool = Field(default=True, description="serve through a read-only session")
 
-    # --- notification e-mails (SMTP) ------------------------------------------------------
+    @field_validator("api_address")
+    @classmethod
+    def _host_port(cls, value: str) -> str:
+        host, sep, port = value.rpartition(":")
+        if not sep or not host or not port.isdigit() or not 0 < int(port) < 65_536:
+            raise ValueError(f"{value!r} is not host:port")
+        return value
+
+
+class MailSettings(_Concern):
+    """Notification e-mails: the SMTP server, the sender, retries and leases."""
+
     smtp_host: str = "localhost"
     smtp_port: int = Field(default=25, ge=1, le=65_535)
     smtp_starttls: bool = Field(default=False, description="upgrade with STARTTLS after connect")
@@ -166,60 +225,150 @@ class Settings(BaseSettings):
         description="a crashed sender's claim on a message expires after this; then it is re-sent",
     )
 
-    # --- tag-cloud reconciliation -----------------------------------------------------------
-    reconcile_interval_s: float | None = Field(
-        default=None, gt=0, description="run the tag-cloud reconciliation every N seconds"
-    )
-
-    @field_validator(
-        "bootstrap_servers",
-        "group_instance_id",
-        "metrics_address",
-        "smtp_username",
-        "smtp_ca_file",
-        "reconcile_interval_s",
-        "schema_registry_url",
-        "command_database_url",
-        mode="before",
-    )
-    @classmethod
-    def _empty_is_unset(cls, value: object) -> object:
-        return None if value == "" else value
-
-    @field_validator("api_address")
-    @classmethod
-    def _host_port(cls, value: str) -> str:
-        host, sep, port = value.rpartition(":")
-        if not sep or not host or not port.isdigit() or not 0 < int(port) < 65_536:
-            raise ValueError(f"{value!r} is not host:port")
-        return value
+    _unset = field_validator("smtp_username", "smtp_ca_file", mode="before")(_empty_is_unset)
 
     @model_validator(mode="after")
-    def _one_tls_mode(self) -> Settings:
+    def _one_tls_mode(self) -> MailSettings:
         if self.smtp_starttls and self.smtp_ssl:
             raise ValueError("smtp_starttls and smtp_ssl exclude each other: pick one")
         return self
 
-    def database_url_value(self) -> str:
-        return self.database_url.get_secret_value()
 
-    def command_database_url_value(self) -> str:
-        url = self.command_database_url or self.database_url
+class CommandSettings(_Concern):
+    """The command side: its database and HTTP API, the outbox relay."""
+
+    command_database_url: SecretStr | None = Field(
+        default=None,
+        description="database of the command services and their outbox (default: database_url)",
+    )
+    commands_address: str = Field(
+        default="127.0.0.1:8081", description="host:port of the command HTTP API"
+    )
+    relay_batch_size: int = Field(default=500, ge=1, le=100_000)
+    relay_poll_interval_s: float = Field(default=0.2, gt=0, le=60)
+
+    _unset = field_validator("command_database_url", mode="before")(_empty_is_unset)
+
+
+class RegistrySettings(_Concern):
+    """The Confluent Schema Registry, when one is used (producers and consumers)."""
+
+    schema_registry_url: str | None = Field(
+        default=None,
+        description="Confluent Schema Registry URL; set: producers write its wire format",
+    )
+    schema_registry_auto_register: bool = True
+
+    _unset = field_validator("schema_registry_url", mode="before")(_empty_is_unset)
+
+
+class ReconcileSettings(_Concern):
+    """Tag-cloud reconciliation."""
+
+    reconcile_interval_s: float | None = Field(
+        default=None, gt=0, description="run the tag-cloud reconciliation every N seconds"
+    )
+
+    _unset = field_validator("reconcile_interval_s", mode="before")(_empty_is_unset)
+
+
+#: concern (attribute of :class:`Settings`) → its model
+_CONCERNS: dict[str, type[_Concern]] = {
+    "kafka": KafkaSettings,
+    "topics": TopicSettings,
+    "database": DatabaseSettings,
+    "loop": LoopSettings,
+    "processing": ProcessingSettings,
+    "observability": ObservabilitySettings,
+    "api": ApiSettings,
+    "mail": MailSettings,
+    "commands": CommandSettings,
+    "registry": RegistrySettings,
+    "reconcile": ReconcileSettings,
+}
+#: flat setting name (the variable without its prefix) → its concern
+_CONCERN_OF = {name: concern for concern, m in _CONCERNS.items() for name in m.model_fields}
+
+
+def setting_fields() -> dict[str, Any]:
+    """Every setting by its flat name: ``{"bootstrap_servers": FieldInfo, …}``."""
+    return {name: _CONCERNS[c].model_fields[name] for name, c in _CONCERN_OF.items()}
+
+
+class Settings(BaseSettings):
+    """Everything a Projectionist process can be told, by concern. See ``projectionist --help``."""
+
+    model_config = SettingsConfigDict(env_prefix="PROJECTIONIST_", frozen=True, extra="forbid")
+
+    kafka: KafkaSettings = Field(default_factory=KafkaSettings)
+    topics: TopicSettings = Field(default_factory=TopicSettings)
+    database: DatabaseSettings = Field(default_factory=DatabaseSettings)
+    loop: LoopSettings = Field(default_factory=LoopSettings)
+    processing: ProcessingSettings = Field(default_factory=ProcessingSettings)
+    observability: ObservabilitySettings = Field(default_factory=ObservabilitySettings)
+    api: ApiSettings = Field(default_factory=ApiSettings)
+    mail: MailSettings = Field(default_factory=MailSettings)
+    commands: CommandSettings = Field(default_factory=CommandSettings)
+    registry: RegistrySettings = Field(default_factory=RegistrySettings)
+    reconcile: ReconcileSettings = Field(default_factory=ReconcileSettings)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _by_concern(cls, data: Any) -> Any:
+        """Flat names (environment, flags, keyword arguments) into their concern's model."""
+        if not isinstance(data, dict):
+            return data
+        out: dict[str, Any] = {}
+        for key, value in data.items():
+            concern = _CONCERN_OF.get(key)
+            if concern is None:
+                out[key] = value  # a concern given whole, or unknown: extra="forbid" says so
+                continue
+            given = out.setdefault(concern, {})
+            if isinstance(given, BaseModel):
+                given = out[concern] = given.model_dump()
+            given[key] = value
+        return out
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # Arguments first, then the flat PROJECTIONIST_<NAME> variables; no .env files.
+        return (init_settings, FlatEnvironment(settings_cls, list(_CONCERN_OF)))
+
+    def command_database_url(self) -> str:
+        """The command side's database: its own URL, else the read-model database."""
+        url = self.commands.command_database_url or self.database.database_url
         return url.get_secret_value()
+
+    def flat(self) -> dict[str, object]:
+        """Every setting by its flat name (for tools and tests that name variables)."""
+        out: dict[str, object] = {}
+        for concern in _CONCERNS:
+            out.update(dict(getattr(self, concern)))
+        return out
 
 
 def load_settings(**overrides: object) -> Settings:
     """Environment (and ``*_FILE`` secrets) first, then non-None ``overrides`` on top."""
     given = {k: v for k, v in overrides.items() if v is not None}
-    secret_fields = [
-        name for name, f in Settings.model_fields.items() if "SecretStr" in str(f.annotation)
-    ]
+    secret_fields = [n for n, f in setting_fields().items() if "SecretStr" in str(f.annotation)]
     given = {**secret_file_values(os.environ, secret_fields, given=given), **given}
     try:
         return Settings(**given)  # type: ignore[arg-type]
     except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in err['loc']) or 'settings'}: {err['msg']}"
-            for err in exc.errors()
-        )
+        problems = "; ".join(f"{_where(err['loc'])}: {err['msg']}" for err in exc.errors())
         raise ConfigurationError(f"invalid settings: {problems}") from None
+
+
+def _where(loc: tuple[int | str, ...]) -> str:
+    """The setting's flat name (the concern is not part of any variable name)."""
+    if loc and loc[0] in _CONCERNS:
+        loc = loc[1:]
+    return ".".join(str(p) for p in loc) or "settings"

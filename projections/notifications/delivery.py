@@ -31,6 +31,7 @@ from projections._db import database_errors
 from projections.notifications.mail import MailConnection, Mailer, MailRejected, MailUnavailable
 from projections.notifications.projection import FAILED, PENDING, SENT, NotificationsProjection
 from projections.notifications.template import build_message
+from schemas.backoff import Backoff
 from schemas.utc import as_utc
 
 __all__ = ["DeliveryReport", "MailDelivery", "RetryPolicy"]
@@ -47,7 +48,9 @@ class RetryPolicy:
     lease_s: float = 120.0
 
     def backoff(self, attempts: int) -> float:
-        return float(min(self.max_s, self.initial_s * 2 ** max(0, attempts - 1)))
+        """Seconds before the next attempt after ``attempts`` failed ones (no jitter: the
+        delay is stored as the row's next attempt time)."""
+        return Backoff(self.initial_s, self.max_s, jitter=False).delay(attempts)
 
 
 @dataclass(slots=True)

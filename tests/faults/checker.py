@@ -146,7 +146,7 @@ def check_dead_letters(
     between the broker's acknowledgement and the database commit.
     """
     records = read_dead_letters(
-        client_config(Settings(bootstrap_servers=bootstrap)), topic + ".dlq"
+        client_config(Settings(bootstrap_servers=bootstrap).kafka), topic + ".dlq"
     )
     by_pos = {p.position: p for p in published}
     seen: Counter[tuple[int, int]] = Counter()

@@ -106,8 +106,8 @@ def publish(
 ) -> list[Published]:
     """Publish in order and return each message's partition and offset from its ack."""
     settings = Settings(bootstrap_servers=bootstrap)
-    ensure_topics(client_config(settings), [topic, topic + ".dlq"], partitions=partitions)
-    producer = Producer(producer_config(settings))
+    ensure_topics(client_config(settings.kafka), [topic, topic + ".dlq"], partitions=partitions)
+    producer = Producer(producer_config(settings.kafka))
     acked: dict[int, Published] = {}
     failures: list[str] = []
 

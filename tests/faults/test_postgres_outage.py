@@ -93,14 +93,18 @@ def test_postgres_outage_pauses_retries_and_loses_nothing(
         cut_at = time.monotonic()
         done = checkpoint_total(pg_url, "blog_v1")
         published += publish(bootstrap, topic, phases[2])
-        wait_for("not ready while the database is away", lambda: not runner.ready, timeout_s=30)
+        wait_for(
+            "not ready while the database is away",
+            lambda: not runner.snapshot().ready,
+            timeout_s=30,
+        )
         wait_for(
             f"{OUTAGE_S} s of outage",
             lambda: time.monotonic() - cut_at >= OUTAGE_S or not thread.is_alive(),
             timeout_s=OUTAGE_S + 5,
         )
         assert thread.is_alive(), f"the consumer gave up during the outage: {outcome}"
-        assert not runner.ready
+        assert not runner.snapshot().ready
         assert checkpoint_total(pg_url, "blog_v1") == done, "progress while unreachable?"
         proxy.restore()
         print(f"{time.monotonic() - cut_at:.1f}s after the cut: restored")
@@ -109,7 +113,7 @@ def test_postgres_outage_pauses_retries_and_loses_nothing(
             lambda: checkpoint_total(pg_url, "blog_v1") == len(published),
             timeout_s=60,
         )
-        wait_for("ready again", lambda: runner.ready, timeout_s=30)
+        wait_for("ready again", lambda: runner.snapshot().ready, timeout_s=30)
         print(f"{time.monotonic() - cut_at:.1f}s after the cut: caught up")
         cuts = proxy.cuts
     finally:
@@ -117,7 +121,6 @@ def test_postgres_outage_pauses_retries_and_loses_nothing(
         thread.join(timeout=30)
         proxy.stop()
         admin.dispose()
-        runner.processor.engine.dispose()
     stats = outcome[0]
     assert isinstance(stats, RunStats), stats
     want = expected(published, "skip")

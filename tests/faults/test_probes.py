@@ -108,7 +108,7 @@ def test_consumer_that_stops_delivering_while_behind_fails_liveness_then_recover
         publish(bootstrap, topic, more)
         wait_for(
             "lag to show in /metrics while nothing is delivered",
-            lambda: runner.observer is not None and sum(runner.observer.lag.values()) > 0,
+            lambda: sum(runner.snapshot().lag.values()) > 0,
             timeout_s=30,
         )
         behind_at = time.monotonic()

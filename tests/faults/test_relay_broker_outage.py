@@ -9,6 +9,7 @@ from consumers.kafka.broker import EmbeddedBroker
 from consumers.kafka.config import client_config, producer_config
 from consumers.settings.models import Settings
 from producers import EventPublisher, OutboxRelay, RelaySettings, pending_count
+from projections import database_errors
 from tests.support import wait_for
 from tests.support.commands import command_side, read_topic
 
@@ -21,12 +22,13 @@ def test_relay_retries_through_a_broker_restart(sqlite_url: str) -> None:
     try:
         port = int(broker.bootstrap_servers.rsplit(":", 1)[1])
         settings = Settings(bootstrap_servers=broker.bootstrap_servers)
-        ensure_topics(client_config(settings), ["blog.posts"], partitions=2)
+        ensure_topics(client_config(settings.kafka), ["blog.posts"], partitions=2)
         with command_side(sqlite_url) as cs:
             stop = threading.Event()
             relay = OutboxRelay(
                 cs.engine,
-                publisher=EventPublisher(producer_config(settings), serde=cs.outbox.serde),
+                publisher=EventPublisher(producer_config(settings.kafka), serde=cs.outbox.serde),
+                database_errors=database_errors,
                 tables=cs.tables,
                 settings=RelaySettings(
                     poll_interval_s=0.05, retry_initial_s=0.2, retry_max_s=1.0, flush_timeout_s=3.0
@@ -53,7 +55,7 @@ def test_relay_retries_through_a_broker_restart(sqlite_url: str) -> None:
                 )
                 broker = EmbeddedBroker(port=port)
                 broker.__enter__()
-                ensure_topics(client_config(settings), ["blog.posts"], partitions=2)
+                ensure_topics(client_config(settings.kafka), ["blog.posts"], partitions=2)
                 wait_for(
                     "the backlog published after the restart",
                     lambda: pending_count(cs.engine, cs.tables) == 0,

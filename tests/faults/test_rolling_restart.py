@@ -70,7 +70,7 @@ class StreamPublisher(threading.Thread):
         super().__init__(daemon=True)
         self.topic, self.events = topic, events
         self.publisher = EventPublisher(
-            producer_config(Settings(bootstrap_servers=bootstrap)),
+            producer_config(Settings(bootstrap_servers=bootstrap).kafka),
             serde=AvroSerde(SchemaCatalog.load()),
         )
         self.published = 0
@@ -206,7 +206,7 @@ def test_rolling_restart_then_sigkill_loses_nothing_and_applies_nothing_twice(
     """Three static members rolled one by one, then one SIGKILLed: every offset applied exactly once."""
     topic = topic_env["PROJECTIONIST_BLOG_TOPIC"]
     ensure_topics(
-        client_config(Settings(bootstrap_servers=bootstrap)),
+        client_config(Settings(bootstrap_servers=bootstrap).kafka),
         [topic, topic + ".dlq"],
         partitions=PARTITIONS,
     )

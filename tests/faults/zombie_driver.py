@@ -11,12 +11,12 @@ from __future__ import annotations
 import json
 import os
 import signal
-from collections.abc import Mapping
 from pathlib import Path
 
 from consumers.app import build_runner
 from consumers.runtime.batch import PreparedBatch
 from consumers.runtime.stop import StopSignal
+from consumers.runtime.transaction import PendingCommit
 from consumers.settings.models import load_settings
 
 
@@ -26,11 +26,9 @@ def main() -> None:
     stop.install()
     runner = build_runner(load_settings(), "blog", stop=stop)
     processor = runner.processor
-    commit = processor.commit
+    begin = processor.begin
 
-    def commit_after_freeze(
-        batch: PreparedBatch, positions: Mapping[tuple[str, int], int | None]
-    ) -> dict[tuple[str, int], int]:
+    def begin_after_freeze(batch: PreparedBatch) -> PendingCommit:
         if freeze_file.exists():
             freeze_file.unlink()
             stale = [
@@ -39,9 +37,9 @@ def main() -> None:
             marker = {"consumer": processor.consumer_label, "positions": stale}
             freeze_file.with_suffix(".frozen").write_text(json.dumps(marker))
             os.kill(os.getpid(), signal.SIGSTOP)
-        return commit(batch, positions)
+        return begin(batch)
 
-    processor.commit = commit_after_freeze  # type: ignore[method-assign]
+    processor.begin = begin_after_freeze  # type: ignore[method-assign]
     stats = runner.run_forever()
     print(json.dumps({"projection": "blog", "signal": stop.signal_name, **stats.as_dict()}))
 

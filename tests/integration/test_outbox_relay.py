@@ -16,8 +16,9 @@ from consumers.kafka.admin import ensure_topics
 from consumers.kafka.config import client_config, producer_config
 from consumers.settings.models import Settings
 from producers import BlogService, EventPublisher, Outbox, OutboxEvent, OutboxRelay, RelaySettings
+from projections import database_errors
 from schemas import AvroSerde, SchemaCatalog
-from tests.support import json_line, run_cli, start_cli, wait_for
+from tests.support import json_line, run_cli, start_cli, start_module, wait_for
 from tests.support.commands import command_side, outbox_events, read_topic, unpublished
 from tests.support.oracle import assert_blog_matches
 
@@ -75,7 +76,7 @@ def test_relay_killed_between_publish_and_mark_republishes_and_consumer_skips(
         "PROJECTIONIST_RELAY_BATCH_SIZE": str(crash_round),
     }
 
-    relay = start_cli(["relay"], env={**env, "PROJECTIONIST_RELAY_PAUSE_AFTER_ACK_S": "300"})
+    relay = start_module("tests.integration.paused_relay", env=env)  # pauses after the ack
     stderr = _LineReader(relay.stderr)
     wait_for(
         "the relay to pause after the broker ack",
@@ -175,14 +176,18 @@ def test_rolled_back_command_never_reaches_kafka(
     """A command whose transaction rolls back after writing its outbox row publishes nothing."""
     topic = topic_env["PROJECTIONIST_BLOG_TOPIC"]
     settings = Settings(bootstrap_servers=bootstrap)
-    ensure_topics(client_config(settings), [topic], partitions=2)
+    ensure_topics(client_config(settings.kafka), [topic], partitions=2)
     with command_side(sqlite_url, blog_topic=topic, outbox_class=_CrashBeforeCommit) as cs:
         with pytest.raises(RuntimeError, match="before commit"):
             cs.blog.create(title="doomed", author="ann")
         kept = cs.blog.create(title="kept", author="ann")
-        publisher = EventPublisher(producer_config(settings), serde=cs.outbox.serde)
+        publisher = EventPublisher(producer_config(settings.kafka), serde=cs.outbox.serde)
         stats = OutboxRelay(
-            cs.engine, publisher=publisher, tables=cs.tables, settings=RelaySettings()
+            cs.engine,
+            publisher=publisher,
+            database_errors=database_errors,
+            tables=cs.tables,
+            settings=RelaySettings(),
         ).drain(timeout_s=60)
         publisher.close()
     assert stats.published == 1

@@ -124,9 +124,11 @@ def test_consumer_drains_over_sasl_ssl(
         ssl_ca_location=str(ca),
     )
     topic = unique("blog")
-    ensure_topics(client_config(settings), [topic, topic + ".dlq"], partitions=2)
+    ensure_topics(client_config(settings.kafka), [topic, topic + ".dlq"], partitions=2)
     events = blog_events(posts=100, seed=4)
-    publisher = EventPublisher(producer_config(settings), serde=AvroSerde(SchemaCatalog.load()))
+    publisher = EventPublisher(
+        producer_config(settings.kafka), serde=AvroSerde(SchemaCatalog.load())
+    )
     for ev in events:
         publisher.publish(topic, ev.event_type, ev.record, key=ev.key)
     publisher.close()
@@ -155,6 +157,6 @@ def test_wrong_password_is_refused(sasl_ssl_kafka: tuple[str, Path]) -> None:
         sasl_password="wrong",
         ssl_ca_location=str(ca),
     )
-    admin = AdminClient(client_config(settings))
+    admin = AdminClient(client_config(settings.kafka))
     with pytest.raises(KafkaException):
         admin.list_topics(timeout=15)

@@ -28,7 +28,9 @@ def test_mixed_versions_and_framings_on_one_topic(bootstrap: str, sqlite_url: st
         session_timeout_ms=6000,
         heartbeat_interval_ms=500,
     )
-    ensure_topics(client_config(settings), [topic, topic + settings.dlq_suffix], partitions=3)
+    ensure_topics(
+        client_config(settings.kafka), [topic, topic + settings.topics.dlq_suffix], partitions=3
+    )
     catalog = SchemaCatalog.load()
     serde = AvroSerde(catalog)
     registry = RegistryFraming(registry_client("mock://mixed-topic"), catalog)
@@ -36,7 +38,7 @@ def test_mixed_versions_and_framings_on_one_topic(bootstrap: str, sqlite_url: st
         blog_events(posts=300, seed=17), duplicate_ratio=0.03, stale_ratio=0.03, seed=17
     )
     rng = random.Random(17)
-    publisher = EventPublisher(producer_config(settings), serde=serde)
+    publisher = EventPublisher(producer_config(settings.kafka), serde=serde)
     seen = {"v1": 0, "v2": 0, "confluent": 0, "single": 0}
     for ev in events:
         version = None

@@ -142,6 +142,18 @@ def start_cli(args: Sequence[str], *, env: dict[str, str]) -> subprocess.Popen[s
     )
 
 
+def start_module(module: str, *, env: dict[str, str]) -> subprocess.Popen[str]:
+    """``python -m module`` from the repository root (test drivers), like :func:`start_cli`."""
+    return subprocess.Popen(
+        [sys.executable, "-m", module],
+        cwd=Path(__file__).resolve().parents[2],
+        env={**os.environ, **env},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
 def checkpoint_total(url: str, projection: str) -> int:
     """Sum of (last offset + 1) over a projection's checkpoint rows: events behind us."""
     engine = sa.create_engine(url)

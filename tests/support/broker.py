@@ -11,8 +11,10 @@ from schemas import AvroSerde, SchemaCatalog
 
 def publish(bootstrap: str, topic: str, events: list[SampleEvent], *, partitions: int = 4) -> None:
     settings = Settings(bootstrap_servers=bootstrap)
-    ensure_topics(client_config(settings), [topic, topic + ".dlq"], partitions=partitions)
-    publisher = EventPublisher(producer_config(settings), serde=AvroSerde(SchemaCatalog.load()))
+    ensure_topics(client_config(settings.kafka), [topic, topic + ".dlq"], partitions=partitions)
+    publisher = EventPublisher(
+        producer_config(settings.kafka), serde=AvroSerde(SchemaCatalog.load())
+    )
     for ev in events:
         publisher.publish(topic, ev.event_type, ev.record, key=ev.key)
     publisher.flush()

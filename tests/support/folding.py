@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from consumers.runtime.batch import BatchProcessor
+from consumers.runtime.processor import BatchProcessor
 from consumers.runtime.stats import RunStats
 from producers import SampleEvent
 from projections import CheckpointStore, Projection, make_engine
@@ -43,7 +43,7 @@ class Folder:
             self._next[p] += 1
         for start in range(0, len(messages), batch):
             prepared = self.processor.prepare(messages[start : start + batch], self.positions)
-            self.positions.update(self.processor.commit(prepared, self.positions))
+            self.positions.update(self.processor.commit(prepared).positions)
 
     def close(self) -> None:
         self.processor.engine.dispose()

@@ -226,7 +226,7 @@ SLOT = "blog_v1"
 
 
 def publish_poison(bootstrap: str, topic: str, count: int) -> None:
-    producer = Producer(producer_config(Settings(bootstrap_servers=bootstrap)))
+    producer = Producer(producer_config(Settings(bootstrap_servers=bootstrap).kafka))
     for i in range(count):
         producer.produce(topic, key=f"poison-{i}".encode(), value=b"\x00not avro at all")
     assert producer.flush(30) == 0
@@ -252,9 +252,8 @@ def running(
     """An in-process runner on its own thread, with its endpoints served; stopped on exit."""
     stop = StopSignal()
     errors: list[BaseException] = []
-    with observed_runner(settings, "blog", stop=stop) as runner:
-        if consumer_factory is not None:
-            runner._factory = consumer_factory  # fault injection: wrap the Kafka client
+    factory = consumer_factory or Consumer  # fault injection: wrap the Kafka client
+    with observed_runner(settings, "blog", stop=stop, consumer_factory=factory) as runner:
 
         def loop() -> None:
             try:
@@ -265,11 +264,10 @@ def running(
         thread = threading.Thread(target=loop, name="runner", daemon=True)
         thread.start()
         try:
-            yield runner, f"http://{settings.metrics_address}"
+            yield runner, f"http://{settings.observability.metrics_address}"
         finally:
             stop.set()
             thread.join(timeout=60)
-            runner.processor.engine.dispose()
     assert not thread.is_alive(), "runner did not stop"
     if errors:
         raise errors[0]

@@ -8,7 +8,7 @@ from collections.abc import Iterator
 import pytest
 import sqlalchemy as sa
 
-from consumers.runtime.batch import BatchProcessor
+from consumers.runtime.processor import BatchProcessor
 from consumers.runtime.stats import RunStats
 from producers import SampleEvent, blog_events, with_noise
 from projections import BlogProjection, CheckpointStore, Move, make_engine
@@ -72,7 +72,7 @@ def _run(
 ) -> None:
     for start in range(0, len(messages), batch):
         prepared = proc.prepare(messages[start : start + batch], positions)
-        positions.update(proc.commit(prepared, positions))
+        positions.update(proc.commit(prepared).positions)
 
 
 def test_batches_fold_to_the_oracle(db_url: str) -> None:
@@ -112,7 +112,7 @@ def test_checkpoint_is_compare_and_set(db_url: str) -> None:
     zombie_view = {(TOPIC, 0): None}  # a zombie still believes nothing was applied
     batch = proc.prepare(msgs[10:], zombie_view)
     with pytest.raises(FencedError):
-        proc.commit(batch, zombie_view)
+        proc.commit(batch)
     store = CheckpointStore()
     with proc.engine.connect() as conn:
         assert store.load(conn, proc.projection.slot) == {(TOPIC, 0): 9}
@@ -145,8 +145,8 @@ def test_poison_goes_to_the_sink_and_the_rest_applies(db_url: str) -> None:
     positions: dict[tuple[str, int], int | None] = {(TOPIC, 0): None}
     prepared = proc.prepare(msgs, positions)
     with pytest.raises(Exception, match="injected"):
-        proc.commit(prepared, positions)
-    positions.update(proc.commit(prepared, positions))
+        proc.commit(prepared)
+    positions.update(proc.commit(prepared).positions)
     assert [d.message.offset() for d in sink.sent] == [5]
     assert proc.stats.dead_lettered == 1
     assert proc.stats.balanced()
@@ -170,7 +170,7 @@ def test_delete_is_terminal(sqlite_url: str) -> None:
         last = positions[(TOPIC, 0)]
         for m in msgs:
             m._offset = 0 if last is None else last + 1
-        positions.update(proc.commit(proc.prepare(msgs, positions), positions))
+        positions.update(proc.commit(proc.prepare(msgs, positions)).positions)
     model = assert_blog_matches(sqlite_url, [*events, late])
     assert model.deleted == {events[0].key}
     assert model.tag_cloud == {}

@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
 
 import pytest
 import sqlalchemy as sa
 
-from consumers.runtime.batch import BatchProcessor
 from consumers.runtime.control import GenerationControl
-from consumers.runtime.runner import ProjectionRunner
+from consumers.runtime.processor import BatchProcessor
 from consumers.runtime.stats import RunStats
 from projections import BlogProjection, CheckpointStore, make_engine
 from projections.generations.heartbeats import HeartbeatStore
@@ -18,13 +16,6 @@ from projections.generations.replay_marks import ReplayMark, ReplayMarkStore
 from projections.generations.versions import VersionStore
 from schemas import AvroSerde, SchemaCatalog
 from tests.support.fakes import ListSink
-
-
-@dataclass
-class _Runner:
-    """The one attribute a control reads from its runner."""
-
-    processor: BatchProcessor
 
 
 @pytest.fixture
@@ -47,17 +38,16 @@ def _processor(engine: sa.Engine, generation: int) -> BatchProcessor:
     return proc
 
 
-def _check(control: GenerationControl, proc: BatchProcessor) -> str | None:
+def _check(control: GenerationControl) -> str | None:
     control._next_check = 0.0  # each call is a new check, whatever the interval
-    runner: ProjectionRunner = _Runner(proc)  # type: ignore[assignment]
-    return control.check(runner)
+    return control.check()
 
 
 def test_swap_hands_over_and_replay_reseeks(engine: sa.Engine) -> None:
     """A live runner re-seeks when the epoch moves and stops when another generation is active."""
     v1, v2 = _processor(engine, 1), _processor(engine, 2)
-    control = GenerationControl(instance="pod-a")
-    assert _check(control, v1) is None  # first check: row and views created, heartbeat written
+    control = GenerationControl(v1, instance="pod-a")
+    assert _check(control) is None  # first check: row and views created, heartbeat written
     store = VersionStore()
     with engine.connect() as conn:
         assert HeartbeatStore().instances(conn, "blog_v1", fresh_s=60) == {"pod-a": "live"}
@@ -65,12 +55,12 @@ def test_swap_hands_over_and_replay_reseeks(engine: sa.Engine) -> None:
     with engine.begin() as conn:
         ReplayMarkStore().set(conn, "blog_v1", {("blog.posts", 0): ReplayMark(41)})
         store.bump_epoch(conn, "blog")
-    assert _check(control, v1) == "reseek"
+    assert _check(control) == "reseek"
     assert v1.replay_marks == {("blog.posts", 0): ReplayMark(41)}
-    assert _check(control, v1) is None  # the same epoch again: nothing to do
+    assert _check(control) is None  # the same epoch again: nothing to do
     with engine.begin() as conn:
         store.swap(conn, v2.projection)
-    assert _check(control, v1) == "switch"
+    assert _check(control) == "switch"
     control.close()
     with engine.connect() as conn:
         assert HeartbeatStore().instances(conn, "blog_v1", fresh_s=60) == {}
@@ -79,9 +69,9 @@ def test_swap_hands_over_and_replay_reseeks(engine: sa.Engine) -> None:
 def test_rebuild_control_never_switches(engine: sa.Engine) -> None:
     """The rebuild's runner writes a generation that is not active yet: it must keep going."""
     v1, v2 = _processor(engine, 1), _processor(engine, 2)
-    assert _check(GenerationControl(instance="live"), v1) is None
-    rebuild = GenerationControl(live=False, instance="rebuild")
-    assert _check(rebuild, v2) is None
+    assert _check(GenerationControl(v1, instance="live")) is None
+    rebuild = GenerationControl(v2, live=False, instance="rebuild")
+    assert _check(rebuild) is None
     with engine.connect() as conn:
         assert HeartbeatStore().instances(conn, "blog_v2", fresh_s=60) == {"rebuild": "rebuilding"}
     rebuild.close()

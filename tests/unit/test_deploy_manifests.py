@@ -255,7 +255,7 @@ def test_settings_load_and_render_a_kafka_config(
     docs = render(target)
     _settings_env(docs, tmp_path, monkeypatch)
     settings = load_settings()
-    conf = client_config(settings)
+    conf = client_config(settings.kafka)
     if target == "prod":
         assert conf["security.protocol"] == "SASL_SSL"
         assert conf["sasl.password"] == "stand-in-secret"
@@ -280,13 +280,14 @@ def test_keda_scales_the_consumer_group_the_code_uses(
     assert "replicas" not in sts["spec"], "KEDA owns the replica count in prod"
     (trigger,) = so["spec"]["triggers"]
     projection = create_projection(
-        sts["spec"]["template"]["spec"]["containers"][0]["args"][1], topics=topics_from(settings)
+        sts["spec"]["template"]["spec"]["containers"][0]["args"][1],
+        topics=topics_from(settings.topics),
     )
     meta = trigger["metadata"]
     assert trigger["type"] == "kafka"
-    assert meta["consumerGroup"] == group_id(settings, projection)
+    assert meta["consumerGroup"] == group_id(settings.kafka, projection)
     assert meta["topic"] in projection.topics
-    assert meta["bootstrapServers"] == settings.bootstrap_servers
+    assert meta["bootstrapServers"] == settings.kafka.bootstrap_servers
     assert int(meta["lagThreshold"]) > 0
     assert (meta["sasl"], meta["tls"]) == ("scram_sha512", "enable"), (
         "KEDA must speak SASL_SSL like the consumer"

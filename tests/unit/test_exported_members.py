@@ -5,8 +5,8 @@ is checked by ``lint-imports`` in ``make lint`` (pyproject.toml ``[tool.importli
 """
 
 from __future__ import annotations
-
 import __future__
+
 import importlib
 import pkgutil
 from types import ModuleType

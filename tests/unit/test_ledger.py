@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 import sqlalchemy as sa
 
-from consumers.runtime.batch import BatchProcessor
+from consumers.runtime.processor import BatchProcessor
 from consumers.runtime.stats import RunStats
 from producers import blog_events, with_noise
 from projections import ApplyResult, CheckpointStore, Event, EventLedger, Projection, make_engine
@@ -77,9 +77,8 @@ def test_duplicates_at_new_offsets_count_once(processor: BatchProcessor) -> None
     ]
     positions: dict[tuple[str, int], int | None] = {(TOPIC, 0): None}
     for start in range(0, len(msgs), 23):
-        positions.update(
-            processor.commit(processor.prepare(msgs[start : start + 23], positions), positions)
-        )
+        batch = processor.prepare(msgs[start : start + 23], positions)
+        positions.update(processor.commit(batch).positions)
     expected = Counter(e.event_type for e in {e.record["event_id"]: e for e in events}.values())
     with processor.engine.connect() as conn:
         actual = dict(conn.execute(sa.text("SELECT event_type, n FROM event_counts_v1")).all())

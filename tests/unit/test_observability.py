@@ -16,6 +16,7 @@ from consumers.observability.health import HealthSettings, ProjectionHealth
 from consumers.observability.logs import redact
 from consumers.observability.metrics import RUNNER_FAMILIES, Metrics
 from consumers.observability.observer import KafkaClientStats, LoopObserver
+from consumers.runtime.snapshot import RunnerSnapshot
 from consumers.runtime.stats import RunStats
 from schemas.errors import ConfigurationError
 
@@ -34,16 +35,37 @@ class FakeClock:
 
 
 def fake_runner(**overrides: Any) -> Any:
+    """What a runner would tell its observer, as attributes a test sets by hand."""
     runner = SimpleNamespace(
-        stats=RunStats(),
-        positions={},
-        ready=False,
-        last_poll_at=0.0,
-        processor=SimpleNamespace(projection=SimpleNamespace(slot="blog_v1")),
-        lag=dict,
+        stats=RunStats(), positions={}, ready=False, last_poll_at=0.0, lag={}, high_watermarks={}
     )
     runner.__dict__.update(overrides)
     return runner
+
+
+class ObservedLoop(LoopObserver):
+    """An observer whose latest snapshot is the fake runner's state whenever it is read."""
+
+    def __init__(self, metrics: Metrics, runner: Any) -> None:
+        self.runner = runner
+        super().__init__(metrics)
+
+    @property  # type: ignore[override]
+    def snapshot(self) -> RunnerSnapshot:
+        r = self.runner
+        return RunnerSnapshot(
+            slot="blog_v1",
+            positions=dict(r.positions),
+            lag=dict(r.lag),
+            high_watermarks=dict(r.high_watermarks),
+            ready=r.ready,
+            last_poll_at=r.last_poll_at,
+            stats=r.stats,
+        )
+
+    @snapshot.setter
+    def snapshot(self, _value: RunnerSnapshot) -> None:
+        pass  # the test sets the fake runner's attributes instead
 
 
 def watched(
@@ -51,10 +73,9 @@ def watched(
 ) -> tuple[Any, LoopObserver, ProjectionHealth, FakeClock, CollectorRegistry]:
     registry = CollectorRegistry()
     runner = fake_runner()
-    observer = LoopObserver(Metrics(registry))
+    observer = ObservedLoop(Metrics(registry), runner)
     clock = FakeClock()
     health = ProjectionHealth(
-        runner,
         observer,
         settings=HealthSettings(stall_timeout_s=stall_s, readiness_grace_s=grace_s),
         ping_database=ping or (lambda: None),
@@ -62,7 +83,7 @@ def watched(
         wall_clock=clock,
     )
     collector = RunnerCollector()
-    collector.watch(runner, observer, health)
+    collector.watch(observer, health)
     registry.register(collector)
     return runner, observer, health, clock, registry
 
@@ -114,19 +135,19 @@ def test_nothing_is_registered_at_import_or_on_the_global_registry() -> None:
 
     for module in pkgutil.walk_packages(consumers.__path__, "consumers."):
         importlib.import_module(module.name)
-    obs = Observability(Settings(metrics_address="127.0.0.1:0"))
+    obs = Observability(Settings(metrics_address="127.0.0.1:0").observability)
     assert not [f.name for f in REGISTRY.collect() if f.name.startswith("projectionist")]
     assert any(f.name == "projectionist_events_received" for f in obs.registry.collect())
 
 
 def test_runner_families_reconcile_with_run_stats() -> None:
     """Scrape-time counters equal RunStats, and consumed equals the sum of the outcome buckets."""
-    runner, observer, _health, _clock, registry = watched()
+    runner, _observer, _health, _clock, registry = watched()
     runner.stats = RunStats(
         consumed=20, applied=11, skipped_offset=3, stale=2, ignored=1, dead_lettered=3
     )
     runner.positions = {("blog", 0): 41, ("blog", 1): None}
-    observer.lag, observer.high_watermarks = {("blog", 0): 8, ("blog", 1): -1}, {("blog", 0): 50}
+    runner.lag, runner.high_watermarks = {("blog", 0): 8, ("blog", 1): -1}, {("blog", 0): 50}
     text = generate_latest(registry).decode()
 
     def value(series: str) -> float:
@@ -177,9 +198,9 @@ def test_client_statistics_are_parsed_from_librdkafka_json() -> None:
 
 def test_liveness_fails_when_behind_without_progress_and_recovers() -> None:
     """Assigned, lag > 0, no retries, no checkpoint movement for the stall timeout → unhealthy."""
-    runner, observer, health, clock, _ = watched(stall_s=10)
+    runner, _observer, health, clock, _ = watched(stall_s=10)
     runner.positions, runner.ready = {("blog", 0): 5}, True
-    observer.lag = {("blog", 0): 100}
+    runner.lag = {("blog", 0): 100}
     verdicts = []
     for _ in range(4):  # the loop keeps polling: only the stall rule can fire
         clock.now += 4
@@ -194,14 +215,14 @@ def test_liveness_fails_when_behind_without_progress_and_recovers() -> None:
 
 def test_liveness_tolerates_retries_and_a_caught_up_idle_consumer() -> None:
     """Retrying an outage or having nothing to do never fails liveness."""
-    runner, observer, health, clock, _ = watched(stall_s=10)
+    runner, _observer, health, clock, _ = watched(stall_s=10)
     runner.positions, runner.ready = {("blog", 0): 5}, False  # a retry has not succeeded yet
-    observer.lag = {("blog", 0): 100}
+    runner.lag = {("blog", 0): 100}
     for _ in range(5):
         clock.now += 5
         runner.last_poll_at = clock.now
         assert health.liveness().ok
-    runner.ready, observer.lag = True, {("blog", 0): 0}
+    runner.ready, runner.lag = True, {("blog", 0): 0}
     for _ in range(5):
         clock.now += 5
         runner.last_poll_at = clock.now

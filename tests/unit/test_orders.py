@@ -7,7 +7,7 @@ from collections.abc import Iterator
 import pytest
 import sqlalchemy as sa
 
-from consumers.runtime.batch import BatchProcessor
+from consumers.runtime.processor import BatchProcessor
 from consumers.runtime.stats import RunStats
 from producers import SampleEvent, order_events, with_noise
 from projections import CheckpointStore, OrdersProjection, make_engine
@@ -54,7 +54,7 @@ def _run(
 ) -> None:
     for start in range(0, len(messages), batch):
         prepared = proc.prepare(messages[start : start + batch], positions)
-        positions.update(proc.commit(prepared, positions))
+        positions.update(proc.commit(prepared).positions)
 
 
 def test_batches_fold_to_the_oracle_with_duplicates(processor: BatchProcessor, db_url: str) -> None:

@@ -7,8 +7,8 @@ from collections.abc import Iterator, Sequence
 import pytest
 import sqlalchemy as sa
 
-from consumers.runtime.batch import BatchProcessor
 from consumers.runtime.history_guard import HistoryGuard, mismatch
+from consumers.runtime.processor import BatchProcessor
 from consumers.runtime.stats import RunStats
 from producers import SampleEvent, blog_events
 from projections import ApplyResult, BlogProjection, CheckpointStore, Event, make_engine
@@ -87,7 +87,7 @@ def _messages(items: list[SampleEvent | bytes]) -> list[FakeMessage]:
 def _run(proc: BatchProcessor, msgs: list[FakeMessage], batch: int, positions: Positions) -> None:
     for start in range(0, len(msgs), batch):
         prepared = proc.prepare(msgs[start : start + batch], positions)
-        positions.update(proc.commit(prepared, positions))
+        positions.update(proc.commit(prepared).positions)
 
 
 def _audit(url: str) -> list[tuple[int, str]]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pydantic import SecretStr
 
 from consumers.app import build_read_models
-from consumers.settings.models import Settings
+from consumers.settings.models import Settings, TopicSettings
 from projections import BlogProjection, make_engine
 from projections.generations.versions import VersionStore
 
@@ -20,7 +20,9 @@ def test_read_models_follow_the_active_generation(db_url: str) -> None:
             VersionStore().ensure(conn, second)
     finally:
         engine.dispose()
-    reads = build_read_models(Settings(database_url=SecretStr(db_url)), read_only=True)
+    reads = build_read_models(
+        Settings(database_url=SecretStr(db_url)).database, TopicSettings(), read_only=True
+    )
     try:
         assert reads.blog.posts.name == "posts_v2"
         assert reads.orders.generation == 1  # never rebuilt: the code's version

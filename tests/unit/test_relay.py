@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from producers import OutboxRelay, PublishError, PublishFailure, RelaySettings
+from projections import database_errors
 from tests.support.commands import command_side, unpublished
 
 
@@ -44,6 +45,7 @@ def test_broker_outage_rolls_back_the_round_and_retries(sqlite_url: str) -> None
         relay = OutboxRelay(
             cs.engine,
             publisher=publisher,
+            database_errors=database_errors,
             tables=cs.tables,  # type: ignore[arg-type]
             settings=RelaySettings(batch_size=4, retry_initial_s=0.01, retry_max_s=0.02),
         )
@@ -68,12 +70,14 @@ def test_replicas_never_overtake_each_other_on_one_aggregate(pg_url: str) -> Non
         a = OutboxRelay(
             cs.engine,
             publisher=FlakyPublisher(),
+            database_errors=database_errors,
             tables=cs.tables,  # type: ignore[arg-type]
             settings=RelaySettings(batch_size=1),
         )
         b = OutboxRelay(
             cs.engine,
             publisher=FlakyPublisher(),
+            database_errors=database_errors,
             tables=cs.tables,  # type: ignore[arg-type]
             settings=RelaySettings(batch_size=10),
         )

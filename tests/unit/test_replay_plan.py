@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 import pytest
 
 from consumers.operations.replay import PartitionPlan, ReplayRefused, check_replayable, parse_point
-from consumers.runtime.batch import BatchProcessor
+from consumers.runtime.processor import BatchProcessor
 from consumers.runtime.stats import RunStats
 from producers import blog_events
 from projections import BlogProjection, CheckpointStore

@@ -10,7 +10,7 @@ import pytest
 from confluent_kafka import Consumer, Producer
 
 from consumers.kafka.config import client_config, consumer_config, producer_config, redacted
-from consumers.settings.models import Settings, load_settings
+from consumers.settings.models import Settings, load_settings, setting_fields
 from schemas.errors import ConfigurationError
 
 SECRET = "s3cr3t-Sentinel-0451"
@@ -64,19 +64,19 @@ CASES: dict[str, dict[str, Any]] = {
 def test_each_protocol_renders_a_config_librdkafka_accepts(case: str) -> None:
     """Consumer and producer configs for each protocol/mechanism construct real clients."""
     settings = _settings(**CASES[case])
-    conf = client_config(settings)
-    assert conf["security.protocol"] == settings.security_protocol
-    if settings.sasl_mechanism:
-        assert conf["sasl.mechanism"] == settings.sasl_mechanism
+    conf = client_config(settings.kafka)
+    assert conf["security.protocol"] == settings.kafka.security_protocol
+    if settings.kafka.sasl_mechanism:
+        assert conf["sasl.mechanism"] == settings.kafka.sasl_mechanism
     # librdkafka validates every key and value at construction; nothing connects yet
     # (an OIDC client may try its token endpoint in the background and just fail).
-    Consumer(consumer_config(settings, group_id="g")).close()
-    Producer(producer_config(settings)).flush(0)
+    Consumer(consumer_config(settings.kafka, group_id="g")).close()
+    Producer(producer_config(settings.kafka)).flush(0)
 
 
 def test_oauthbearer_settings_pass_through_unchanged() -> None:
     """OAUTHBEARER oidc settings reach librdkafka under its own keys."""
-    conf = client_config(_settings(**CASES["oauthbearer-oidc"]))
+    conf = client_config(_settings(**CASES["oauthbearer-oidc"]).kafka)
     assert conf["sasl.oauthbearer.method"] == "oidc"
     assert conf["sasl.oauthbearer.client.id"] == "projectionist"
     assert conf["sasl.oauthbearer.client.secret"] == SECRET
@@ -93,7 +93,7 @@ def test_tls_files_and_key_password_are_passed() -> None:
             ssl_certificate_location="/secrets/tls.crt",
             ssl_key_location="/secrets/tls.key",
             ssl_key_password=SECRET,
-        )
+        ).kafka
     )
     assert conf["ssl.ca.location"] == "/secrets/ca.crt"
     assert conf["ssl.certificate.location"] == "/secrets/tls.crt"
@@ -124,7 +124,7 @@ def test_incomplete_security_settings_are_configuration_errors(
 ) -> None:
     """A protocol without the credentials it needs fails with the variable to set."""
     with pytest.raises(ConfigurationError, match=message):
-        client_config(_settings(**given))
+        client_config(_settings(**given).kafka)
 
 
 @pytest.mark.parametrize("case", sorted(CASES))
@@ -133,7 +133,7 @@ def test_redacted_config_and_settings_repr_hide_every_secret(case: str) -> None:
     settings = _settings(
         **CASES[case], ssl_key_password=SECRET, database_url=f"postgresql://u:{SECRET}@db/x"
     )
-    for conf in (consumer_config(settings, group_id="g"), producer_config(settings)):
+    for conf in (consumer_config(settings.kafka, group_id="g"), producer_config(settings.kafka)):
         assert SECRET in str(conf)  # the raw config carries it: redaction has work to do
         assert SECRET not in str(redacted(conf))
     assert SECRET not in repr(settings)
@@ -153,7 +153,7 @@ def test_secrets_are_read_from_mounted_files(
 ) -> None:
     """Every SecretStr setting has a *_FILE twin; one trailing newline is dropped."""
     _clean_env(monkeypatch)
-    names = [n for n, f in Settings.model_fields.items() if "SecretStr" in str(f.annotation)]
+    names = [n for n, f in setting_fields().items() if "SecretStr" in str(f.annotation)]
     assert {
         "sasl_password",
         "ssl_key_password",
@@ -166,7 +166,7 @@ def test_secrets_are_read_from_mounted_files(
         monkeypatch.setenv(f"PROJECTIONIST_{name.upper()}_FILE", str(path))
     settings = load_settings()
     for name in names:
-        assert getattr(settings, name).get_secret_value() == f"{name}-{SECRET}"
+        assert settings.flat()[name].get_secret_value() == f"{name}-{SECRET}"
 
 
 @pytest.mark.parametrize("problem", ["both", "missing", "empty"])
