@@ -22,12 +22,11 @@ from sqlalchemy.exc import IntegrityError
 from producers._rules import check_post, normalise_tags, slugify
 from producers.command_errors import AggregateNotFound, InvalidCommand, VersionConflict
 from producers.outbox import CommandResult, Outbox
+from schemas.events import BLOG_POST_DELETED as POST_DELETED
+from schemas.events import BLOG_POST_UPDATED as POST_UPDATED
 from schemas.utc import as_utc
 
 __all__ = ["POST_DELETED", "POST_UPDATED", "BlogService"]
-
-POST_UPDATED = "blog.BlogPostUpdated"
-POST_DELETED = "blog.BlogPostDeleted"
 
 
 def _now() -> datetime:

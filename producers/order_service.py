@@ -19,10 +19,9 @@ from sqlalchemy.exc import IntegrityError
 from producers._rules import check_order
 from producers.command_errors import AggregateNotFound, InvalidCommand, VersionConflict
 from producers.outbox import CommandResult, Outbox
+from schemas.events import ORDER_FULFILLED
 
 __all__ = ["ORDER_FULFILLED", "OrderService"]
-
-ORDER_FULFILLED = "orders.OrderFulfilled"
 
 
 def _now() -> datetime:

@@ -16,6 +16,10 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from schemas.events import BLOG_POST_DELETED as POST_DELETED
+from schemas.events import BLOG_POST_UPDATED as POST_UPDATED
+from schemas.events import ORDER_FULFILLED
+
 __all__ = [
     "SampleEvent",
     "SampleStream",
@@ -25,9 +29,6 @@ __all__ = [
     "with_noise",
 ]
 
-POST_UPDATED = "blog.BlogPostUpdated"
-POST_DELETED = "blog.BlogPostDeleted"
-ORDER_FULFILLED = "orders.OrderFulfilled"
 
 _WORDS = [
     "python",

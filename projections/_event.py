@@ -1,11 +1,36 @@
-"""The event as a projection sees it: decoded record plus where it came from."""
+"""The event as a projection sees it: decoded record plus where it came from.
+
+An :class:`Event` carries its own position (topic, partition, offset: the tracking a
+projection's batch commits with) and its record, typed after the newest schema of its
+event type (:mod:`schemas.events`). A projection that reads several event types
+dispatches on ``event_type``; through :func:`known_events` mypy narrows each event's
+``record`` to its TypedDict by that comparison (tagged-union views, no run-time cost).
+"""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Protocol, cast
 
-__all__ = ["Event"]
+from schemas.events import (
+    BlogPostDeleted,
+    BlogPostDeletedType,
+    BlogPostUpdated,
+    BlogPostUpdatedType,
+    EventRecord,
+    OrderFulfilled,
+    OrderFulfilledType,
+)
+
+__all__ = [
+    "BlogPostDeletedEvent",
+    "BlogPostUpdatedEvent",
+    "Event",
+    "KnownEvent",
+    "OrderFulfilledEvent",
+    "known_events",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -15,11 +40,61 @@ class Event:
     topic: str
     partition: int
     offset: int
-    event_type: str  # Avro full name, e.g. "blog.BlogPostUpdated"
+    event_type: str  # Avro full name, e.g. "blog.BlogPostUpdated" (schemas.events)
     event_id: str
-    record: dict[str, Any]
+    record: EventRecord
     key: bytes | None = None
     timestamp_ms: int | None = None  # broker/producer timestamp, for event age
     #: False when this event is re-applied by a rebuild or a replay: projections with
     #: side effects (``has_side_effects``) must not fire them (no e-mail sent twice)
     live: bool = True
+
+
+class _Position(Protocol):
+    """What every event view shares with :class:`Event`."""
+
+    @property
+    def topic(self) -> str: ...
+    @property
+    def partition(self) -> int: ...
+    @property
+    def offset(self) -> int: ...
+    @property
+    def event_id(self) -> str: ...
+    @property
+    def key(self) -> bytes | None: ...
+    @property
+    def timestamp_ms(self) -> int | None: ...
+    @property
+    def live(self) -> bool: ...
+
+
+class BlogPostUpdatedEvent(_Position, Protocol):
+    @property
+    def event_type(self) -> BlogPostUpdatedType: ...
+    @property
+    def record(self) -> BlogPostUpdated: ...
+
+
+class BlogPostDeletedEvent(_Position, Protocol):
+    @property
+    def event_type(self) -> BlogPostDeletedType: ...
+    @property
+    def record(self) -> BlogPostDeleted: ...
+
+
+class OrderFulfilledEvent(_Position, Protocol):
+    @property
+    def event_type(self) -> OrderFulfilledType: ...
+    @property
+    def record(self) -> OrderFulfilled: ...
+
+
+#: an event of the contract, discriminated by ``event_type`` (events of types the
+#: contract does not know may arrive too: they match no comparison and are ignored)
+KnownEvent = BlogPostUpdatedEvent | BlogPostDeletedEvent | OrderFulfilledEvent
+
+
+def known_events(events: Sequence[Event]) -> Sequence[KnownEvent]:
+    """``events`` as the tagged union, for ``event_type`` dispatch (one call per batch)."""
+    return cast("Sequence[KnownEvent]", events)

@@ -19,7 +19,6 @@ import json
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import (
@@ -36,13 +35,13 @@ from sqlalchemy import (
 )
 
 from projections._base import ApplyResult, Projection
-from projections._event import Event
+from projections._event import BlogPostDeletedEvent, BlogPostUpdatedEvent, Event, known_events
 from projections._sql import MAX_PARAMS, chunks
+from schemas.events import BLOG_POST_DELETED as POST_DELETED
+from schemas.events import BLOG_POST_UPDATED as POST_UPDATED
+from schemas.events import BlogPostDeleted, BlogPostUpdated
 
 __all__ = ["POST_DELETED", "POST_UPDATED", "BlogProjection", "top_tags"]
-
-POST_UPDATED = "blog.BlogPostUpdated"
-POST_DELETED = "blog.BlogPostDeleted"
 
 
 #: PostgreSQL array type of each ``posts`` column, for the ``unnest`` upsert
@@ -73,21 +72,23 @@ class _Stored:
 class _PostChange:
     """Every event of one post in one batch, collapsed."""
 
-    update: dict[str, Any] | None = None
-    delete: dict[str, Any] | None = None
-    events: list[Event] = field(default_factory=list)
+    update: BlogPostUpdated | None = None
+    delete: BlogPostDeleted | None = None
+    events: list[BlogPostUpdatedEvent | BlogPostDeletedEvent] = field(default_factory=list)
     #: ``Event.event_id`` of ``update`` / ``delete``: already a string, no second str(UUID)
     update_id: str = ""
     delete_id: str = ""
 
-    def add(self, event: Event) -> None:
+    def add(self, event: BlogPostUpdatedEvent | BlogPostDeletedEvent) -> None:
         self.events.append(event)
-        record = event.record
         if event.event_type == POST_DELETED:
-            if self.delete is None or record["version"] > self.delete["version"]:
-                self.delete, self.delete_id = record, event.event_id
-        elif self.update is None or record["version"] > self.update["version"]:
-            self.update, self.update_id = record, event.event_id
+            deleted = event.record
+            if self.delete is None or deleted["version"] > self.delete["version"]:
+                self.delete, self.delete_id = deleted, event.event_id
+        else:
+            updated = event.record
+            if self.update is None or updated["version"] > self.update["version"]:
+                self.update, self.update_id = updated, event.event_id
 
 
 class BlogProjection(Projection):
@@ -124,7 +125,7 @@ class BlogProjection(Projection):
 
     def apply(self, conn: Connection, events: Sequence[Event]) -> ApplyResult:
         changes: dict[str, _PostChange] = {}
-        for event in events:
+        for event in known_events(events):
             if event.event_type in (POST_UPDATED, POST_DELETED):
                 post_id = event.record["post_id"]
                 change = changes.get(post_id)
@@ -272,9 +273,9 @@ def _next_row(post_id: str, old: _Stored | None, change: _PostChange) -> dict[st
             "tags": "[]",
             "author": None,
             "created_at": None,
-            "updated_at": _ts(d["deleted_at"]),
+            "updated_at": d["deleted_at"],
             "version": newest,
-            "deleted_at": _ts(d["deleted_at"]),
+            "deleted_at": d["deleted_at"],
             "last_event_id": change.delete_id,
         }
     u = change.update
@@ -286,18 +287,12 @@ def _next_row(post_id: str, old: _Stored | None, change: _PostChange) -> dict[st
         "description": u["description"],
         "tags": json.dumps(list(dict.fromkeys(u["tags"]))),
         "author": u["author"],
-        "created_at": _ts(u["creation_date"]),
-        "updated_at": _ts(u["updated_at"]),
+        "created_at": u["creation_date"],
+        "updated_at": u["updated_at"],
         "version": u["version"],
         "deleted_at": None,
         "last_event_id": change.update_id,
     }
-
-
-def _ts(value: datetime | int) -> datetime:
-    if isinstance(value, datetime):
-        return value
-    return datetime.fromtimestamp(value / 1000, tz=UTC)
 
 
 def top_tags(

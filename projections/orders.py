@@ -43,12 +43,11 @@ from sqlalchemy import (
 )
 
 from projections._base import ApplyResult, Projection
-from projections._event import Event
+from projections._event import Event, OrderFulfilledEvent, known_events
 from projections._sql import chunks, insert_for
+from schemas.events import ORDER_FULFILLED
 
 __all__ = ["ORDER_FULFILLED", "OrdersProjection"]
-
-ORDER_FULFILLED = "orders.OrderFulfilled"
 
 # Eleven columns per summary row; stay far below the bound-parameter limits.
 _ROWS_PER_INSERT = 1_000
@@ -118,7 +117,7 @@ class OrdersProjection(Projection):
     def apply(self, conn: Connection, events: Sequence[Event]) -> ApplyResult:
         rows: dict[str, dict[str, Any]] = {}
         stale = 0
-        for event in events:
+        for event in known_events(events):
             if event.event_type != ORDER_FULFILLED:
                 continue
             row = _summary_row(event)
@@ -213,7 +212,7 @@ class OrdersProjection(Projection):
         )
 
 
-def _summary_row(event: Event) -> dict[str, Any]:
+def _summary_row(event: OrderFulfilledEvent) -> dict[str, Any]:
     r = event.record
     lines = [
         {
@@ -231,15 +230,9 @@ def _summary_row(event: Event) -> dict[str, Any]:
         "lines": json.dumps(lines),
         "total_minor": int(r["total_minor"]),
         "currency": r["currency"],
-        "fulfilled_at": _utc(r["fulfilled_at"]),
+        "fulfilled_at": r["fulfilled_at"].astimezone(UTC),
         "event_id": str(r["event_id"]),
     }
-
-
-def _utc(value: datetime | int) -> datetime:
-    if isinstance(value, datetime):
-        return value.astimezone(UTC)
-    return datetime.fromtimestamp(value / 1000, tz=UTC)
 
 
 def _least(conn: Connection, a: Any, b: Any) -> ColumnElement[Any]:

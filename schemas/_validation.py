@@ -10,6 +10,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from schemas.errors import InvalidEventError
+from schemas.events import BLOG_POST_DELETED, BLOG_POST_UPDATED, ORDER_FULFILLED
 
 __all__ = ["validate"]
 
@@ -50,9 +51,9 @@ def _order_fulfilled(record: Record) -> None:
 
 
 _RULES: dict[str, Callable[[Record], None]] = {
-    "blog.BlogPostUpdated": _blog_post_updated,
-    "blog.BlogPostDeleted": _blog_post,
-    "orders.OrderFulfilled": _order_fulfilled,
+    BLOG_POST_UPDATED: _blog_post_updated,
+    BLOG_POST_DELETED: _blog_post,
+    ORDER_FULFILLED: _order_fulfilled,
 }
 
 

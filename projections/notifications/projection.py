@@ -40,10 +40,10 @@ from sqlalchemy import (
 )
 
 from projections._base import ApplyResult, Projection
-from projections._event import Event
+from projections._event import Event, OrderFulfilledEvent, known_events
 from projections._sql import chunks, insert_for
 from projections.notifications.template import message_id_for, render_order_email
-from projections.orders import ORDER_FULFILLED
+from schemas.events import ORDER_FULFILLED
 
 __all__ = ["FAILED", "PENDING", "SENT", "SUPPRESSED", "NotificationsProjection"]
 
@@ -108,7 +108,7 @@ class NotificationsProjection(Projection):
         rows = {
             # ``Event.live`` is False for every event of a rebuild or replay.
             e.event_id: self._row(e, PENDING if self.send_enabled and e.live else SUPPRESSED, now)
-            for e in events
+            for e in known_events(events)
             if e.event_type == ORDER_FULFILLED
         }
         if not rows:
@@ -125,7 +125,7 @@ class NotificationsProjection(Projection):
             recorded += len(conn.execute(stmt).scalars().all())
         return ApplyResult(applied=recorded, stale=len(rows) - recorded)
 
-    def _row(self, event: Event, status: str, now: datetime) -> dict[str, Any]:
+    def _row(self, event: OrderFulfilledEvent, status: str, now: datetime) -> dict[str, Any]:
         r = event.record
         email = render_order_email(r)
         return {

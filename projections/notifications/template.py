@@ -11,9 +11,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from email.message import EmailMessage
 from email.utils import format_datetime
-from typing import Any
 
 from projections.money import format_amount
+from schemas.events import OrderFulfilled
 
 __all__ = ["OrderEmail", "build_message", "message_id_for", "render_order_email"]
 
@@ -31,7 +31,7 @@ def message_id_for(event_id: str, mail_from: str) -> str:
     return f"<{event_id}@{domain}>"  # short enough that the header is never folded
 
 
-def render_order_email(order: dict[str, Any]) -> OrderEmail:
+def render_order_email(order: OrderFulfilled) -> OrderEmail:
     """Subject and bodies for an ``orders.OrderFulfilled`` record."""
     currency = order["currency"]
     lines = order["lines"]
