@@ -9,6 +9,7 @@ import __future__
 
 import importlib
 import pkgutil
+import re
 from types import ModuleType
 
 import grimp
@@ -62,3 +63,26 @@ def test_no_module_imports_a_package_that_contains_it() -> None:
         if module.startswith(imported + ".")
     )
     assert not offenders, "\n".join(offenders)
+
+
+def test_every_exception_class_is_drawn_in_the_error_tree() -> None:
+    """The docstring of schemas.errors draws the whole tree (httpx's ``_exceptions.py``)."""
+    import inspect
+
+    import schemas.errors
+
+    tree = schemas.errors.__doc__ or ""
+    missing = []
+    for name in _packages():
+        for module in pkgutil.walk_packages(importlib.import_module(name).__path__, f"{name}."):
+            if module.ispkg:
+                continue
+            for cls_name, cls in inspect.getmembers(importlib.import_module(module.name)):
+                if (
+                    inspect.isclass(cls)
+                    and issubclass(cls, BaseException)
+                    and cls.__module__ == module.name
+                    and not re.search(rf"\b{cls_name}\b", tree)
+                ):
+                    missing.append(f"{module.name}.{cls_name}")
+    assert not missing, f"not drawn in schemas/errors.py: {missing}"
