@@ -22,7 +22,7 @@ from types import TracebackType
 
 from schemas.errors import BrokerUnavailable, ConfigurationError
 
-__all__ = ["EmbeddedBroker", "tansu_binary"]
+__all__ = ["EmbeddedBroker", "free_port", "tansu_binary"]
 
 _PR_SET_PDEATHSIG = 1
 
@@ -41,7 +41,8 @@ def tansu_binary() -> Path:
     return path
 
 
-def _free_port() -> int:
+def free_port() -> int:
+    """A free TCP port on the loopback interface (the broker's, and the tests' servers)."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", 0))
         port: int = s.getsockname()[1]
@@ -58,7 +59,7 @@ class EmbeddedBroker:
     """A Tansu broker on ``127.0.0.1:<port>`` for as long as the context is open."""
 
     def __init__(self, *, port: int | None = None, startup_timeout_s: float = 30.0) -> None:
-        self.port = port or _free_port()
+        self.port = port or free_port()
         self._startup_timeout_s = startup_timeout_s
         self._proc: subprocess.Popen[bytes] | None = None
         self._log = tempfile.TemporaryFile()  # noqa: SIM115 - lives as long as the broker

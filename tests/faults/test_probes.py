@@ -12,14 +12,10 @@ from producers import blog_events
 from tests.support import checkpoint_total, unique, wait_for
 from tests.support.broker import publish
 from tests.support.oracle import blog_actual, blog_oracle
-from tests.support.prometheus import (
-    SLOT,
-    FreezableConsumer,
-    http_get,
-    running,
-    settings_for,
-    tcp_proxy,
-)
+from tests.support.prometheus import http_get
+from tests.support.proxy import tcp_proxy
+from tests.support.runners import SLOT, FreezableConsumer, running
+from tests.support.settings import settings_for
 
 
 def test_blocked_apply_fails_liveness_within_stall_timeout_then_recovers(

@@ -11,7 +11,8 @@ from consumers.settings.models import Settings
 from producers import EventPublisher, OutboxRelay, RelaySettings, pending_count
 from projections import database_errors
 from tests.support import wait_for
-from tests.support.commands import command_side, read_topic
+from tests.support.broker import read_topic
+from tests.support.commands import command_side
 
 
 def test_relay_retries_through_a_broker_restart(sqlite_url: str) -> None:

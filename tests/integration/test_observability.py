@@ -6,11 +6,13 @@ import json
 import signal
 from pathlib import Path
 
+from consumers.kafka.broker import free_port
 from producers import blog_events, with_noise
 from tests.support import checkpoint_total, json_line, run_cli, start_cli, wait_for
-from tests.support.broker import publish
+from tests.support.broker import publish, publish_poison
 from tests.support.oracle import blog_actual, blog_oracle
-from tests.support.prometheus import SLOT, PrometheusServer, free_port, publish_poison
+from tests.support.prometheus import PrometheusServer
+from tests.support.runners import SLOT
 
 
 def test_prometheus_scrapes_applied_events_and_lag(

@@ -19,7 +19,8 @@ from producers import BlogService, EventPublisher, Outbox, OutboxEvent, OutboxRe
 from projections import database_errors
 from schemas import AvroSerde, SchemaCatalog
 from tests.support import json_line, run_cli, start_cli, start_module, wait_for
-from tests.support.commands import command_side, outbox_events, read_topic, unpublished
+from tests.support.broker import read_topic
+from tests.support.commands import command_side, outbox_events, unpublished
 from tests.support.oracle import assert_blog_matches
 
 CONSUME = ["consume", "blog", "--drain", "--json", "--timeout", "120"]

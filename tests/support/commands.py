@@ -1,14 +1,12 @@
-"""Test machinery for the command side: services on a database, the outbox, topic reads."""
+"""The command side for tests: services on a database, the outbox as the oracle's input."""
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import sqlalchemy as sa
-from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 
 from producers import BlogService, CommandTables, OrderService, Outbox, SampleEvent
 from projections import make_engine
@@ -78,54 +76,3 @@ def unpublished(url: str) -> int:
             )
     finally:
         engine.dispose()
-
-
-@dataclass
-class Record:
-    partition: int
-    offset: int
-    key: str
-    headers: dict[str, str]
-    value: bytes = field(repr=False)
-
-
-def read_topic(
-    bootstrap: str, topic: str, *, expected: int, timeout_s: float = 60.0, settle_s: float = 1.0
-) -> list[Record]:
-    """Every message of ``topic`` from the beginning: at least ``expected`` of them, then
-    ``settle_s`` more polling so that extra (duplicate) messages would show up too."""
-    consumer = Consumer(
-        {
-            "bootstrap.servers": bootstrap,
-            "group.id": "read-topic-unused",
-            "enable.auto.commit": False,
-            "log.connection.close": False,
-        }
-    )
-    try:
-        meta = consumer.list_topics(topic, timeout=10).topics[topic]
-        consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in meta.partitions])
-        out: list[Record] = []
-        deadline = time.monotonic() + timeout_s
-        settle_until: float | None = None
-        while time.monotonic() < deadline:
-            if len(out) >= expected and settle_until is None:
-                settle_until = time.monotonic() + settle_s
-            if settle_until is not None and time.monotonic() > settle_until:
-                break
-            msg = consumer.poll(0.2)
-            if msg is None or msg.error():
-                continue
-            headers = {k: (v or b"").decode() for k, v in (msg.headers() or [])}
-            out.append(
-                Record(
-                    msg.partition(),
-                    msg.offset(),
-                    (msg.key() or b"").decode(),
-                    headers,
-                    msg.value() or b"",
-                )
-            )
-        return out
-    finally:
-        consumer.close()

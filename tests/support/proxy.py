@@ -1,4 +1,4 @@
-"""A TCP proxy on loopback in front of PostgreSQL that a test can cut and restore.
+"""The one TCP proxy of the tests: loopback in front of PostgreSQL, cut and restored at will.
 
 The shared PostgreSQL server must never be stopped; the consumer reaches it through
 this proxy instead, and ``cut()`` makes it unreachable: established connections are
@@ -10,7 +10,8 @@ from __future__ import annotations
 import contextlib
 import socket
 import threading
-from types import TracebackType
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 
 class TcpProxy:
@@ -92,10 +93,11 @@ class TcpProxy:
     def __enter__(self) -> TcpProxy:
         return self.start()
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    def __exit__(self, *_exc: object) -> None:
         self.stop()
+
+
+@contextmanager
+def tcp_proxy(host: str, port: int) -> Iterator[TcpProxy]:
+    with TcpProxy((host, port)) as proxy:
+        yield proxy

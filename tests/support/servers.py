@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import email.policy
-import socket
 import threading
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -15,14 +14,9 @@ from typing import Any
 
 import httpx
 
-from tests.support import TEST_ENV, start_cli, wait_for
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
+from consumers.kafka.broker import free_port
+from tests.support.processes import TEST_ENV, start_cli
+from tests.support.waiting import wait_for
 
 
 def _healthy(base: str) -> bool:

@@ -8,13 +8,14 @@ from datetime import UTC, datetime, timedelta
 import pytest
 import sqlalchemy as sa
 
+from consumers.kafka.broker import free_port
 from producers import SampleEvent, order_events, with_noise
 from projections import NotificationsProjection
 from projections.notifications.delivery import DeliveryReport, MailDelivery, RetryPolicy
 from projections.notifications.mail import SmtpConfig, SmtpMailer
 from projections.notifications.projection import FAILED, PENDING, SENT, SUPPRESSED
 from tests.support.folding import Folder
-from tests.support.servers import RecordingSmtp, free_port, smtp_server
+from tests.support.servers import RecordingSmtp, smtp_server
 
 FAST = RetryPolicy(max_attempts=4, initial_s=0.01, max_s=0.05, lease_s=60)
 

@@ -1,0 +1,63 @@
+"""Databases for tests: a fresh PostgreSQL database per test, checkpoint sums."""
+
+from __future__ import annotations
+
+import os
+import socket
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import sqlalchemy as sa
+
+from tests.support.waiting import missing
+
+PG_BASE_URL = os.environ.get("DATABASE_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
+
+
+def pg_reachable(url: str) -> bool:
+    parsed = sa.engine.make_url(url)
+    try:
+        with socket.create_connection((parsed.host or "127.0.0.1", parsed.port or 5432), timeout=2):
+            return True
+    except OSError:
+        return False
+
+
+@contextmanager
+def fresh_postgres_database() -> Iterator[str]:
+    """A new, empty PostgreSQL database for one test; dropped afterwards."""
+    if not pg_reachable(PG_BASE_URL):
+        missing(
+            f"PostgreSQL is not reachable at {sa.engine.make_url(PG_BASE_URL).render_as_string()}"
+        )
+    name = f"pj_{uuid.uuid4().hex[:12]}"
+    admin = sa.create_engine(PG_BASE_URL, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
+    url = sa.engine.make_url(PG_BASE_URL).set(database=name).render_as_string(hide_password=False)
+    try:
+        yield url
+    finally:
+        with admin.connect() as conn:
+            conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        admin.dispose()
+
+
+def checkpoint_total(url: str, projection: str) -> int:
+    """Sum of (last offset + 1) over a projection's checkpoint rows: events behind us."""
+    engine = sa.create_engine(url)
+    try:
+        with engine.connect() as conn:
+            if not sa.inspect(conn).has_table("projection_checkpoints"):
+                return 0
+            row = conn.execute(
+                sa.text(
+                    "SELECT COALESCE(SUM(last_offset + 1), 0) FROM projection_checkpoints "
+                    "WHERE projection = :p"
+                ),
+                {"p": projection},
+            ).scalar_one()
+            return int(row)
+    finally:
+        engine.dispose()
