@@ -71,6 +71,7 @@ class ProjectionHealth:
         self._retry_at = float("-inf")
         self._progress_sig: tuple[tuple[tuple[str, int], int | None], ...] = ()
         self._progress_at = now
+        self._behind_seen = False
         self._assigned_seen_at: float | None = None
         self._ping_at = float("-inf")
         self._ping_error: str | None = None
@@ -107,9 +108,12 @@ class ProjectionHealth:
         positions = tuple(sorted(loop.positions.items()))
         behind = sum(n for n in loop.lag.values() if n > 0)
         # The stall clock runs only while assigned, behind and not retrying; any
-        # checkpoint movement restarts it.
+        # checkpoint movement restarts it, and so does falling behind (first seen now).
         if not positions or not behind or retrying or positions != self._progress_sig:
             self._progress_sig, self._progress_at = positions, now
+        elif not self._behind_seen:
+            self._progress_at = now
+        self._behind_seen = bool(positions and behind)
         polled_at = loop.last_poll_at or self._created_at
         if not retrying and now - polled_at > limit:
             return Verdict(False, f"poll loop has not polled for {now - polled_at:.0f}s")

@@ -9,7 +9,9 @@ database commit for lag tools only.
 
 Nothing outside reads the runner's state: after every poll it hands a plain
 :class:`RunnerSnapshot` to its observer (metrics, probes) and its ``on_batch`` hook
-(e-mail delivery, progress bars); ``snapshot()`` builds one on request.
+(e-mail delivery, progress bars); ``snapshot()`` builds one on request, from any thread:
+it never touches the Kafka client (not safe while the loop is inside ``consume()``),
+the loop measures lag from the cached watermarks after each poll and commit.
 """
 
 from __future__ import annotations
@@ -101,9 +103,10 @@ class ProjectionRunner:
         self._owned = Assignment()
         self._pending: PendingCommit | None = None
         self._assigned_at = 0.0
-        self._consumer: Consumer | None = None
         self._ready = False
         self._last_poll_at = 0.0
+        #: per owned partition, measured on the loop thread (-1: not known yet)
+        self._lag: dict[TP, int] = {}
         #: manual assignment of exactly these partitions (a rebuild), instead of a group
         self._manual = list(assignment) if assignment is not None else None
         self._control = control
@@ -125,8 +128,7 @@ class ProjectionRunner:
 
     def snapshot(self) -> RunnerSnapshot:
         """The loop as it is now: positions, lag, readiness, books (a copy, immutable)."""
-        consumer = self._consumer
-        lag = self._owned.lag(lambda tp: _watermarks(consumer, tp)) if consumer else {}
+        lag = self._lag
         positions = dict(self._owned.positions)
         high = {}
         for tp, behind in lag.items():
@@ -158,7 +160,6 @@ class ProjectionRunner:
         processor = self._processor
         self._retry_until_done(processor.ensure_schema, "create tables")
         consumer = self._factory(self._conf)
-        self._consumer = consumer
         deadline = None if timeout_s is None else time.monotonic() + timeout_s
         projection = processor.projection
         try:
@@ -181,11 +182,13 @@ class ProjectionRunner:
                 )
                 self._last_poll_at = time.monotonic()
                 if self._observer is not None:
+                    self._measure(consumer)
                     self._observer.polled(self.snapshot())  # probes: the loop is polling
                 batch = processor.prepare(self._without_errors(messages), self._owned.positions)
                 if batch:
                     self._commit(consumer, processor.begin(batch))
                 if self._on_batch is not None:
+                    self._measure(consumer)
                     self._on_batch(self.snapshot())
                 self._history.check(self._owned.positions, lambda tp: _watermarks(consumer, tp))
                 if drain and self._owned.caught_up(lambda tp: _watermarks(consumer, tp)):
@@ -206,13 +209,17 @@ class ProjectionRunner:
     def _close(self, consumer: Consumer) -> None:
         self._ready = False
         if self._observer is not None:
+            self._measure(consumer)
             self._observer.polled(self.snapshot())  # the books as the run ends
-        self._consumer = None
         consumer.close()  # leaves the group at once: no wait for the session timeout
         if self._control is not None:
             self._control.close()  # before the engine goes: it removes its heartbeat
         self._processor.close()
         log.info("consumer closed", projection=self._processor.projection.slot, **self._summary())
+
+    def _measure(self, consumer: Consumer) -> None:
+        """Lag from the cached watermarks of fetch responses (on the loop's thread only)."""
+        self._lag = self._owned.lag(lambda tp: _watermarks(consumer, tp))
 
     def _without_errors(self, messages: Sequence[Any]) -> list[MessageLike]:
         good: list[MessageLike] = []
@@ -277,6 +284,7 @@ class ProjectionRunner:
                 self._reposition(consumer, reload=False)
         self._ready = True
         if self._observer is not None:
+            self._measure(consumer)
             self._observer.committed(self.snapshot(), commit, seconds)
         if offsets:
             try:
@@ -291,6 +299,7 @@ class ProjectionRunner:
             consumer.consume(self._loop.batch_max_messages, min(0.2, left))  # paused: discarded
             self._last_poll_at = time.monotonic()
             if self._observer is not None:
+                self._measure(consumer)
                 self._observer.polled(self.snapshot())  # probes see the retry and the poll
 
     def _reposition(self, consumer: Consumer, *, reload: bool) -> None:
@@ -404,8 +413,6 @@ def tune_gc_for_batches() -> None:
     gc.set_threshold(max(threshold[0], 100_000), threshold[1], threshold[2])
 
 
-def _watermarks(consumer: Consumer | None, tp: TP) -> tuple[int, int]:
-    if consumer is None:
-        return -1, -1
+def _watermarks(consumer: Consumer, tp: TP) -> tuple[int, int]:
     low, high = consumer.get_watermark_offsets(TopicPartition(tp[0], tp[1]), cached=True)
     return int(low), int(high)
