@@ -3,6 +3,9 @@
 Every part of Projectionist is built here and nowhere else, so the Deployment, the
 operator commands, the demo and the tests all get the same wiring:
 
+* :func:`schema_catalog`, :func:`projection_registry`: the schemas and the projections
+  this process knows — the shipped ones and the users' (entry points, settings), the one
+  list every command, the runner and the ``migrate`` step take projections from;
 * :func:`build_runner`: a projection's consumer loop (runner, batch processor, dead
   letters, the e-mail delivery of the ``notifications`` projection);
 * :func:`build_read_models`: the query side over each projection's active generation;
@@ -33,6 +36,7 @@ from consumers.runtime.stats import RunStats
 from consumers.runtime.stop import StopSignal
 from consumers.settings.models import (
     DatabaseSettings,
+    ExtensionSettings,
     KafkaSettings,
     MailSettings,
     RegistrySettings,
@@ -52,9 +56,16 @@ from projections import (
     make_engine,
 )
 from projections.generations.versions import active_generation
+from projections.loading import (
+    entry_point_projections,
+    entry_point_schema_folders,
+    referenced_projections,
+    table_projections,
+)
 from projections.notifications.delivery import MailDelivery, RetryPolicy
 from projections.notifications.mail import SmtpConfig, SmtpMailer
 from projections.query.read_models import ReadModels
+from projections.registry import ProjectionRegistry
 from schemas import AvroSerde, SchemaCatalog
 from schemas.errors import DatabaseUnavailable, RetryableError
 
@@ -71,7 +82,9 @@ __all__ = [
     "command_services",
     "group_id",
     "mail_delivery_hook",
+    "projection_registry",
     "registry_framing",
+    "schema_catalog",
     "smtp_config",
     "topics_from",
 ]
@@ -79,9 +92,28 @@ __all__ = [
 log = structlog.get_logger(__name__)
 
 
-def build_serde(settings: RegistrySettings) -> AvroSerde:
+def schema_catalog(extensions: ExtensionSettings) -> SchemaCatalog:
+    """The shipped schemas and, beside them, the users' folders (entry points, settings)."""
+    installed = entry_point_schema_folders() if extensions.entry_points else []
+    return SchemaCatalog.load(extra=[*installed, *extensions.schema_folders()])
+
+
+def projection_registry(
+    settings: Settings, *, catalog: SchemaCatalog | None = None
+) -> ProjectionRegistry:
+    """Every projection this process runs: the shipped ones on the configured topics, then
+    the users' from entry points, ``PROJECTIONIST_PROJECTIONS`` and table files."""
+    ext = settings.extensions
+    extra = entry_point_projections() if ext.entry_points else []
+    extra += referenced_projections(ext.projection_references())
+    if ext.table_files():
+        extra += table_projections(ext.table_files(), catalog or schema_catalog(ext))
+    return ProjectionRegistry(topics_from(settings.topics), extra)
+
+
+def build_serde(settings: RegistrySettings, catalog: SchemaCatalog | None = None) -> AvroSerde:
     """The decoder: single-object always; Confluent framing too when a registry is set."""
-    catalog = SchemaCatalog.load()
+    catalog = catalog or SchemaCatalog.load()
     if not settings.schema_registry_url:
         return AvroSerde(catalog)
     from producers.schema_registry import RegistryFraming, registry_client
@@ -115,6 +147,7 @@ def build_runner(
     batch_max_messages: int | None = None,
     serde: AvroSerde | None = None,
     consumer_factory: Callable[[dict[str, Any]], Consumer] = Consumer,
+    projections: ProjectionRegistry | None = None,
 ) -> ProjectionRunner:
     """A runner for one generation (default: the code's version) of ``projection_name``.
 
@@ -123,16 +156,17 @@ def build_runner(
     ``watch_generation`` follows replays and generation swaps while it runs
     (:class:`GenerationControl`). ``consumer_factory`` builds the Kafka client from its
     configuration: tests and the bench wrap it (a fault, a probe, extra settings).
+    ``projections`` is the process's registry (built from ``settings`` when not given).
     """
-    projection = create_projection(
-        projection_name, topics=topics_from(settings.topics), generation=generation
-    )
+    catalog = None if serde is not None else schema_catalog(settings.extensions)
+    registry = projections or projection_registry(settings, catalog=catalog)
+    projection = registry.create(projection_name, generation=generation)
     engine = make_engine(settings.database.url())
     stats = RunStats()
     processor = BatchProcessor(
         engine=engine,
         projection=projection,
-        serde=serde or build_serde(settings.registry),
+        serde=serde or build_serde(settings.registry, catalog),
         checkpoints=CheckpointStore(),
         dead_letters=KafkaDeadLetterSink(
             producer_config(settings.kafka, bootstrap_servers=bootstrap_servers),

@@ -59,6 +59,16 @@ class Projection(ABC):
     def tables(self) -> list[Table]:
         return list(self.metadata.sorted_tables)
 
+    def create_tables(self, conn: Connection) -> None:
+        """Create this generation's tables if missing, then :meth:`upgrade` existing ones."""
+        self.metadata.create_all(conn)
+        self.upgrade(conn)
+
+    def upgrade(self, conn: Connection) -> None:  # noqa: B027 - an optional hook, no-op by default
+        """Bring this generation's existing tables up to the definition where that is safe
+        in place, or raise :class:`ConfigurationError` saying to rebuild (default: nothing;
+        a code projection changes its tables by bumping ``version``)."""
+
     @abstractmethod
     def define_tables(self, metadata: MetaData) -> None:
         """Declare this projection's tables on ``metadata`` (names via ``table_name``)."""

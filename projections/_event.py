@@ -9,9 +9,9 @@ dispatches on ``event_type``; through :func:`known_events` mypy narrows each eve
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Protocol, cast
+from typing import Any, Protocol, cast
 
 from schemas.events import (
     BlogPostDeleted,
@@ -48,6 +48,12 @@ class Event:
     #: False when this event is re-applied by a rebuild or a replay: projections with
     #: side effects (``has_side_effects``) must not fire them (no e-mail sent twice)
     live: bool = True
+
+    @property
+    def data(self) -> Mapping[str, Any]:
+        """The record as a plain mapping: for event types of your own schemas, which the
+        shipped contract's TypedDicts (``record``) do not describe."""
+        return self.record
 
 
 class _Position(Protocol):

@@ -12,7 +12,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from consumers.app import topics_from
+from consumers.app import projection_registry, schema_catalog
 from consumers.cli.options import (
     BootstrapOpt,
     DatabaseOpt,
@@ -24,8 +24,8 @@ from consumers.kafka.admin import purge_topics
 from consumers.kafka.config import client_config
 from consumers.kafka.dead_letters import DeadLetterRecord, read_dead_letters
 from consumers.settings.models import Settings
-from projections import create_projection, make_engine
-from schemas import AvroSerde, SchemaCatalog
+from projections import make_engine
+from schemas import AvroSerde
 from schemas.errors import ConfigurationError, PoisonError
 
 __all__ = ["HELP", "list_", "purge", "replay", "show"]
@@ -35,7 +35,7 @@ JsonOpt = Annotated[bool, typer.Option("--json", help="machine-readable output")
 
 
 def _dlq_topics(settings: Settings, projection: str) -> list[str]:
-    topics = create_projection(projection, topics=topics_from(settings.topics)).topics
+    topics = projection_registry(settings).create(projection).topics
     return [t + settings.topics.dlq_suffix for t in topics]
 
 
@@ -85,7 +85,9 @@ def show(
         "headers": {k: v.decode(errors="replace") for k, v in rec.headers},
     }
     try:
-        decoded = AvroSerde(SchemaCatalog.load(), validate_events=False).decode(rec.value)
+        decoded = AvroSerde(schema_catalog(settings.extensions), validate_events=False).decode(
+            rec.value
+        )
         out["event_type"] = decoded.event_type
         out["event"] = decoded.record
     except PoisonError as exc:
@@ -120,12 +122,14 @@ def replay(
         and (reason is None or r.reason == reason)
         and (key is None or r.key == key.encode())
     ]
+    catalog = schema_catalog(settings.extensions)
+    target = projection_registry(settings, catalog=catalog).create(projection)
     engine = make_engine(settings.database.url())
     try:
         result = replay_dead_letters(
             engine,
-            create_projection(projection, topics=topics_from(settings.topics)),
-            AvroSerde(SchemaCatalog.load()),
+            target,
+            AvroSerde(catalog),
             chosen,
             dead_letter_topic=records,
             dedup_by_event_id=settings.processing.event_dedup,

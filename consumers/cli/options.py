@@ -13,9 +13,9 @@ from rich.console import Console
 
 from consumers.observability.logs import configure_logging
 from consumers.settings.models import Settings, load_settings
-from projections import projection_names
 
 __all__ = [
+    "PROJECTION_HELP",
     "BootstrapOpt",
     "DatabaseOpt",
     "JsonOpt",
@@ -40,7 +40,10 @@ DatabaseOpt = Annotated[
     ),
 ]
 JsonOpt = Annotated[bool, typer.Option("--json", help="machine-readable output on stdout")]
-ProjectionArg = Annotated[str, typer.Argument(help=f"projection: {', '.join(projection_names())}")]
+PROJECTION_HELP = (
+    "projection: blog, orders, notifications, or one of yours (`projectionist projections`)"
+)
+ProjectionArg = Annotated[str, typer.Argument(help=PROJECTION_HELP)]
 console = Console(stderr=False)
 
 

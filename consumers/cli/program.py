@@ -13,6 +13,7 @@ import sys
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from consumers.cli import commands, demo, dlq, read, rebuild, replay, run, schema_check, status
 from schemas.errors import ConfigurationError, DataLossError, ProjectionistError
@@ -33,6 +34,7 @@ app = typer.Typer(
 app.command()(demo.demo)
 app.command()(run.consume)
 app.command()(run.topics)
+app.command()(run.projections)
 app.command()(run.broker)
 app.command()(commands.relay)
 app.command("serve-commands")(commands.serve_commands)
@@ -59,14 +61,17 @@ app.add_typer(dlq_app, name="dlq")
 
 
 def main() -> None:
+    # Messages are shown as written: "[projections.x]" or "module:attr" must not be read
+    # as rich markup or emoji codes.
+    err = Console(stderr=True, soft_wrap=True, emoji=False)
     try:
         app()
     except ConfigurationError as exc:
-        Console(stderr=True, soft_wrap=True).print(f"[red]error:[/] {exc}")
+        err.print(f"[red]error:[/] {escape(str(exc))}")
         sys.exit(2)
     except DataLossError as exc:
-        Console(stderr=True, soft_wrap=True).print(f"[red]data loss detected:[/] {exc}")
+        err.print(f"[red]data loss detected:[/] {escape(str(exc))}")
         sys.exit(3)
     except ProjectionistError as exc:
-        Console(stderr=True, soft_wrap=True).print(f"[red]error:[/] {type(exc).__name__}: {exc}")
+        err.print(f"[red]error:[/] {type(exc).__name__}: {escape(str(exc))}")
         sys.exit(1)

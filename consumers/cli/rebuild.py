@@ -59,9 +59,12 @@ def rebuild(
     swap; running consumers then continue the new generation. The previous generation is
     kept for `projectionist rollback` until `--drop-previous` or `projectionist cleanup`.
     """
+    from consumers.app import projection_registry
     from consumers.operations.rebuild import run_rebuild
 
     settings = command_settings(bootstrap_servers=bootstrap_servers, database_url=database_url)
+    registry = projection_registry(settings)
+    registry.create(projection)  # an unknown name fails before the progress display
     stop = StopSignal()
     stop.install()
     out = Console(stderr=True) if json_out else console
@@ -110,6 +113,7 @@ def rebuild(
             stop=stop,
             on_start=on_start,
             on_batch=on_batch,
+            projections=registry,
         )
     if json_out:
         print(json.dumps(result.as_dict()))
@@ -137,10 +141,11 @@ def rollback(
     database_url: DatabaseOpt = None,
 ) -> None:
     """Swap back to the previous generation (its rows are as they were at the swap)."""
+    from consumers.app import projection_registry
     from consumers.operations.rebuild import run_rollback
 
     settings = command_settings(database_url=database_url)
-    before, after = run_rollback(settings.database, settings.topics, projection)
+    before, after = run_rollback(settings.database, projection_registry(settings), projection)
     console.print(
         f"{projection}: queries now read generation {after} again (generation {before} kept)"
     )
@@ -151,10 +156,11 @@ def cleanup(
     database_url: DatabaseOpt = None,
 ) -> None:
     """Drop every generation of a projection except the active one (tables and checkpoints)."""
+    from consumers.app import projection_registry
     from consumers.operations.rebuild import run_cleanup
 
     settings = command_settings(database_url=database_url)
-    dropped = run_cleanup(settings.database, settings.topics, projection)
+    dropped = run_cleanup(settings.database, projection_registry(settings), projection)
     console.print(
         f"{projection}: dropped generation(s) {', '.join(map(str, dropped))}"
         if dropped

@@ -51,20 +51,22 @@ def replay(
 
     Only for projections whose writes are idempotent under replay; others need a rebuild.
     """
+    from consumers.app import projection_registry
     from consumers.operations.replay import apply_replay, parse_point, plan_replay
 
     settings = command_settings(bootstrap_servers=bootstrap_servers, database_url=database_url)
+    registry = projection_registry(settings)
     conf = client_config(settings.kafka)
     plan = plan_replay(
         settings.database,
-        settings.topics,
+        registry,
         projection,
         start=parse_point(from_),
         until=_until(to),
         watermarks=FetchedWatermarks(conf),
         time_index=lambda tps, ms: offsets_for_time(conf, tps, ms),
     )
-    epoch = None if dry_run else apply_replay(settings.database, settings.topics, plan)
+    epoch = None if dry_run else apply_replay(settings.database, registry, plan)
     if json_out:
         print(json.dumps({**plan.as_dict(), "dry_run": dry_run, "epoch": epoch}))
         return

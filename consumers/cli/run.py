@@ -1,25 +1,30 @@
-"""Running consumers: ``consume`` (a projection's group), ``topics`` and ``broker``."""
+"""Running consumers: ``consume`` (one projection's group), ``topics``, ``projections``,
+``broker``."""
 
 from __future__ import annotations
 
 import json
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
-from consumers.cli.options import BootstrapOpt, DatabaseOpt, command_settings, console
+from consumers.cli.options import (
+    BootstrapOpt,
+    DatabaseOpt,
+    JsonOpt,
+    ProjectionArg,
+    command_settings,
+    console,
+)
 from consumers.kafka.admin import ensure_topics
 from consumers.kafka.config import client_config
 from consumers.runtime.stop import StopSignal
-from projections import projection_names
 
-__all__ = ["broker", "consume", "topics"]
+__all__ = ["broker", "consume", "projections", "topics"]
 
 
 def consume(
-    projection: Annotated[
-        str, typer.Argument(help=f"projection to run: {', '.join(projection_names())}")
-    ],
+    projection: ProjectionArg,
     drain: Annotated[
         bool, typer.Option("--drain", help="stop once caught up with the high watermark")
     ] = False,
@@ -42,6 +47,7 @@ def consume(
 
     SIGTERM or Ctrl-C finishes the batch in hand, commits it, leaves the group and exits 0.
     """
+    from consumers.app import projection_registry
     from consumers.observability.exporter import Observability
     from consumers.operations.live import run_live
 
@@ -51,6 +57,8 @@ def consume(
         batch_max_messages=batch_max_messages,
         group_instance_id=group_instance_id,
     )
+    registry = projection_registry(settings)
+    registry.create(projection)  # an unknown name fails here, before any connection
     stop = StopSignal()
     stop.install()
     # Metrics, /healthz and /readyz on PROJECTIONIST_METRICS_ADDRESS when set; the
@@ -58,7 +66,13 @@ def consume(
     obs = Observability(settings.observability)
     try:
         stats = run_live(
-            settings, projection, stop=stop, drain=drain, timeout_s=timeout, build=obs.build_runner
+            settings,
+            projection,
+            stop=stop,
+            drain=drain,
+            timeout_s=timeout,
+            build=obs.build_runner,
+            projections=registry,
         )
     finally:
         obs.close()
@@ -76,14 +90,45 @@ def topics(
     bootstrap_servers: BootstrapOpt = None,
     partitions: Annotated[int | None, typer.Option(min=1, help="partitions per new topic")] = None,
 ) -> None:
-    """Create the event topics and their dead-letter topics if they do not exist."""
+    """Create every projection's topics and their dead-letter topics if they do not exist."""
+    from consumers.app import projection_registry
+
     settings = command_settings(bootstrap_servers=bootstrap_servers, topic_partitions=partitions)
-    names = [settings.topics.blog_topic, settings.topics.orders_topic]
+    names = projection_registry(settings).topics()
     names += [n + settings.topics.dlq_suffix for n in names]
     created = ensure_topics(
         client_config(settings.kafka), names, partitions=settings.topics.topic_partitions
     )
     console.print(f"created: {', '.join(created) or 'nothing (all exist)'}")
+
+
+def projections(json_out: JsonOpt = False) -> None:
+    """List the projections this process knows: shipped, and yours (entry points, settings)."""
+    from consumers.app import projection_registry
+
+    registry = projection_registry(command_settings())
+    rows: list[dict[str, Any]] = []
+    for name in registry.names():
+        p = registry.create(name)
+        tables = sorted(t.name.removesuffix(f"_v{p.generation}") for t in p.tables())
+        rows.append(
+            {
+                "projection": name,
+                "version": p.version,
+                "topics": list(p.topics),
+                "tables": tables,
+                "origin": registry.origin(name),
+            }
+        )
+    if json_out:
+        print(json.dumps({"projections": rows}))
+        return
+    for r in rows:
+        console.print(
+            f"{r['projection']} v{r['version']}: topics {', '.join(r['topics'])}; "
+            f"tables {', '.join(r['tables'])} ({r['origin']})",
+            soft_wrap=True,
+        )
 
 
 def broker(

@@ -16,13 +16,27 @@ HELP = "Inspect and check the Avro schema files."
 
 def schemas_check(
     path: Annotated[
-        Path | None, typer.Option(help="schema folder (default: the shipped schemas)")
+        Path | None,
+        typer.Option(
+            help="check this folder alone (default: the shipped schemas and yours, "
+            "PROJECTIONIST_SCHEMA_PATHS and installed packages)"
+        ),
     ] = None,
 ) -> None:
-    """Check every schema version is backward- and forward-compatible with its earlier ones."""
+    """Check every schema version is backward- and forward-compatible with its earlier ones.
+
+    Loading them also checks that your schemas do not clash with the shipped ones or with
+    each other (one line per problem, exit 2).
+    """
+    from consumers.app import schema_catalog
+    from consumers.cli.options import command_settings
     from schemas import SchemaCatalog, check_catalog
 
-    catalog = SchemaCatalog.load(path)
+    catalog = (
+        SchemaCatalog.load(path)
+        if path is not None
+        else schema_catalog(command_settings().extensions)
+    )
     files = sum(1 for _ in catalog)
     pairs, problems = check_catalog(catalog)
     if problems:

@@ -18,8 +18,6 @@ from consumers.cli.options import (
 )
 from consumers.kafka.config import client_config
 from consumers.kafka.watermarks import FetchedWatermarks, event_times
-from projections import projection_names
-from schemas.errors import ConfigurationError
 
 __all__ = ["status"]
 
@@ -33,20 +31,20 @@ def status(
     json_out: JsonOpt = False,
 ) -> None:
     """Per projection and partition: version, state, checkpoint, high watermark, lag, age."""
+    from consumers.app import projection_registry
     from consumers.operations.status import collect_status
 
     settings = command_settings(bootstrap_servers=bootstrap_servers, database_url=database_url)
-    names = projections or projection_names()
+    registry = projection_registry(settings)
+    names = projections or registry.names()
     for name in names:
-        if name not in projection_names():
-            raise ConfigurationError(
-                f"unknown projection {name!r}; known: {', '.join(projection_names())}"
-            )
+        registry.create(name)  # an unknown name: one line naming the known ones
     conf = client_config(settings.kafka)
     entries = collect_status(
         settings.database,
-        settings.topics,
+        registry,
         names,
+        dlq_suffix=settings.topics.dlq_suffix,
         watermarks=FetchedWatermarks(conf, timeout_s=10),
         event_clock=lambda offsets: event_times(conf, offsets),
     )

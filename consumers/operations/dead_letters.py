@@ -86,7 +86,7 @@ def replay_dead_letters(
         for table in (replays, parking, ledger):
             if table is not None:
                 table.create(conn)
-        projection.metadata.create_all(conn)
+        projection.create_tables(conn)
         new = replays.claim(conn, slot, [(e.topic, e.partition, e.offset) for e in events])
         result.already = len(events) - len(new)
         fresh = [e for e in events if (e.topic, e.partition, e.offset) in new]

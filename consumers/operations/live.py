@@ -14,15 +14,18 @@ from consumers.runtime.runner import ProjectionRunner
 from consumers.runtime.stats import RunStats
 from consumers.runtime.stop import StopSignal
 from consumers.settings.models import DatabaseSettings, Settings
-from projections import create_projection, database_errors, make_engine
+from projections import database_errors, make_engine
 from projections.generations.versions import active_generation
+from projections.registry import ProjectionRegistry
 
 __all__ = ["resolve_generation", "run_live"]
 
 
-def resolve_generation(database: DatabaseSettings, name: str) -> int:
+def resolve_generation(
+    database: DatabaseSettings, projections: ProjectionRegistry, name: str
+) -> int:
     """The generation queries read now (the code's version before any rebuild)."""
-    default = create_projection(name).version
+    default = projections.create(name).version
     engine = make_engine(database.url())
     try:
         with database_errors(), engine.connect() as conn:
@@ -39,15 +42,24 @@ def run_live(
     drain: bool = False,
     timeout_s: float | None = None,
     build: Callable[..., ProjectionRunner] | None = None,
+    projections: ProjectionRegistry | None = None,
 ) -> RunStats:
     """Run the active generation; after a swap or rollback, continue with the new one."""
-    from consumers.app import build_runner
+    from consumers.app import build_runner, projection_registry
 
     make = build or build_runner
+    registry = projections or projection_registry(settings)
     total = RunStats()
     while True:
-        generation = resolve_generation(settings.database, name)
-        runner = make(settings, name, stop=stop, generation=generation, watch_generation=True)
+        generation = resolve_generation(settings.database, registry, name)
+        runner = make(
+            settings,
+            name,
+            stop=stop,
+            generation=generation,
+            watch_generation=True,
+            projections=registry,
+        )
         stats = runner.drain(timeout_s=timeout_s) if drain else runner.run_forever()
         _add(total, stats)
         # per generation, so a test (or an operator) can see what was consumed after a swap

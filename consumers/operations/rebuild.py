@@ -21,21 +21,21 @@ from dataclasses import dataclass, field
 import structlog
 from sqlalchemy import Engine, inspect
 
-from consumers.app import build_runner, topics_from
+from consumers.app import build_runner, projection_registry
 from consumers.kafka.watermarks import Watermarks, WatermarkSource, partial_history
 from consumers.runtime.snapshot import RunnerSnapshot
 from consumers.runtime.stop import StopSignal
-from consumers.settings.models import DatabaseSettings, Settings, TopicSettings
+from consumers.settings.models import DatabaseSettings, Settings
 from projections import (
     CheckpointStore,
     Projection,
     TopicPartition,
-    create_projection,
     database_errors,
     make_engine,
 )
 from projections.generations.heartbeats import HeartbeatStore
 from projections.generations.versions import VersionStore, active_generation
+from projections.registry import ProjectionRegistry
 from schemas.errors import ConfigurationError, DataLossError
 
 __all__ = [
@@ -88,13 +88,14 @@ class RebuildResult:
         }
 
 
-def prepare_current(engine: Engine, topics: TopicSettings, name: str) -> Projection:
+def prepare_current(engine: Engine, projections: ProjectionRegistry, name: str) -> Projection:
     """The active generation, with its tables, version row and views in place."""
-    default = create_projection(name).version
+    default = projections.create(name).version
     with database_errors(), engine.begin() as conn:
         generation = active_generation(conn, name, default)
-        current = create_projection(name, topics=topics_from(topics), generation=generation)
+        current = projections.create(name, generation=generation)
         CheckpointStore().create(conn)
+        # not create_tables(): a table that needs a rebuild to change must not stop one
         current.metadata.create_all(conn)
         VersionStore().ensure(conn, current)
     return current
@@ -123,12 +124,14 @@ def run_rebuild(
     on_start: Callable[[dict[TopicPartition, Watermarks]], None] | None = None,
     on_batch: Callable[[RunnerSnapshot], None] | None = None,
     drop_wait_s: float = 30.0,
+    projections: ProjectionRegistry | None = None,
 ) -> RebuildResult:
     """Build the next generation of ``name``, swap it in, optionally drop the previous one."""
+    registry = projections or projection_registry(settings)
     engine = make_engine(settings.database.url())
     versions = VersionStore()
     try:
-        current = prepare_current(engine, settings.topics, name)
+        current = prepare_current(engine, registry, name)
         marks = watermarks.watermarks(current.topics)
         if not allow_partial:
             refuse_partial(name, marks)
@@ -141,12 +144,10 @@ def run_rebuild(
                     f"a rebuild of {name} (generation {row.rebuilding_generation}) is running"
                 )
             generation = max(current.version, row.highest_generation + 1)
-            target = create_projection(
-                name, topics=topics_from(settings.topics), generation=generation
-            )
+            target = registry.create(name, generation=generation)
             for table in reversed(target.tables()):  # leftovers of an interrupted rebuild
                 table.drop(conn, checkfirst=True)
-            target.metadata.create_all(conn)
+            target.create_tables(conn)
             CheckpointStore().reset(conn, target.slot, dict.fromkeys(marks))
             versions.begin_rebuild(conn, name, generation)
         result = RebuildResult(name, current.generation, generation)
@@ -163,6 +164,7 @@ def run_rebuild(
             watch_generation=True,
             live=False,
             batch_max_messages=batch_max_messages,
+            projections=registry,
         )
         started = time.monotonic()
         stats = runner.drain()
@@ -204,7 +206,9 @@ def drop_when_idle(engine: Engine, old: Projection, *, wait_s: float) -> bool:
         time.sleep(0.5)
 
 
-def run_rollback(database: DatabaseSettings, topics: TopicSettings, name: str) -> tuple[int, int]:
+def run_rollback(
+    database: DatabaseSettings, projections: ProjectionRegistry, name: str
+) -> tuple[int, int]:
     """Swap back to the previous generation; return (generation left, generation active)."""
     engine = make_engine(database.url())
     versions = VersionStore()
@@ -214,9 +218,7 @@ def run_rollback(database: DatabaseSettings, topics: TopicSettings, name: str) -
             row = versions.read(conn, name, lock=True)
             if row.previous_generation is None:
                 raise ConfigurationError(f"{name} has no previous generation to roll back to")
-            previous = create_projection(
-                name, topics=topics_from(topics), generation=row.previous_generation
-            )
+            previous = projections.create(name, generation=row.previous_generation)
             missing = [t.name for t in previous.tables() if not inspect(conn).has_table(t.name)]
             if missing:
                 raise ConfigurationError(
@@ -228,7 +230,9 @@ def run_rollback(database: DatabaseSettings, topics: TopicSettings, name: str) -
         engine.dispose()
 
 
-def run_cleanup(database: DatabaseSettings, topics: TopicSettings, name: str) -> list[int]:
+def run_cleanup(
+    database: DatabaseSettings, projections: ProjectionRegistry, name: str
+) -> list[int]:
     """Drop every generation but the active one (refusing those a process still writes)."""
     engine = make_engine(database.url())
     versions = VersionStore()
@@ -240,7 +244,7 @@ def run_cleanup(database: DatabaseSettings, topics: TopicSettings, name: str) ->
             for generation in range(1, row.highest_generation + 1):
                 if generation == row.active_generation:
                     continue
-                old = create_projection(name, topics=topics_from(topics), generation=generation)
+                old = projections.create(name, generation=generation)
                 if not any(inspect(conn).has_table(t.name) for t in old.tables()):
                     continue
                 busy = HeartbeatStore().instances(conn, old.slot, fresh_s=STALE_AFTER_S)

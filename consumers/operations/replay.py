@@ -20,20 +20,19 @@ from typing import Literal
 
 from sqlalchemy import select
 
-from consumers.app import topics_from
 from consumers.kafka.watermarks import Watermarks, WatermarkSource
 from consumers.operations.live import resolve_generation
-from consumers.settings.models import DatabaseSettings, TopicSettings
+from consumers.settings.models import DatabaseSettings
 from projections import (
     CheckpointStore,
     Projection,
     TopicPartition,
-    create_projection,
     database_errors,
     make_engine,
 )
 from projections.generations.replay_marks import ReplayMark, ReplayMarkStore
 from projections.generations.versions import VersionStore
+from projections.registry import ProjectionRegistry
 from schemas.errors import ConfigurationError
 from schemas.utc import as_utc
 
@@ -139,7 +138,7 @@ def check_replayable(projection: Projection) -> None:
 
 def plan_replay(
     database: DatabaseSettings,
-    topics: TopicSettings,
+    projections: ProjectionRegistry,
     name: str,
     *,
     start: Point,
@@ -147,8 +146,8 @@ def plan_replay(
     watermarks: WatermarkSource,
     time_index: TimeIndex,
 ) -> ReplayPlan:
-    generation = resolve_generation(database, name)
-    projection = create_projection(name, topics=topics_from(topics), generation=generation)
+    generation = resolve_generation(database, projections, name)
+    projection = projections.create(name, generation=generation)
     check_replayable(projection)
     marks = watermarks.watermarks(projection.topics)
     engine = make_engine(database.url(), read_only=True)
@@ -203,18 +202,18 @@ def _resolve(
     return out
 
 
-def apply_replay(database: DatabaseSettings, topics: TopicSettings, plan: ReplayPlan) -> int:
+def apply_replay(
+    database: DatabaseSettings, projections: ProjectionRegistry, plan: ReplayPlan
+) -> int:
     """Move the checkpoints back in one transaction; return the new epoch consumers watch."""
     engine = make_engine(database.url())
     store = CheckpointStore()
     versions = VersionStore()
-    projection = create_projection(
-        plan.projection, topics=topics_from(topics), generation=plan.generation
-    )
+    projection = projections.create(plan.projection, generation=plan.generation)
     try:
         with database_errors(), engine.begin() as conn:
             store.create(conn)
-            projection.metadata.create_all(conn)
+            projection.create_tables(conn)
             versions.ensure(conn, projection)
             t = store.table
             locked = select(t.c.topic, t.c.partition, t.c.last_offset).where(

@@ -11,11 +11,11 @@ import time
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
-from consumers.app import topics_from
 from consumers.kafka.watermarks import Watermarks, WatermarkSource
-from consumers.settings.models import DatabaseSettings, TopicSettings
-from projections import TopicPartition, create_projection, database_errors, make_engine
+from consumers.settings.models import DatabaseSettings
+from projections import TopicPartition, database_errors, make_engine
 from projections.generations.status import age_s, read_status
+from projections.registry import ProjectionRegistry
 from schemas.errors import ConfigurationError
 
 __all__ = ["collect_status"]
@@ -23,9 +23,10 @@ __all__ = ["collect_status"]
 
 def collect_status(
     database: DatabaseSettings,
-    topics: TopicSettings,
+    projections: ProjectionRegistry,
     names: Iterable[str],
     *,
+    dlq_suffix: str,
     watermarks: WatermarkSource,
     event_clock: EventClock | None = None,
 ) -> list[dict[str, Any]]:
@@ -35,11 +36,11 @@ def collect_status(
     out = []
     try:
         for name in names:
-            projection = create_projection(name, topics=topics_from(topics))
+            projection = projections.create(name)
             with database_errors(), engine.connect() as conn:
                 status = read_status(conn, name, projection.version)
             marks = _marks(watermarks, projection.topics)
-            dead = _dead_letters(watermarks, projection.topics, topics.dlq_suffix)
+            dead = _dead_letters(watermarks, projection.topics, dlq_suffix)
             row = status.version
             entry: dict[str, Any] = {
                 "projection": name,

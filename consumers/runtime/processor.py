@@ -114,7 +114,7 @@ class BatchProcessor:
             self._checkpoints.create(conn)
             for step in self.steps:
                 step.create(conn)
-            self.projection.metadata.create_all(conn)
+            self.projection.create_tables(conn)
 
     def load_positions(self, partitions: Sequence[TopicPartition]) -> dict[TopicPartition, int]:
         with database_errors(), self.engine.begin() as conn:

@@ -14,6 +14,7 @@ keyword arguments work too (``Settings(bootstrap_servers=…)``, ``load_settings
 from __future__ import annotations
 
 import os
+from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import (
@@ -36,6 +37,7 @@ __all__ = [
     "CommandSettings",
     "DatabaseSettings",
     "DeadLetterMode",
+    "ExtensionSettings",
     "KafkaSettings",
     "LoopSettings",
     "MailSettings",
@@ -272,6 +274,42 @@ class ReconcileSettings(_Concern):
     _unset = field_validator("reconcile_interval_s", mode="before")(_empty_is_unset)
 
 
+def _listed(value: str) -> list[str]:
+    return [part.strip() for part in value.split(",") if part.strip()]
+
+
+class ExtensionSettings(_Concern):
+    """Users' own projections and schemas, loaded from outside the package."""
+
+    projections: str = Field(
+        default="",
+        description="your code projections: module:attr[,module:attr] (Projection classes "
+        "or factories)",
+    )
+    table_projections: str = Field(
+        default="", description="declarative table projections: TOML file[,file]"
+    )
+    schema_paths: str = Field(
+        default="",
+        description="folders of your own .avsc files (<namespace>/<Name>.v<N>.avsc), "
+        "comma-separated",
+    )
+    entry_points: bool = Field(
+        default=True,
+        description="load projections and schemas that installed packages declare "
+        "(entry points projectionist.projections / projectionist.schemas)",
+    )
+
+    def projection_references(self) -> list[str]:
+        return _listed(self.projections)
+
+    def table_files(self) -> list[Path]:
+        return [Path(p) for p in _listed(self.table_projections)]
+
+    def schema_folders(self) -> list[Path]:
+        return [Path(p) for p in _listed(self.schema_paths)]
+
+
 #: concern (attribute of :class:`Settings`) → its model
 _CONCERNS: dict[str, type[_Concern]] = {
     "kafka": KafkaSettings,
@@ -285,6 +323,7 @@ _CONCERNS: dict[str, type[_Concern]] = {
     "commands": CommandSettings,
     "registry": RegistrySettings,
     "reconcile": ReconcileSettings,
+    "extensions": ExtensionSettings,
 }
 #: flat setting name (the variable without its prefix) → its concern
 _CONCERN_OF = {name: concern for concern, m in _CONCERNS.items() for name in m.model_fields}
@@ -311,6 +350,7 @@ class Settings(BaseSettings):
     commands: CommandSettings = Field(default_factory=CommandSettings)
     registry: RegistrySettings = Field(default_factory=RegistrySettings)
     reconcile: ReconcileSettings = Field(default_factory=ReconcileSettings)
+    extensions: ExtensionSettings = Field(default_factory=ExtensionSettings)
 
     @model_validator(mode="before")
     @classmethod

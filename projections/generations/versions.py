@@ -172,6 +172,17 @@ class VersionStore:
         self._point_views(conn, logical_names(new))
         return self.read(conn, new.name)
 
+    def refresh_views(self, conn: Connection, projection: Projection) -> None:
+        """Point the views again when ``projection`` is the active generation (after a
+        column was added in place: PostgreSQL fixed the view's columns when creating it)."""
+        if not inspect(conn).has_table(VERSIONS.name):
+            return
+        found = conn.execute(
+            select(VERSIONS.c.active_generation).where(VERSIONS.c.projection == projection.name)
+        ).scalar_one_or_none()
+        if found == projection.generation:
+            self._point_views(conn, logical_names(projection))
+
     def bump_epoch(self, conn: Connection, projection: str) -> int:
         """Tell running consumers of ``projection`` to reload checkpoints and re-seek."""
         conn.execute(
