@@ -139,15 +139,15 @@ def _check(spec: TableSpec, catalog: SchemaCatalog, fail: Any) -> None:
                 f"no schema defines {event!r} (add its .avsc to PROJECTIONIST_SCHEMA_PATHS)"
             ) from None
     fields = found[spec.event]
-    for option in ("key", "newest_by"):
-        field = getattr(spec, option)
-        for event, its_fields in found.items():
+    for event, its_fields in found.items():  # the event first, then the delete event
+        for option in ("key", "newest_by"):
+            field = getattr(spec, option)
             if field not in its_fields:
                 raise fail(f"{option} {field!r} is not a field of {event}")
             if _nullable(its_fields[field]["type"]):
                 raise fail(f"{option} {field!r} of {event} may be null; it must always be set")
-    if not _orderable(fields[spec.newest_by]["type"]):
-        raise fail(f"newest_by {spec.newest_by!r} must be an int, a long or a timestamp")
+        if not _orderable(its_fields[spec.newest_by]["type"]):
+            raise fail(f"newest_by {spec.newest_by!r} must be an int, a long or a timestamp")
     unknown = sorted(set(spec.columns or ()) - set(fields))
     if unknown:
         raise fail(f"column(s) {', '.join(unknown)} are not fields of {spec.event}")
