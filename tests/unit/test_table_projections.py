@@ -135,9 +135,11 @@ def test_newest_row_per_key_whatever_the_order_and_batching(db_url: str, tmp_pat
         partitions=3,
     )
     assert _as_oracle(fed) == _oracle(events)
-    assert fed.stats.balanced() and fed.stats.applied + fed.stats.stale == len(events)
+    assert fed.stats.balanced()
+    assert fed.stats.applied + fed.stats.stale == len(events)
     row = next(r for r in fed.tables["shop_items"] if not r["_deleted"])
-    assert json.loads(row["tags"]) and row["at"].replace(tzinfo=UTC) >= T0
+    assert json.loads(row["tags"])
+    assert row["at"].replace(tzinfo=UTC) >= T0
     assert float(row["price"]) >= 0
 
 
@@ -195,7 +197,8 @@ def test_file_mistakes_are_one_line_naming_the_projection(
     schemas = _schemas(tmp_path, FIELDS_V1)
     with pytest.raises(ConfigurationError) as caught:
         _projection(tmp_path, schemas, toml)
-    assert message in str(caught.value) and "tables.toml" in str(caught.value)
+    assert message in str(caught.value)
+    assert "tables.toml" in str(caught.value)
     assert "\n" not in str(caught.value)
 
 
@@ -241,7 +244,8 @@ def test_a_new_optional_field_is_added_in_place_and_equals_a_rebuild(
         )
     assert live.tables == rebuilt.tables
     notes = [r["note"] for r in live.tables["shop_items"]]
-    assert any(notes) and None in notes  # v2 rows carry it; rows last written by v1 are NULL
+    assert any(notes)
+    assert None in notes
 
 
 @pytest.mark.parametrize(

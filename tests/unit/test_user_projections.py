@@ -98,7 +98,9 @@ def test_each_mistake_is_one_clear_line(user_module: Path, reference: str, messa
     with pytest.raises(ConfigurationError) as caught:
         referenced_projections([reference])
     text = str(caught.value)
-    assert message in text and reference in text and "\n" not in text
+    assert message in text
+    assert reference in text
+    assert "\n" not in text
 
 
 def test_clashes_with_shipped_names_and_tables_are_refused(user_module: Path) -> None:
@@ -139,9 +141,12 @@ def test_cli_mistakes_exit_2_with_one_line(user_module: Path) -> None:
         result = run_cli(["status"], env={**env, variable: value})
         lines = result.stderr.strip().splitlines()
         assert result.returncode == 2, result.stderr
-        assert len(lines) == 1 and needle in lines[0] and "Traceback" not in result.stderr, lines
+        assert len(lines) == 1, lines
+        assert needle in lines[0]
+        assert "Traceback" not in result.stderr
     listed = run_cli(
         ["projections", "--json"], env={**env, "PROJECTIONIST_PROJECTIONS": "user_views:Notes"}
     )
     assert listed.returncode == 0, listed.stderr
-    assert '"projection": "notes"' in listed.stdout and '"tables": ["notes"]' in listed.stdout
+    assert '"projection": "notes"' in listed.stdout
+    assert '"tables": ["notes"]' in listed.stdout

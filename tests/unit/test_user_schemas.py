@@ -38,7 +38,8 @@ def test_user_schemas_load_beside_the_shipped_ones_and_decode(tmp_path: Path) ->
     folder = _write(tmp_path / "mine", "acme/Thing.v1.avsc", V1)
     _write(folder, "acme/Thing.v2.avsc", V2)
     catalog = SchemaCatalog.load(extra=[folder, folder])  # twice: the same files, no conflict
-    assert "acme.Thing" in catalog.names() and "blog.BlogPostUpdated" in catalog.names()
+    assert "acme.Thing" in catalog.names()
+    assert "blog.BlogPostUpdated" in catalog.names()
     serde = AvroSerde(catalog)
     decoded = serde.decode(serde.encode("acme.Thing", {"id": "x"}, version=1))
     assert (decoded.event_type, decoded.schema_version, dict(decoded.record)) == (
@@ -83,7 +84,8 @@ def test_conflicts_and_malformed_files_are_one_line(
     folders = sorted({(tmp_path / "mine" / r).parents[1] for r in files})
     with pytest.raises(ConfigurationError) as caught:
         SchemaCatalog.load(extra=folders)
-    assert message in str(caught.value) and "\n" not in str(caught.value)
+    assert message in str(caught.value)
+    assert "\n" not in str(caught.value)
     assert str(tmp_path) not in str(caught.value), "no absolute paths in messages"
 
 
@@ -97,9 +99,9 @@ def test_schemas_check_covers_user_folders(tmp_path: Path) -> None:
     )
     _write(folder, "acme/Thing.v2.avsc", breaking)
     bad = run_cli(["schemas", "check"], env={"PROJECTIONIST_SCHEMA_PATHS": str(folder)})
-    assert bad.returncode == 1 and "INCOMPATIBLE acme.Thing: v2 cannot read v1" in bad.stdout, (
-        bad.stdout
-    )
+    assert bad.returncode == 1, bad.stdout
+    assert "INCOMPATIBLE acme.Thing: v2 cannot read v1" in bad.stdout
     _write(folder, "acme/Thing.v3.avsc", "{")
     broken = run_cli(["schemas", "check"], env={"PROJECTIONIST_SCHEMA_PATHS": str(folder)})
-    assert broken.returncode == 2 and "Thing.v3.avsc: not valid JSON" in broken.stderr
+    assert broken.returncode == 2
+    assert "Thing.v3.avsc: not valid JSON" in broken.stderr
