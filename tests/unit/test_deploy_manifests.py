@@ -23,10 +23,11 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from consumers.app import group_id, topics_from
+from consumers.app import group_id, projection_registry, topics_from
 from consumers.kafka.config import client_config
 from consumers.settings.models import load_settings
-from projections import create_projection, projection_names
+from projections import create_projection
+from projections.registry import ProjectionRegistry
 from tests.support import missing
 from tests.support.crd_schemas import CRD_SCHEMAS
 
@@ -36,7 +37,10 @@ TARGETS = {
     "base": DEPLOY / "k8s" / "base",
     "dev": DEPLOY / "k8s" / "overlays" / "dev",
     "prod": DEPLOY / "k8s" / "overlays" / "prod",
+    # a user's package deployed beside the shipped projections: held to the same policies
+    "crm": ROOT / "docs" / "examples" / "crm",
 }
+EXAMPLE = TARGETS["crm"]
 KUBE_VERSIONS = ("1.29.0", "1.37.0")  # the oldest and newest the manifests support
 WORKLOADS = ("StatefulSet", "Deployment")
 
@@ -214,7 +218,7 @@ def test_consumers_are_static_members_with_cooperative_sticky(target: str) -> No
     for d in consumers:
         (c,) = d["spec"]["template"]["spec"]["containers"]
         assert c["args"][0] == "consume"
-        assert c["args"][1] in projection_names()
+        assert c["args"][1] in _registry_of(c).names()
         env = {e["name"]: e for e in c["env"]}
         assert (
             env["PROJECTIONIST_GROUP_INSTANCE_ID"]["valueFrom"]["fieldRef"]["fieldPath"]
@@ -234,6 +238,35 @@ def test_replicas_never_exceed_partitions(target: str) -> None:
         assert 1 <= so["spec"]["minReplicaCount"] <= so["spec"]["maxReplicaCount"] <= partitions
         (trigger,) = so["spec"]["triggers"]
         assert trigger["metadata"]["allowIdleConsumers"] == "false"
+
+
+def _registry_of(container: Doc, **settings: str) -> ProjectionRegistry:
+    """The projections a container knows: this image's packages (entry points) plus its
+    PROJECTIONIST_TABLE_PROJECTIONS, whose mounted file is the example's own here."""
+    env = {e["name"]: e.get("value") for e in container.get("env", [])}
+    tables = env.get("PROJECTIONIST_TABLE_PROJECTIONS")
+    if tables:
+        settings["table_projections"] = str(EXAMPLE / Path(tables).name)
+    return projection_registry(load_settings(**settings))
+
+
+def test_user_consumers_join_the_group_their_code_uses(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The example's consumers run its projections, with the group id and topic the code uses."""
+    docs = render("crm")
+    _settings_env(docs, tmp_path, monkeypatch)
+    settings = load_settings()
+    ran = {}
+    for d in of_kind(docs, "StatefulSet"):
+        (c,) = d["spec"]["template"]["spec"]["containers"]
+        registry = _registry_of(c)
+        projection = registry.create(c["args"][1])
+        ran[projection.name] = (group_id(settings.kafka, projection), projection.topics)
+    assert ran["crm_customers"] == ("projectionist.crm_customers_v1", ("crm.customers",))
+    assert ran["crm_signups"] == ("projectionist.crm_signups_v1", ("crm.customers",))
+    (tables,) = [m for m in of_kind(docs, "ConfigMap") if m["metadata"]["name"].startswith("crm-")]
+    assert tables["data"]["customers.toml"] == (EXAMPLE / "customers.toml").read_text()
 
 
 def _settings_env(docs: list[Doc], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -378,10 +411,11 @@ def test_rebuild_and_reconcile_are_suspended_job_templates(target: str) -> None:
     assert args["projectionist-reconcile-tag-cloud"] == ["reconcile", "tag-cloud", "--repair"]
 
 
-def test_dockerfile_passes_hadolint() -> None:
-    """hadolint finds nothing in deploy/Dockerfile."""
+@pytest.mark.parametrize("dockerfile", [DEPLOY / "Dockerfile", EXAMPLE / "Dockerfile"])
+def test_dockerfile_passes_hadolint(dockerfile: Path) -> None:
+    """hadolint finds nothing in deploy/Dockerfile, nor in the example's image on top of it."""
     out = subprocess.run(
-        [_tool("hadolint"), "--failure-threshold", "info", str(DEPLOY / "Dockerfile")],
+        [_tool("hadolint"), "--failure-threshold", "info", str(dockerfile)],
         capture_output=True,
         text=True,
         timeout=60,
