@@ -43,7 +43,7 @@ from projections.generations.versions import logical_names
 from schemas import AvroSerde, SchemaCatalog
 from schemas.errors import ConfigurationError
 
-__all__ = ["Fed", "Given", "feed", "postgres_database", "table_projection"]
+__all__ = ["Fed", "Given", "Message", "feed", "postgres_database", "table_projection"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,7 +108,7 @@ def feed(
     letters = [
         (msg.index, f"{type(letter.error).__name__}: {letter.error}")
         for letter in sink.sent
-        if isinstance(msg := letter.message, _Message)
+        if isinstance(msg := letter.message, Message)
     ]
     return Fed(tables, stats, sorted(letters))
 
@@ -118,12 +118,12 @@ def _messages(
     topic: str,
     events: Sequence[Given | tuple[str, Mapping[str, Any]]],
     positions: Mapping[tuple[str, int], int | None],
-) -> list[_Message]:
+) -> list[Message]:
     """Each event Avro-encoded at the next offset of its key's partition."""
     partitions = len(positions)
     lasts = [positions[(topic, p)] for p in range(partitions)]
     offsets = [0 if last is None else last + 1 for last in lasts]
-    out: list[_Message] = []
+    out: list[Message] = []
     for index, event in enumerate(events):
         given = event if isinstance(event, Given) else Given(event[0], event[1])
         key = given.key.encode() if given.key is not None else None
@@ -134,7 +134,7 @@ def _messages(
             raise ValueError(
                 f"event {index} ({given.event_type}) does not fit its schema: {exc}"
             ) from exc
-        out.append(_Message(topic, partition, offsets[partition], value, key, index))
+        out.append(Message(topic, partition, offsets[partition], value, key, index=index))
         offsets[partition] += 1
     return out
 
@@ -185,16 +185,19 @@ def _read_tables(
     return out
 
 
-@dataclass(frozen=True, slots=True)
-class _Message:
-    """A message as the consumer sees it (the runtime's ``MessageLike``), plus its index."""
+@dataclass
+class Message:
+    """A Kafka message as the runtime reads one (``MessageLike``), for tests without a
+    broker; ``index`` is the position of the event in the list :func:`feed` was given."""
 
     _topic: str
     _partition: int
     _offset: int
-    _value: bytes
-    _key: bytes | None
-    index: int
+    _value: bytes | None
+    _key: bytes | None = None
+    _headers: list[tuple[str, bytes | None]] = field(default_factory=list)
+    _timestamp: tuple[int, int] = (1, 1_700_000_000_000)  # (CreateTime, ms)
+    index: int = -1
 
     def topic(self) -> str:
         return self._topic
@@ -208,14 +211,14 @@ class _Message:
     def key(self) -> bytes | None:
         return self._key
 
-    def value(self) -> bytes:
+    def value(self) -> bytes | None:
         return self._value
 
     def headers(self) -> list[tuple[str, bytes | None]]:
-        return []
+        return self._headers
 
     def timestamp(self) -> tuple[int, int]:
-        return (0, 0)  # no broker timestamp
+        return self._timestamp
 
     def error(self) -> None:
         return None

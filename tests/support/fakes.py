@@ -5,41 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from consumers.kafka.dead_letters import DeadLetter
+from consumers.testing import Message
 
-
-@dataclass
-class FakeMessage:
-    _topic: str
-    _partition: int
-    _offset: int
-    _value: bytes | None
-    _key: bytes | None = None
-    _headers: list[tuple[str, bytes | None]] = field(default_factory=list)
-    _timestamp: tuple[int, int] = (1, 1_700_000_000_000)
-
-    def topic(self) -> str:
-        return self._topic
-
-    def partition(self) -> int:
-        return self._partition
-
-    def offset(self) -> int:
-        return self._offset
-
-    def key(self) -> bytes | None:
-        return self._key
-
-    def value(self) -> bytes | None:
-        return self._value
-
-    def headers(self) -> list[tuple[str, bytes | None]]:
-        return self._headers
-
-    def timestamp(self) -> tuple[int, int]:
-        return self._timestamp
-
-    def error(self) -> None:
-        return None
+#: the test kit's message (users' tests build the same one)
+FakeMessage = Message
 
 
 @dataclass
