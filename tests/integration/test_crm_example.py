@@ -144,7 +144,8 @@ def _drain(projection: str, env: dict[str, str]) -> dict[str, Any]:
 
 
 def test_crm_example_end_to_end(bootstrap: str, topic_env: dict[str, str], pg_url: str) -> None:
-    """A user's package: both projections consume, rebuild, survive a replay, roll back."""
+    """A user's package: both projections consume, rebuild, survive a replay, roll back,
+    clean up."""
     env = {
         **topic_env,
         "PROJECTIONIST_DATABASE_URL": pg_url,
@@ -226,3 +227,6 @@ def test_crm_example_end_to_end(bootstrap: str, topic_env: dict[str, str], pg_ur
     back = run_cli(["rollback", "crm_customers"], env=env)
     assert back.returncode == 0, back.stderr[-2000:]
     assert _customers(pg_url) == _customers_oracle(events), "generation 1 as it was at the swap"
+    cleaned = run_cli(["cleanup", "crm_customers"], env=env)
+    assert cleaned.returncode == 0, cleaned.stderr[-2000:]
+    assert "dropped generation(s) 2" in cleaned.stdout

@@ -121,6 +121,7 @@ def test_the_installed_example_is_found_through_its_entry_points() -> None:
     assert registry.names()[-2:] == ["crm_customers", "crm_signups"]
     assert registry.origin("crm_signups").startswith("entry point crm_signups")
     assert registry.create("crm_customers").topics == ("crm.customers",)
+    assert "crm.customers" in registry.topics()  # what `projectionist topics` creates
     off = projection_registry(load_settings(entry_points=False))
     assert "crm_signups" not in off
 
