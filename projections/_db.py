@@ -14,15 +14,17 @@ from typing import Any
 
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError, DBAPIError, SQLAlchemyError
+from sqlalchemy.exc import ArgumentError, DataError, DBAPIError, IntegrityError, SQLAlchemyError
 
-from schemas.errors import ConfigurationError, DatabaseUnavailable
+from schemas.errors import ConfigurationError, DatabaseUnavailable, RejectedByDatabase
 
 __all__ = ["database_errors", "is_postgres", "make_engine", "redact_url"]
 
 # SQLSTATEs that mean "try the same transaction again": serialization failure,
 # deadlock, lock timeout, and the connection-exception class (08xxx).
 _RETRYABLE_SQLSTATES = {"40001", "40P01", "55P03", "57P01", "57P02", "57P03"}
+# SQLSTATE classes of a value refused for good: data exception, integrity constraint.
+_REJECTED_SQLSTATE_CLASSES = ("22", "23")
 
 
 def make_engine(url: str, *, pool_size: int = 5, read_only: bool = False) -> Engine:
@@ -43,14 +45,20 @@ def make_engine(url: str, *, pool_size: int = 5, read_only: bool = False) -> Eng
         raise ConfigurationError(
             f"unsupported database {parsed.get_backend_name()!r}: use sqlite:/// or postgresql://"
         )
-    kwargs: dict[str, Any] = {"pool_size": pool_size, "pool_pre_ping": True}
+    # hide_parameters: an error must never print a batch's bound values (other people's
+    # e-mail addresses) into a log.
+    kwargs: dict[str, Any] = {
+        "pool_size": pool_size,
+        "pool_pre_ping": True,
+        "hide_parameters": True,
+    }
     if read_only:
         kwargs["connect_args"] = {"options": "-c default_transaction_read_only=on"}
     return create_engine(parsed, **kwargs)
 
 
 def _sqlite_engine(parsed: Any, *, read_only: bool) -> Engine:
-    engine = create_engine(parsed, connect_args={"timeout": 60})
+    engine = create_engine(parsed, connect_args={"timeout": 60}, hide_parameters=True)
 
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_conn: sqlite3.Connection, _record: object) -> None:
@@ -86,13 +94,18 @@ def redact_url(url: str) -> str:
 
 @contextlib.contextmanager
 def database_errors() -> Iterator[None]:
-    """Translate driver errors into :class:`DatabaseUnavailable` where they are retryable."""
+    """Translate driver errors: :class:`DatabaseUnavailable` where they are retryable,
+    :class:`RejectedByDatabase` (poison) where the database refuses a value for good."""
     try:
         yield
     except DBAPIError as exc:
         if _is_retryable(exc):
             raise DatabaseUnavailable(_describe(exc)) from exc
+        if _is_rejected_value(exc):
+            raise RejectedByDatabase(f"the database refuses a value: {_describe(exc)}") from exc
         raise
+    except OverflowError as exc:  # sqlite3 cannot bind an int outside 64 bits
+        raise RejectedByDatabase(f"the database refuses a value: {exc}") from None
     except SQLAlchemyError as exc:
         if "timeout" in type(exc).__name__.lower():  # pool exhausted while the DB is away
             raise DatabaseUnavailable(f"{type(exc).__name__}: {exc}") from exc
@@ -111,6 +124,13 @@ def _is_retryable(exc: DBAPIError) -> bool:
         return "locked" in text or "busy" in text or "unable to open" in text
     # psycopg raises OperationalError without a SQLSTATE when it cannot connect at all.
     return type(orig).__name__ in ("OperationalError", "InterfaceError")
+
+
+def _is_rejected_value(exc: DBAPIError) -> bool:
+    if isinstance(exc, (DataError, IntegrityError)):
+        return True
+    sqlstate = getattr(exc.orig, "sqlstate", None)
+    return isinstance(sqlstate, str) and sqlstate.startswith(_REJECTED_SQLSTATE_CLASSES)
 
 
 def _describe(exc: DBAPIError) -> str:
