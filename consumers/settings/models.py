@@ -192,6 +192,13 @@ class ApiSettings(_Concern):
     )
     api_max_limit: int = Field(default=500, ge=1, le=10_000, description="cap on ?limit=")
     api_read_only: bool = Field(default=True, description="serve through a read-only session")
+    # Slow clients (both HTTP APIs): a connection may not hold a socket by sending slowly.
+    http_header_timeout_s: float = Field(
+        default=10.0, gt=0, le=300, description="longest wait for a request's headers"
+    )
+    http_body_timeout_s: float = Field(
+        default=30.0, gt=0, le=3600, description="longest wait for each piece of a request body"
+    )
 
     @field_validator("api_address")
     @classmethod
