@@ -8,6 +8,7 @@ closed after the deadline however often they send a byte; a body that stalls ans
 
 from __future__ import annotations
 
+import contextlib
 import signal
 import socket
 import time
@@ -75,10 +76,8 @@ def test_trickled_headers_are_cut_off_at_the_deadline(server: tuple[str, int]) -
                 if _closed(socks[i]):
                     open_.discard(i)
                     continue
-                try:
+                with contextlib.suppress(BlockingIOError, ConnectionResetError, BrokenPipeError):
                     socks[i].send(b"X")  # one more byte of a never-ending header
-                except (BlockingIOError, ConnectionResetError, BrokenPipeError):
-                    pass
             assert httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=2).status_code == 200
             time.sleep(0.2)
         took = time.monotonic() - started
