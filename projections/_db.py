@@ -40,11 +40,21 @@ def make_engine(url: str, *, pool_size: int = 5, read_only: bool = False) -> Eng
     if parsed.drivername in ("postgresql", "postgres"):
         parsed = parsed.set(drivername="postgresql+psycopg")
     if parsed.get_backend_name() == "sqlite":
+        if parsed.drivername not in ("sqlite", "sqlite+pysqlite"):
+            raise ConfigurationError(
+                f"database driver {parsed.get_driver_name()!r} is not supported: use sqlite:///"
+            )
         return _sqlite_engine(parsed, read_only=read_only)
     if parsed.get_backend_name() != "postgresql":
         raise ConfigurationError(
             f"unsupported database {parsed.get_backend_name()!r}: use sqlite:/// or postgresql://"
         )
+    if parsed.drivername != "postgresql+psycopg":
+        raise ConfigurationError(
+            f"database driver {parsed.get_driver_name()!r} is not installed: use postgresql:// "
+            "(psycopg 3)"
+        )
+    _check_connection_options(parsed.query)
     # hide_parameters: an error must never print a batch's bound values (other people's
     # e-mail addresses) into a log.
     kwargs: dict[str, Any] = {
@@ -55,6 +65,21 @@ def make_engine(url: str, *, pool_size: int = 5, read_only: bool = False) -> Eng
     if read_only:
         kwargs["connect_args"] = {"options": "-c default_transaction_read_only=on"}
     return create_engine(parsed, **kwargs)
+
+
+def _check_connection_options(query: Any) -> None:
+    """Refuse ``?option=…`` that libpq does not know before any connection is tried (the
+    driver would refuse it at every connect, which looks like an outage)."""
+    from psycopg import ProgrammingError
+    from psycopg.conninfo import make_conninfo
+
+    for name, value in query.items():
+        try:
+            make_conninfo("", **{name: value if isinstance(value, str) else value[-1]})
+        except ProgrammingError:
+            raise ConfigurationError(
+                f"database URL option {name[:40]!r} is not a PostgreSQL connection option"
+            ) from None
 
 
 def _sqlite_engine(parsed: Any, *, read_only: bool) -> Engine:
