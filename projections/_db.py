@@ -12,13 +12,20 @@ import sqlite3
 from collections.abc import Iterator
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Connection, Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, DataError, DBAPIError, IntegrityError, SQLAlchemyError
 
 from schemas.errors import ConfigurationError, DatabaseUnavailable, RejectedByDatabase
 
-__all__ = ["database_errors", "is_postgres", "make_engine", "redact_url"]
+__all__ = [
+    "DDL_LOCK_WAIT_S",
+    "database_errors",
+    "ddl_lock",
+    "is_postgres",
+    "make_engine",
+    "redact_url",
+]
 
 # SQLSTATEs that mean "try the same transaction again": serialization failure,
 # deadlock, lock timeout, and the connection-exception class (08xxx).
@@ -64,7 +71,23 @@ def make_engine(url: str, *, pool_size: int = 5, read_only: bool = False) -> Eng
     }
     if read_only:
         kwargs["connect_args"] = {"options": "-c default_transaction_read_only=on"}
-    return create_engine(parsed, **kwargs)
+    engine = create_engine(parsed, **kwargs)
+    if read_only:
+        event.listen(engine, "connect", _insist_read_only)
+    return engine
+
+
+def _insist_read_only(dbapi_conn: Any, _record: object) -> None:
+    """The session must be read-only whatever the role's own defaults say (a role may
+    ``ALTER ROLE … SET`` them itself) or a pooler did with the startup options."""
+    cur = dbapi_conn.cursor()
+    try:
+        cur.execute("SHOW default_transaction_read_only")
+        if cur.fetchone()[0] != "on":
+            cur.execute("SET default_transaction_read_only = on")
+    finally:
+        cur.close()
+    dbapi_conn.commit()
 
 
 def _check_connection_options(query: Any) -> None:
@@ -103,6 +126,36 @@ def _sqlite_engine(parsed: Any, *, read_only: bool) -> Engine:
         conn.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
 
     return engine
+
+
+#: one wait for the DDL lock; the caller retries (and so sees SIGTERM and its deadline)
+DDL_LOCK_WAIT_S = 2.0
+
+
+def ddl_lock(conn: Connection) -> None:
+    """Serialize DDL across processes (PostgreSQL; a no-op on SQLite), waiting at most
+    :data:`DDL_LOCK_WAIT_S`.
+
+    Replicas start together and ``CREATE TABLE IF NOT EXISTS`` still races in PostgreSQL's
+    catalog, so DDL runs under a transaction-level advisory lock. A session that holds it
+    (a stuck migration; a hostile role, before roles.sql revoked the lock functions) must
+    not block a start for good: past the wait this raises :class:`DatabaseUnavailable`
+    and the caller's retry loop backs off, honouring SIGTERM and ``--timeout``.
+    """
+    if conn.dialect.name != "postgresql":
+        return
+    previous = conn.execute(text("SELECT current_setting('lock_timeout')")).scalar_one()
+    wait = f"{round(DDL_LOCK_WAIT_S * 1000)}ms"
+    conn.execute(text("SELECT set_config('lock_timeout', :t, true)"), {"t": wait})
+    try:
+        conn.execute(text("SELECT pg_advisory_xact_lock(hashtext('projectionist.ddl'))"))
+    except DBAPIError as exc:
+        if getattr(exc.orig, "sqlstate", None) == "55P03":
+            raise DatabaseUnavailable(
+                f"another session holds the DDL lock 'projectionist.ddl' (waited {wait})"
+            ) from None
+        raise
+    conn.execute(text("SELECT set_config('lock_timeout', :t, true)"), {"t": previous})
 
 
 def is_postgres(engine: Engine) -> bool:
