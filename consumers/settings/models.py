@@ -52,6 +52,7 @@ __all__ = [
     "RegistrySettings",
     "Settings",
     "TopicSettings",
+    "check_files",
     "check_variable_names",
     "known_variables",
     "load_settings",
@@ -483,7 +484,6 @@ def load_settings(**overrides: object) -> Settings:
     except ValidationError as exc:
         problems = "; ".join(f"{_where(err['loc'])}: {err['msg']}" for err in exc.errors())
         raise ConfigurationError(f"invalid settings: {problems}") from None
-    _check_files(settings)
     return settings
 
 
@@ -491,9 +491,10 @@ def load_settings(**overrides: object) -> Settings:
 _FILE_SETTINGS = ("ssl_ca_location", "ssl_certificate_location", "ssl_key_location", "smtp_ca_file")
 
 
-def _check_files(settings: Settings) -> None:
+def check_files(settings: Settings) -> None:
     """A TLS file that is not there fails at the first connection, deep in a client library
-    and over and over; say so once, at start."""
+    and over and over; say so once, at start (the CLI calls this; loading settings for a
+    manifest check on another machine does not)."""
     flat = settings.flat()
     for name in _FILE_SETTINGS:
         path = flat.get(name)
