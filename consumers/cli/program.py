@@ -1,7 +1,7 @@
 """The ``projectionist`` program: every command and group is registered here, in one place.
 
 The command functions live in one module per group (``run``, ``demo``, ``commands``,
-``read``, ``rebuild``, ``replay``, ``status``, ``schema_check``, ``dlq``) and know
+``read``, ``rebuild``, ``replay``, ``status``, ``pause``, ``schema_check``, ``dlq``) and know
 nothing of this app: the registration below is explicit (celery's ``add_command``
 shape), so importing a command module has no side effect. User mistakes end with a
 one-line message and exit code 2, never a traceback.
@@ -15,7 +15,18 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-from consumers.cli import commands, demo, dlq, read, rebuild, replay, run, schema_check, status
+from consumers.cli import (
+    commands,
+    demo,
+    dlq,
+    pause,
+    read,
+    rebuild,
+    replay,
+    run,
+    schema_check,
+    status,
+)
 from schemas.errors import ConfigurationError, DataLossError, ProjectionistError
 
 __all__ = ["app", "dlq_app", "main", "schemas_app"]
@@ -47,6 +58,8 @@ app.command()(rebuild.rollback)
 app.command()(rebuild.cleanup)
 app.command()(replay.replay)
 app.command()(status.status)
+app.command()(pause.pause)
+app.command()(pause.resume)
 
 schemas_app = typer.Typer(help=schema_check.HELP, no_args_is_help=True)
 schemas_app.command("check")(schema_check.schemas_check)
