@@ -378,3 +378,50 @@ def test_endpoints_serve_metrics_and_probe_verdicts() -> None:
         assert get("/nope")[0] == 404
     finally:
         server.close()
+
+
+def test_status_endpoint_serves_the_document_and_its_errors_as_json() -> None:
+    """/status?projection=… hands the names to the status source and answers its document;
+    an unknown projection is 404 and a database or broker away is 503, both JSON."""
+    import urllib.error
+    import urllib.request
+
+    from consumers.observability.endpoints import ObservabilityServer
+    from schemas.errors import DatabaseUnavailable
+
+    asked: list[object] = []
+    failure: list[Exception] = []
+
+    def status(names: object) -> dict[str, Any]:
+        asked.append(names)
+        if failure:
+            raise failure[0]
+        return {"projections": [{"projection": "blog", "paused": None}]}
+
+    _runner, _observer, health, _clock, registry = watched()
+    server = ObservabilityServer(
+        address="127.0.0.1:0", registry=registry, probes=[health], status=status
+    )
+    server.start()
+
+    def get(path: str) -> tuple[int, Any]:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{server.port}{path}", timeout=5) as r:
+                return r.status, json.loads(r.read())
+        except urllib.error.HTTPError as exc:
+            with exc:
+                return exc.code, json.loads(exc.read())
+
+    try:
+        assert get("/status") == (200, {"projections": [{"projection": "blog", "paused": None}]})
+        assert get("/status?projection=blog&projection=orders")[0] == 200
+        assert asked == [None, ["blog", "orders"]]
+        failure.append(ConfigurationError("unknown projection 'nope'"))
+        code, body = get("/status?projection=nope")
+        assert (code, body["error"]) == (404, "unknown_projection")
+        failure[0] = DatabaseUnavailable("connection refused")
+        code, body = get("/status")
+        assert (code, body["error"]) == (503, "unavailable")
+        assert "connection refused" in body["detail"]
+    finally:
+        server.close()
