@@ -9,9 +9,13 @@ one-line message and exit code 2, never a traceback.
 
 from __future__ import annotations
 
+import shutil
 import sys
+from typing import Any
 
 import typer
+import typer.core
+import typer.rich_utils
 from rich.console import Console
 from rich.markup import escape
 
@@ -29,10 +33,38 @@ from consumers.cli import (
 )
 from schemas.errors import ConfigurationError, DataLossError, ProjectionistError
 
-__all__ = ["app", "dlq_app", "main", "schemas_app"]
+__all__ = ["app", "dlq_app", "main", "readable_help", "schemas_app"]
+
+
+def readable_help() -> None:
+    """Help that shows every option whole.
+
+    * Flags take no value, yet typer 0.29 prints their Python type (``<bool>``) in a
+      column of its own; shown for options with a value only.
+    * Help text is Markdown, not rich markup: ``[env PROJECTIONIST_X]`` stays visible
+      (rich would take it for a style tag and drop it), and paragraphs are reflowed.
+    * rich renders 80 columns when the output is not a terminal (a pipe, a file, CI
+      logs) and cuts long option names with "…" in narrow terminals: at least
+      ``_HELP_MIN_WIDTH`` columns unless ``TERMINAL_WIDTH`` says otherwise.
+    """
+    original = typer.core.TyperOption.display_type_rich
+    if getattr(original, "_flags_untyped", False):
+        return  # already done (tests call main() and this more than once)
+
+    def display_type_rich(self: typer.core.TyperOption, ctx: Any) -> str | None:
+        return None if self.is_flag else original(self, ctx)
+
+    display_type_rich._flags_untyped = True  # type: ignore[attr-defined]
+    typer.core.TyperOption.display_type_rich = display_type_rich  # type: ignore[method-assign]
+    if typer.rich_utils.MAX_WIDTH is None:
+        typer.rich_utils.MAX_WIDTH = max(shutil.get_terminal_size().columns, _HELP_MIN_WIDTH)
+
+
+_HELP_MIN_WIDTH = 120
 
 app = typer.Typer(
     name="projectionist",
+    rich_markup_mode="markdown",
     help=(
         "The read side of CQRS on Kafka: fold Avro events into exactly-once SQL read models.\n\n"
         "Settings come from PROJECTIONIST_* environment variables; flags override them."
@@ -74,6 +106,7 @@ app.add_typer(dlq_app, name="dlq")
 
 
 def main() -> None:
+    readable_help()
     # Messages are shown as written: "[projections.x]" or "module:attr" must not be read
     # as rich markup or emoji codes.
     err = Console(stderr=True, soft_wrap=True, emoji=False)
