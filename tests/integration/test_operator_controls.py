@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import json
+import os
+import pty
 import signal
 import subprocess
+import threading
 import time
 from typing import Any
 
@@ -11,7 +15,7 @@ import httpx
 
 from consumers.kafka.broker import free_port
 from producers import blog_events
-from tests.support import checkpoint_total, json_line, run_cli, start_cli, wait_for
+from tests.support import PROJECTIONIST, checkpoint_total, json_line, run_cli, start_cli, wait_for
 from tests.support.broker import publish
 from tests.support.oracle import assert_blog_matches
 from tests.support.runners import SLOT
@@ -147,3 +151,54 @@ def test_pause_holds_two_running_consumers_and_resume_catches_up(
     assert sum(s["consumed"] for s in stats) == len(events), "an event was consumed twice"
     assert sum(s["skipped_offset"] for s in stats) == 0
     assert_blog_matches(pg_url, events)
+
+
+def test_drain_shows_join_rate_and_lag_on_a_terminal_and_one_json_line(
+    bootstrap: str, topic_env: dict[str, str], sqlite_url: str
+) -> None:
+    """`consume --drain --json` with stderr on a terminal: a progress line (join, then ev/s
+    and lag left, ending at lag 0) on the terminal, and exactly one JSON line on stdout."""
+    events = blog_events(posts=200, seed=191)
+    publish(bootstrap, topic_env["PROJECTIONIST_BLOG_TOPIC"], events)
+    env = {**topic_env, "PROJECTIONIST_DATABASE_URL": sqlite_url, "COLUMNS": "160"}
+    controller, terminal = pty.openpty()
+    proc = subprocess.Popen(
+        [PROJECTIONIST, "consume", "blog", "--drain", "--json", "--timeout", "120"],
+        env={**os.environ, **env},
+        stdout=subprocess.PIPE,
+        stderr=terminal,
+        text=True,
+    )
+    os.close(terminal)
+    screen = bytearray()
+
+    def read_terminal() -> None:
+        while True:
+            try:
+                chunk = os.read(controller, 4096)
+            except OSError:  # EIO: the process closed its end
+                return
+            if not chunk:
+                return
+            screen.extend(chunk)
+
+    reader = threading.Thread(target=read_terminal, daemon=True)
+    reader.start()
+    try:
+        out, _ = proc.communicate(timeout=150)
+        reader.join(timeout=10)
+    finally:
+        os.close(controller)
+    assert proc.returncode == 0, screen.decode(errors="replace")[-3000:]
+    lines = out.strip().splitlines()
+    assert len(lines) == 1, out
+    summary = json.loads(lines[0])
+    assert summary["consumed"] == len(events)
+    assert summary["drain"] is True
+    assert summary["seconds"] > 0
+    shown = screen.decode(errors="replace")
+    assert "blog: joining the consumer group" in shown
+    assert "blog: draining 4 partitions" in shown
+    assert "ev/s" in shown
+    assert "lag 0" in shown, "the last progress line shows the drain caught up"
+    assert f"{len(events)}/{len(events)}" in shown
