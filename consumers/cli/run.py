@@ -95,7 +95,8 @@ def consume(
         f"{projection}: consumed {stats.consumed:,}, applied {stats.applied:,}, "
         f"skipped {stats.duplicates_skipped:,} duplicates, {stats.stale:,} stale, "
         f"dead-lettered {stats.dead_lettered:,} in {seconds:.1f} s"
-        + (" (caught up)" if drain and stop.signal_name is None else "")
+        + (" (caught up)" if drain and stop.signal_name is None else ""),
+        soft_wrap=True,
     )
 
 
