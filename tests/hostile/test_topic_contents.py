@@ -221,6 +221,8 @@ def test_hostile_events_are_dead_lettered_and_the_rest_applies(
         assert result.returncode == 0, result.stderr[-3000:]
         _clean_output(result.stdout + result.stderr, secrets)
         good_orders = ORDERS_GOOD + [ev for _, ev in ORDERS_APPLIED]
-        assert json_line(result.stdout)["extra"]["mail_sent"] == len(good_orders)
+        summary = json_line(result.stdout)
+        assert summary["extra"]["mail_sent"] == len(good_orders)
+        assert summary["dead_lettered"] == len(ORDERS_DEAD), summary
         recipients = [r.recipients for r in smtp.received]
     assert sorted(recipients) == sorted([e.record["customer_email"]] for e in good_orders)
