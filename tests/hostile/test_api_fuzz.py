@@ -17,6 +17,9 @@ from hypothesis.errors import Unsatisfiable
 from schemathesis.checks import not_a_server_error
 from schemathesis.specs.openapi.checks import positive_data_acceptance
 
+from consumers.app import projection_registry
+from consumers.operations.status import StatusReport
+from consumers.settings.models import Settings
 from producers import blog_events, order_events
 from producers.command_api import create_command_app
 from projections import BlogProjection, NotificationsProjection, OrdersProjection, make_engine
@@ -41,7 +44,7 @@ def database(
 
 
 @pytest.fixture(scope="module")
-def query_schema(database: str) -> Iterator[Any]:
+def query_schema(database: str, bootstrap: str) -> Iterator[Any]:
     blog = BlogProjection(topic="blog.posts")
     orders = OrdersProjection(topic="orders.orders")
     notifications = NotificationsProjection(topic="orders.orders")
@@ -53,7 +56,9 @@ def query_schema(database: str) -> Iterator[Any]:
         folder.close()
     engine = make_engine(database, read_only=True)
     reads = ReadModels(engine=engine, blog=blog, orders=orders, notifications=notifications)
-    app = create_app(reads, wait_timeout_s=0.05, max_limit=50)
+    settings = Settings(bootstrap_servers=bootstrap, database_url=database)
+    status = StatusReport(settings, projection_registry(settings)).document  # as `serve` does
+    app = create_app(reads, wait_timeout_s=0.05, max_limit=50, status=status)
     yield schemathesis.openapi.from_asgi("/openapi.json", app)
     engine.dispose()
 
