@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import sqlite3
+from pathlib import Path
 from collections.abc import Iterator
 from typing import Any
 
@@ -51,6 +52,11 @@ def make_engine(url: str, *, pool_size: int = 5, read_only: bool = False) -> Eng
             raise ConfigurationError(
                 f"database driver {parsed.get_driver_name()!r} is not supported: use sqlite:///"
             )
+        folder = _sqlite_folder(parsed.database)
+        if folder is not None and not folder.is_dir():
+            # sqlite3 says "unable to open database file", which reads like an outage
+            # and would be retried for good.
+            raise ConfigurationError(f"the SQLite database's folder {folder} does not exist")
         return _sqlite_engine(parsed, read_only=read_only)
     if parsed.get_backend_name() != "postgresql":
         raise ConfigurationError(
@@ -88,6 +94,12 @@ def _insist_read_only(dbapi_conn: Any, _record: object) -> None:
     finally:
         cur.close()
     dbapi_conn.commit()
+
+
+def _sqlite_folder(database: str | None) -> Path | None:
+    if not database or database == ":memory:" or database.startswith("file:"):
+        return None
+    return Path(database).parent
 
 
 def _check_connection_options(query: Any) -> None:

@@ -67,6 +67,22 @@ def _empty_is_unset(value: object) -> object:
     return None if value == "" else value
 
 
+def _host_port(value: str | None) -> str | None:
+    """``host:port`` (port 0: any free port, as tests bind)."""
+    if value is None:
+        return value
+    host, sep, port = value.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 <= int(port) < 65_536:
+        raise ValueError(f"{value[:80]!r} is not host:port")
+    return value
+
+
+def _not_blank(value: str) -> str:
+    if not value.strip():
+        raise ValueError("must not be empty")
+    return value
+
+
 #: no setting needs more; larger numbers overflow timedelta, sleep() or librdkafka's ints
 _MAX_FLOAT = 1e9
 _MAX_INT = 2**31 - 1
@@ -125,6 +141,7 @@ class KafkaSettings(_Concern):
     _unset = field_validator("bootstrap_servers", "group_instance_id", mode="before")(
         _empty_is_unset
     )
+    _named = field_validator("group_prefix")(_not_blank)
 
 
 class TopicSettings(_Concern):
@@ -211,6 +228,7 @@ class ObservabilitySettings(_Concern):
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
     _unset = field_validator("metrics_address", mode="before")(_empty_is_unset)
+    _address = field_validator("metrics_address")(_host_port)
 
 
 class ApiSettings(_Concern):
@@ -230,13 +248,7 @@ class ApiSettings(_Concern):
         default=30.0, gt=0, le=3600, description="longest wait for each piece of a request body"
     )
 
-    @field_validator("api_address")
-    @classmethod
-    def _host_port(cls, value: str) -> str:
-        host, sep, port = value.rpartition(":")
-        if not sep or not host or not port.isdigit() or not 0 < int(port) < 65_536:
-            raise ValueError(f"{value!r} is not host:port")
-        return value
+    _address = field_validator("api_address")(_host_port)
 
 
 class MailSettings(_Concern):
@@ -265,6 +277,7 @@ class MailSettings(_Concern):
     )
 
     _unset = field_validator("smtp_username", "smtp_ca_file", mode="before")(_empty_is_unset)
+    _named = field_validator("smtp_host")(_not_blank)
 
     @field_validator("mail_from")
     @classmethod
@@ -299,6 +312,7 @@ class CommandSettings(_Concern):
     relay_poll_interval_s: float = Field(default=0.2, gt=0, le=60)
 
     _unset = field_validator("command_database_url", mode="before")(_empty_is_unset)
+    _address = field_validator("commands_address")(_host_port)
 
 
 class RegistrySettings(_Concern):
@@ -311,6 +325,13 @@ class RegistrySettings(_Concern):
     schema_registry_auto_register: bool = True
 
     _unset = field_validator("schema_registry_url", mode="before")(_empty_is_unset)
+
+    @field_validator("schema_registry_url")
+    @classmethod
+    def _http_url(cls, value: str | None) -> str | None:
+        if value is not None and not re.match(r"https?://[^/\s]+", value):
+            raise ValueError(f"{value[:80]!r} is not an http:// or https:// URL")
+        return value
 
 
 class ReconcileSettings(_Concern):
@@ -496,6 +517,9 @@ def check_files(settings: Settings) -> None:
     and over and over; say so once, at start (the CLI calls this; loading settings for a
     manifest check on another machine does not)."""
     flat = settings.flat()
+    for folder in settings.extensions.schema_folders():
+        if not folder.is_dir():
+            raise ConfigurationError(f"{PREFIX}SCHEMA_PATHS: {folder} is not a folder")
     for name in _FILE_SETTINGS:
         path = flat.get(name)
         if (
