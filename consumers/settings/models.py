@@ -228,7 +228,6 @@ class ObservabilitySettings(_Concern):
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
     _unset = field_validator("metrics_address", mode="before")(_empty_is_unset)
-    _address = field_validator("metrics_address")(_host_port)
 
 
 class ApiSettings(_Concern):

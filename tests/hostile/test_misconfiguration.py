@@ -270,10 +270,10 @@ CASES: list[tuple[str, list[str], dict[str, str], int, str]] = [
     ),
     (
         "metrics address",
-        ["status"],
+        ["consume", "blog"],
         {"PROJECTIONIST_METRICS_ADDRESS": "nope"},
         2,
-        "metrics_address",
+        "metrics address",
     ),
     (
         "commands address",
