@@ -31,7 +31,14 @@ from bench.scenarios import Bench  # noqa: E402
 from consumers.kafka.broker import EmbeddedBroker  # noqa: E402
 
 PG_BASE_URL = os.environ.get("DATABASE_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
-SCENARIOS = ("live", "naive", "scaleout", "latency", "rebuild")  # "live" includes the ceiling
+SCENARIOS = (
+    "fullstate",
+    "live",
+    "naive",
+    "scaleout",
+    "latency",
+    "rebuild",
+)  # "live" includes the ceiling
 NOTE = (
     "Order projections are not benchmarked: they are being built on another branch. "
     "Rebuild mode is bench/rebuild.py (manual partition assignment from offset 0, no "
@@ -76,6 +83,9 @@ def parse_args() -> argparse.Namespace:
     ap.add_argument("--latency-seconds", type=float, default=15.0)
     ap.add_argument("--rebuild-batch", type=int, default=10_000)
     ap.add_argument("--repeat", type=int, default=3, help="interleaved ceiling/live runs")
+    ap.add_argument("--fullstate-events", type=int, default=200_000)
+    ap.add_argument("--fullstate-posts", type=int, default=20_000)
+    ap.add_argument("--fullstate-repeat", type=int, default=2, help="interleaved rounds")
     ap.add_argument("--quick", action="store_true", help="small sizes, for iterating")
     ap.add_argument("--out", type=Path, default=ROOT / "docs")
     ap.add_argument("--only", default="", help=f"comma-separated subset of {','.join(SCENARIOS)}")
@@ -85,6 +95,7 @@ def parse_args() -> argparse.Namespace:
     if args.quick:
         args.events, args.rebuild_events = 20_000, 50_000
         args.naive_seconds, args.latency_seconds, args.repeat = 4.0, 5.0, 1
+        args.fullstate_events, args.fullstate_posts, args.fullstate_repeat = 20_000, 2_000, 1
     return args
 
 
