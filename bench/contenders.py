@@ -19,6 +19,7 @@ import subprocess
 import sys
 import threading
 import time
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -95,9 +96,18 @@ def projectionist(cfg: dict[str, Any], command: str) -> dict[str, Any]:
         "PROJECTIONIST_LOG_FORMAT": "json",
     }
     args = ["consume", "blog", "--drain"] if command == "consume" else ["rebuild", "blog"]
+    command_line = [sys.executable, "-m", "bench.cli_probe", *args, "--json"]
+    profile_dir = os.environ.get("BENCH_PROFILE")  # a folder: a py-spy raw profile per run
+    if profile_dir:
+        db = cfg["database_url"].split(":", 1)[0].split("+")[0]
+        out_file = Path(profile_dir) / f"cli-{command}-{db}-{uuid.uuid4().hex[:4]}.txt"
+        out_file.parent.mkdir(parents=True, exist_ok=True)
+        spy = Path(sys.executable).with_name("py-spy")
+        command_line = [str(spy), "record", "-r", "250", "-f", "raw", "-o", str(out_file), "--"]
+        command_line += [sys.executable, "-m", "bench.cli_probe", *args, "--json"]
     started = time.monotonic()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "bench.cli_probe", *args, "--json"],
+        command_line,
         cwd=ROOT,
         env=env,
         stdout=subprocess.PIPE,

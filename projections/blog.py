@@ -19,6 +19,7 @@ import json
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import Any
 
 from sqlalchemy import (
@@ -96,6 +97,24 @@ class BlogProjection(Projection):
 
     name = "blog"
     version = 1
+    #: no ``slug`` (BlogPostUpdated v2): v1 events decode as written, ~1/3 cheaper
+    reads = MappingProxyType(
+        {
+            POST_UPDATED: frozenset(
+                [
+                    "post_id",
+                    "title",
+                    "description",
+                    "tags",
+                    "author",
+                    "creation_date",
+                    "updated_at",
+                    "version",
+                ]
+            ),
+            POST_DELETED: frozenset(("post_id", "version", "deleted_at")),
+        }
+    )
 
     def __init__(self, *, topic: str = "blog.posts", generation: int | None = None) -> None:
         self.topics = (topic,)
