@@ -132,11 +132,13 @@ def projectionist(cfg: dict[str, Any], command: str) -> dict[str, Any]:
     proc.wait(timeout=900)
     reader.join(10)
     total = time.monotonic() - started
-    try:
-        summary = json.loads(out.strip().splitlines()[-1])
-    except (IndexError, json.JSONDecodeError):
+    # the last JSON line: under py-spy, its own messages share stdout
+    summary = next(
+        (json.loads(line) for line in reversed(out.splitlines()) if line.startswith("{")), None
+    )
+    if proc.returncode != 0 or summary is None:
         tail = "".join(seen["log"][-20:])
-        raise RuntimeError(f"projectionist {command} exited {proc.returncode}:\n{tail}") from None
+        raise RuntimeError(f"projectionist {command} exited {proc.returncode}:\n{tail}")
     if command == "consume":
         active = summary["last_applied_at"] - seen.get("assigned", summary["started_at"])
         events = summary["consumed"]

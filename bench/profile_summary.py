@@ -1,6 +1,8 @@
 """Summarize py-spy raw profiles (``BENCH_PROFILE=dir make bench``): hottest frames.
 
-``python bench/profile_summary.py dir/live-postgresql-ab12.txt [--filter text]``
+``python bench/profile_summary.py dir/cli-consume-postgresql-ab12.txt [--filter text]``
+prints the hottest frames; :func:`shares` sorts the consume loop's samples into the
+parts the README names (``make bench --profile`` records them in docs/bench.json).
 """
 
 from __future__ import annotations
@@ -9,13 +11,51 @@ import argparse
 from collections import Counter
 from pathlib import Path
 
+__all__ = ["PARTS", "shares"]
+
+#: part of the loop → a frame that marks it, tested innermost first
+PARTS = {
+    "Avro decode": "AvroSerde.decode",
+    "SQL statements (driver, wait)": "Connection.exec_driver_sql",
+    "COPY (driver, wait)": "Copy.",
+    "metrics": "LoopObserver.",
+    "preparing events (rest of prepare)": "BatchPreparer.prepare",
+    "fold (Python, blog.apply)": "BlogProjection.apply",
+    "transaction, checkpoint": "BatchTransaction.",
+}
+
+
+def shares(profile: Path, *, within: str = "ProjectionRunner.drain") -> dict[str, float]:
+    """Share of the samples ``within`` the loop spent in each part (the rest: consume()
+    and the loop itself), most specific part first."""
+    counts: Counter[str] = Counter()
+    for line in profile.read_text().splitlines():
+        stack, _, count = line.rpartition(" ")
+        frames = stack.split(";")
+        if not any(within in f for f in frames):
+            continue
+        part = "consume() and the loop"
+        for frame in reversed(frames):
+            hit = next((p for p, marker in PARTS.items() if marker in frame), None)
+            if hit:
+                part = hit
+                break
+        counts[part] += int(count)
+    total = sum(counts.values()) or 1
+    return {part: round(n / total, 3) for part, n in counts.most_common()}
+
 
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("profile", type=Path)
     ap.add_argument("--top", type=int, default=30)
     ap.add_argument("--filter", default="", help="only stacks through a frame containing this")
+    ap.add_argument("--parts", action="store_true", help="the loop's parts (shares) only")
     args = ap.parse_args()
+    if args.parts:
+        for part, share in shares(args.profile).items():
+            print(f"{share:6.1%}  {part}")
+        return
     own: Counter[str] = Counter()
     inclusive: Counter[str] = Counter()
     total = 0
