@@ -18,7 +18,7 @@ if __package__ in (None, ""):  # run as a script: bench/ is sys.path[0], not the
 
 from bench.report import ratios, targets
 
-__all__ = ["BEGIN", "END", "render", "replace_section"]
+__all__ = ["BEGIN", "END", "load_profile", "render", "replace_section"]
 
 BEGIN = "<!-- bench:begin -->"
 END = "<!-- bench:end -->"
@@ -50,8 +50,25 @@ def _load(values: Any) -> str:
     return " / ".join(f"{v:.1f}" for v in values) if values else "not recorded"
 
 
-def render(payload: dict[str, Any]) -> str:
-    """The generated part of the README's Performance section (between the markers)."""
+def _profile(profile: dict[str, Any]) -> list[str]:
+    runs = profile["runs"]
+    parts = list(dict.fromkeys(p for run in runs for p in run["parts"]))
+    lines = [
+        "",
+        f"Where the consume loop's time goes ({profile['what']}; share of its samples):",
+        "",
+        "| part of the loop | " + " | ".join(run["label"] for run in runs) + " |",
+        "|---|" + "---:|" * len(runs),
+    ]
+    for part in parts:
+        cells = [f"{run['parts'][part]:.0%}" if part in run["parts"] else "–" for run in runs]
+        lines.append(f"| {part} | " + " | ".join(cells) + " |")
+    return lines
+
+
+def render(payload: dict[str, Any], profile: dict[str, Any] | None = None) -> str:
+    """The generated part of the README's Performance section (between the markers);
+    ``profile``: docs/bench-profile.json (bench/profile_summary.py --after), if any."""
     rows: list[dict[str, Any]] = payload["rows"]
     sizes = payload.get("sizes", {})
     lines = [
@@ -100,9 +117,16 @@ def render(payload: dict[str, Any]) -> str:
     for name, measured, met in targets(rows):
         verdict = "met" if met else "**not met**" if met is not None else "reported"
         lines.append(f"| {name} | {measured} | {verdict} |")
+    if profile:
+        lines += _profile(profile)
     if payload.get("note"):
         lines += ["", payload["note"]]
     return "\n".join(lines)
+
+
+def load_profile(docs: Path = ROOT / "docs") -> dict[str, Any] | None:
+    path = docs / "bench-profile.json"
+    return json.loads(path.read_text(encoding="utf-8")) if path.exists() else None
 
 
 def replace_section(readme: str, section: str) -> str:
@@ -117,9 +141,8 @@ def main() -> None:
     source = Path(sys.argv[1]) if len(sys.argv) > 1 else ROOT / "docs" / "bench.json"
     readme = Path(sys.argv[2]) if len(sys.argv) > 2 else ROOT / "README.md"
     payload = json.loads(source.read_text(encoding="utf-8"))
-    readme.write_text(
-        replace_section(readme.read_text(encoding="utf-8"), render(payload)), encoding="utf-8"
-    )
+    section = render(payload, load_profile(source.parent))
+    readme.write_text(replace_section(readme.read_text(encoding="utf-8"), section), "utf-8")
     print(f"wrote the Performance figures of {readme.name} from {source.name}")
 
 

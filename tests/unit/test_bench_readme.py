@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from bench.readme import BEGIN, END, render, replace_section
+from bench.readme import BEGIN, END, load_profile, render, replace_section
 from bench.report import targets
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -18,7 +18,9 @@ def test_readme_section_is_what_the_committed_json_renders() -> None:
     payload = json.loads((ROOT / "docs" / "bench.json").read_text(encoding="utf-8"))
     readme = (ROOT / "README.md").read_text(encoding="utf-8")
     section = readme[readme.index(BEGIN) + len(BEGIN) : readme.index(END)].strip("\n")
-    assert section == render(payload), "run: .venv/bin/python bench/readme.py"
+    assert section == render(payload, load_profile(ROOT / "docs")), (
+        "run: .venv/bin/python bench/readme.py"
+    )
 
 
 def test_the_committed_run_records_its_date_and_load() -> None:
