@@ -96,6 +96,7 @@ def projectionist(cfg: dict[str, Any], command: str) -> dict[str, Any]:
         "PROJECTIONIST_LOG_FORMAT": "json",
     }
     args = ["consume", "blog", "--drain"] if command == "consume" else ["rebuild", "blog"]
+    args += cfg.get("cli_args", [])  # experiments, e.g. ["--batch-max-messages", "5000"]
     command_line = [sys.executable, "-m", "bench.cli_probe", *args, "--json"]
     profile_dir = os.environ.get("BENCH_PROFILE")  # a folder: a py-spy raw profile per run
     if profile_dir:
