@@ -63,6 +63,8 @@ class BatchProcessor:
         self.stats = stats
         self._checkpoints = checkpoints
         self._dead_letters = dead_letters
+        if projection.reads is not None:
+            serde = serde.reading(projection.reads)
         self._preparer = BatchPreparer(serde=serde, projection=projection.name)
         self._replay = ReplayMarksStep()
         steps: list[Step] = [self._replay]
