@@ -44,10 +44,8 @@ from consumers.settings.models import (
     TopicSettings,
 )
 from projections import (
-    BlogProjection,
     CheckpointStore,
     NotificationsProjection,
-    OrdersProjection,
     Projection,
     TopicPartition,
     Topics,
@@ -55,7 +53,6 @@ from projections import (
     database_errors,
     make_engine,
 )
-from projections.generations.versions import active_generation
 from projections.loading import (
     entry_point_projections,
     entry_point_schema_folders,
@@ -67,7 +64,7 @@ from projections.notifications.mail import SmtpConfig, SmtpMailer
 from projections.query.read_models import ReadModels
 from projections.registry import ProjectionRegistry
 from schemas import AvroSerde, SchemaCatalog
-from schemas.errors import DatabaseUnavailable, RetryableError
+from schemas.errors import RetryableError
 
 if TYPE_CHECKING:
     from producers import BlogService, OrderService, OutboxRelay
@@ -222,24 +219,16 @@ def _chain(
 def build_read_models(
     database: DatabaseSettings, topics_settings: TopicSettings, *, read_only: bool
 ) -> ReadModels:
-    """Reads over the tables of each projection's active generation (after rebuilds)."""
+    """Reads over the tables of each projection's active generation, resolved per request."""
     topics = topics_from(topics_settings)
     engine = make_engine(database.url(), read_only=read_only)
-    generations = {n: create_projection(n).version for n in ("blog", "orders", "notifications")}
-    try:
-        with database_errors(), engine.connect() as conn:
-            generations = {n: active_generation(conn, n, v) for n, v in generations.items()}
-    except DatabaseUnavailable:
-        pass  # serve anyway: every request answers 503 until the database is back
-    blog = create_projection("blog", topics=topics, generation=generations["blog"])
-    orders = create_projection("orders", topics=topics, generation=generations["orders"])
-    notifications = create_projection(
-        "notifications", topics=topics, generation=generations["notifications"]
-    )
-    assert isinstance(blog, BlogProjection)
-    assert isinstance(orders, OrdersProjection)
-    assert isinstance(notifications, NotificationsProjection)
-    return ReadModels(engine=engine, blog=blog, orders=orders, notifications=notifications)
+    names = ("blog", "orders", "notifications")
+
+    def projection_at(name: str, generation: int) -> Projection:
+        return create_projection(name, topics=topics, generation=generation)
+
+    defaults = {n: create_projection(n).version for n in names}
+    return ReadModels(engine=engine, projection_at=projection_at, defaults=defaults)
 
 
 # The e-mail delivery of the notifications projection runs after every poll, so recorded

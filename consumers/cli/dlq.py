@@ -110,6 +110,7 @@ def replay(
 ) -> None:
     """Apply selected dead letters to the projection again, exactly once; unpark their keys."""
     from consumers.operations.dead_letters import replay_dead_letters
+    from consumers.operations.live import resolve_generation
 
     if not (all_ or error_class or reason or key):
         raise ConfigurationError("say what to replay: --error-class, --reason, --key or --all")
@@ -123,7 +124,10 @@ def replay(
         and (key is None or r.key == key.encode())
     ]
     catalog = schema_catalog(settings.extensions)
-    target = projection_registry(settings, catalog=catalog).create(projection)
+    registry = projection_registry(settings, catalog=catalog)
+    # the generation queries read now: a replay into a generation left behind is lost
+    generation = resolve_generation(settings.database, registry, projection)
+    target = registry.create(projection, generation=generation)
     engine = make_engine(settings.database.url())
     try:
         result = replay_dead_letters(
