@@ -27,7 +27,11 @@ from sqlalchemy import Engine
 
 from consumers.kafka.admin import ensure_topics
 from consumers.kafka.config import client_config, consumer_config, producer_config
-from consumers.kafka.dead_letters import KafkaDeadLetterSink
+from consumers.kafka.dead_letters import (
+    KafkaDeadLetterSink,
+    check_dead_letter_topics,
+    dead_letter_topic,
+)
 from consumers.runtime.control import GenerationControl
 from consumers.runtime.processor import BatchProcessor
 from consumers.runtime.runner import ProjectionRunner, RunObserver
@@ -77,6 +81,7 @@ __all__ = [
     "build_serde",
     "command_engine",
     "command_services",
+    "dead_letter_topics",
     "group_id",
     "mail_delivery_hook",
     "projection_registry",
@@ -105,7 +110,16 @@ def projection_registry(
     extra += referenced_projections(ext.projection_references())
     if ext.table_files():
         extra += table_projections(ext.table_files(), catalog or schema_catalog(ext))
-    return ProjectionRegistry(topics_from(settings.topics), extra)
+    registry = ProjectionRegistry(topics_from(settings.topics), extra)
+    check_dead_letter_topics(
+        {n: registry.create(n).topics for n in registry.names()}, settings.topics.dlq_suffix
+    )
+    return registry
+
+
+def dead_letter_topics(settings: TopicSettings, projection: Projection) -> list[str]:
+    """``projection``'s own dead-letter topics, one per topic it consumes."""
+    return [dead_letter_topic(t, projection.name, settings.dlq_suffix) for t in projection.topics]
 
 
 def build_serde(settings: RegistrySettings, catalog: SchemaCatalog | None = None) -> AvroSerde:

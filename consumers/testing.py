@@ -33,7 +33,7 @@ from typing import Any
 from sqlalchemy import create_engine, select
 from sqlalchemy.engine import make_url
 
-from consumers.kafka.dead_letters import DeadLetter
+from consumers.kafka.dead_letters import DeadLetter, Refused
 from consumers.runtime.processor import BatchProcessor
 from consumers.runtime.stats import RunStats
 from projections import CheckpointStore, Projection, make_engine
@@ -228,8 +228,9 @@ class Message:
 class _CollectedDeadLetters:
     sent: list[DeadLetter] = field(default_factory=list)
 
-    def send(self, letters: Sequence[DeadLetter]) -> None:
+    def send(self, letters: Sequence[DeadLetter]) -> list[Refused]:
         self.sent.extend(letters)
+        return []
 
     def close(self) -> None:
         pass

@@ -12,7 +12,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from consumers.app import projection_registry, schema_catalog
+from consumers.app import dead_letter_topics, projection_registry, schema_catalog
 from consumers.cli.options import (
     BootstrapOpt,
     DatabaseOpt,
@@ -30,13 +30,12 @@ from schemas.errors import ConfigurationError, PoisonError
 
 __all__ = ["HELP", "list_", "purge", "replay", "show"]
 
-HELP = "Dead letters of a projection (<topic><dlq suffix>): list, show, replay, purge."
+HELP = "Dead letters of a projection (<topic>.<projection><dlq suffix>): list, show, replay, purge."
 JsonOpt = Annotated[bool, typer.Option("--json", help="machine-readable output")]
 
 
 def _dlq_topics(settings: Settings, projection: str) -> list[str]:
-    topics = projection_registry(settings).create(projection).topics
-    return [t + settings.topics.dlq_suffix for t in topics]
+    return dead_letter_topics(settings.topics, projection_registry(settings).create(projection))
 
 
 def _read(settings: Settings, projection: str) -> list[DeadLetterRecord]:

@@ -27,6 +27,7 @@ from consumers.runtime.transaction import BatchTransaction, CommitResult, Pendin
 from projections import CheckpointStore, EventLedger, Projection, TopicPartition, database_errors
 from projections.generations.replay_marks import ReplayMark
 from projections.progress.audit_log import AppliedLog
+from projections.progress.dead_letter_log import DeadLetterLog
 from projections.progress.parked_keys import ParkedKeys
 from schemas import AvroSerde
 
@@ -67,6 +68,7 @@ class BatchProcessor:
         if applied_log:
             steps.append(AuditLogStep(AppliedLog()))
         self.steps: Sequence[Step] = tuple(steps)
+        self._letter_log = DeadLetterLog()
         self._tx = BatchTransaction(
             engine=engine,
             projection=projection,
@@ -74,6 +76,7 @@ class BatchProcessor:
             dead_letters=dead_letters,
             stats=stats,
             steps=self.steps,
+            letter_log=self._letter_log,
         )
         self._epoch = 0
         #: tells consumer sessions apart in the audit log: process id and epoch
@@ -112,6 +115,7 @@ class BatchProcessor:
                 # PostgreSQL's catalog, so DDL is serialized with an advisory lock.
                 conn.execute(text("SELECT pg_advisory_xact_lock(hashtext('projectionist.ddl'))"))
             self._checkpoints.create(conn)
+            self._letter_log.create(conn)
             for step in self.steps:
                 step.create(conn)
             self.projection.create_tables(conn)
