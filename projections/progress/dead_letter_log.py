@@ -33,6 +33,7 @@ from sqlalchemy import (
     Text,
     and_,
     func,
+    inspect,
     select,
     tuple_,
 )
@@ -142,6 +143,20 @@ class DeadLetterLog:
             )
             for r in conn.execute(query)
         ]
+
+    def per_partition(
+        self, conn: Connection, projection: str
+    ) -> dict[tuple[str, int], tuple[int, int]]:
+        """(distinct, refused) dead letters per origin partition; {} before the table exists."""
+        if not inspect(conn).has_table(self.table.name):
+            return {}
+        t = self.table
+        query = (
+            select(t.c.topic, t.c.partition, func.count(), func.count(t.c.refused))
+            .where(t.c.projection == projection)
+            .group_by(t.c.topic, t.c.partition)
+        )
+        return {(r[0], r[1]): (int(r[2]), int(r[3])) for r in conn.execute(query)}
 
     def counts(self, conn: Connection, projection: str) -> tuple[int, int]:
         """(distinct dead letters, of which refused by the broker)."""

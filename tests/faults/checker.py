@@ -26,7 +26,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from consumers.kafka.config import client_config
-from consumers.kafka.dead_letters import DeadLetterRecord, read_dead_letters
+from consumers.kafka.dead_letters import DeadLetterRecord, dead_letter_topic, read_dead_letters
 from consumers.settings.models import Settings
 from producers import SampleEvent
 from tests.faults.stream import Published
@@ -140,13 +140,14 @@ def anomalies(
 def check_dead_letters(
     bootstrap: str, topic: str, published: Sequence[Published], want: Expected
 ) -> tuple[int, int]:
-    """Every poison (and parked) message is in ``<topic>.dlq`` with the right bytes and headers.
+    """Every poison (and parked) message is in ``<topic>.blog.dlq`` with the right bytes and headers.
 
     Returns (distinct dead letters, extra copies). Copies are legal only after a crash
     between the broker's acknowledgement and the database commit.
     """
     records = read_dead_letters(
-        client_config(Settings(bootstrap_servers=bootstrap).kafka), topic + ".dlq"
+        client_config(Settings(bootstrap_servers=bootstrap).kafka),
+        dead_letter_topic(topic, "blog", ".dlq"),
     )
     by_pos = {p.position: p for p in published}
     seen: Counter[tuple[int, int]] = Counter()

@@ -122,8 +122,10 @@ def test_status_json_and_table(bootstrap: str, topic_env: dict[str, str], db_url
         "previous_generation",
         "rebuilding_generation",
         "epoch",
+        "dead_letters",
         "generations",
     }
+    assert status["dead_letters"] == {"distinct": 0, "refused": 0, "messages": 0}
     (gen,) = status["generations"]
     assert (gen["generation"], gen["slot"], gen["role"], gen["state"]) == (
         1,
