@@ -67,6 +67,7 @@ class RunnerCollector(Collector):
         for attr, reason in SKIP_REASONS.items():
             f["events_skipped"].add_metric([slot, reason], getattr(s, attr))
         f["events_dead_lettered"].add_metric([slot], s.dead_lettered)
+        f["dead_letters_refused"].add_metric([slot], s.dead_letters_refused)
         f["transaction_retries"].add_metric([slot], s.retries)
         f["fenced_batches"].add_metric([slot], s.fenced)
         f["rebalances"].add_metric([slot], s.rebalances)

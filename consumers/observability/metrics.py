@@ -55,6 +55,12 @@ RUNNER_FAMILIES: dict[str, tuple[str, str, tuple[str, ...]]] = {
         "Poison messages sent to the dead-letter topic.",
         ("projection",),
     ),
+    "dead_letters_refused": (
+        "counter",
+        "Dead letters the broker refused for good (e.g. too large), kept in the database "
+        "instead (`dlq list` shows them).",
+        ("projection",),
+    ),
     "transaction_retries": (
         "counter",
         "Retries after a transient database or broker failure.",

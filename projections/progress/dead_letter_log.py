@@ -179,6 +179,10 @@ def _row(projection: str, letter: LoggedLetter) -> dict[str, object]:
         "error_message": letter.error_message[:1000],
         "reason": letter.reason,
         "refused": letter.refused,
+        # every row has every column: a multi-row INSERT takes its columns from the first
+        "value_size": None,
+        "value_sha256": None,
+        "value_head": None,
     }
     if letter.refused is not None and letter.value is not None:
         row["value_size"] = len(letter.value)
