@@ -102,6 +102,7 @@ class ProjectionRunner:
         self._observer = observer
         self._owned = Assignment()
         self._pending: PendingCommit | None = None
+        self._deadline: float | None = None  # drain --timeout, also while a batch retries
         self._assigned_at = 0.0
         self._ready = False
         self._last_poll_at = 0.0
@@ -161,6 +162,7 @@ class ProjectionRunner:
         self._retry_until_done(processor.ensure_schema, "create tables")
         consumer = self._factory(self._conf)
         deadline = None if timeout_s is None else time.monotonic() + timeout_s
+        self._deadline = deadline
         projection = processor.projection
         try:
             if self._manual is not None:
@@ -259,6 +261,11 @@ class ProjectionRunner:
                     attempt += 1
                     self.stats.retries += 1
                     self._ready = False
+                    if self._deadline is not None and time.monotonic() > self._deadline:
+                        # --drain --timeout: an outage that outlasts it ends the run
+                        raise BrokerUnavailable(
+                            f"drain did not catch up in time: the batch still fails ({exc})"
+                        ) from exc
                     delay = self._backoff.delay(attempt)  # jitter: replicas must not retry in step
                     log.warning(
                         "batch failed, retrying",

@@ -10,14 +10,18 @@ import time
 from datetime import timedelta
 from typing import Any
 
+import pytest
 from confluent_kafka import Producer
 
+from consumers.app import build_runner
 from consumers.kafka.config import producer_config
 from consumers.settings.models import Settings
 from producers import SampleEvent, blog_events
+from schemas.errors import BrokerUnavailable
 from schemas.events import BLOG_POST_UPDATED
-from tests.support import json_line, run_cli
+from tests.support import json_line, run_cli, unique
 from tests.support.broker import publish, publish_poison
+from tests.support.fakes import ListSink
 from tests.support.oracle import assert_blog_matches
 
 DRAIN = ["--drain", "--json", "--timeout", "60"]
@@ -159,3 +163,30 @@ def test_unpark_and_skip_a_key(bootstrap: str, topic_env: dict[str, str], pg_url
     not_parked = run_cli(["dlq", "unpark", "blog", "no-such-key"], env=env)
     assert not_parked.returncode == 0
     assert "it was not parked" in not_parked.stdout
+
+
+def test_drain_timeout_is_honoured_while_dead_letters_cannot_be_sent(
+    bootstrap: str, sqlite_url: str
+) -> None:
+    """A dead-letter topic that stays away is an outage (retried), but `--drain --timeout`
+    still ends the run in time, with nothing committed past the poison."""
+    topic = unique("blog-dlq-away")
+    settings = Settings(
+        bootstrap_servers=bootstrap,
+        database_url=sqlite_url,
+        blog_topic=topic,
+        group_prefix=unique("away"),
+        assignment_strategy="range",
+        session_timeout_ms=6000,
+        heartbeat_interval_ms=500,
+        retry_max_s=0.5,
+    )
+    publish(bootstrap, topic, blog_events(posts=5, seed=8))
+    publish_poison(bootstrap, topic, 1)
+    runner = build_runner(settings, "blog")
+    runner._processor._tx.dead_letters = ListSink(fail_times=10**6)  # the broker never acks
+    started = time.monotonic()
+    with pytest.raises(BrokerUnavailable, match="drain did not catch up"):
+        runner.drain(timeout_s=4)
+    assert time.monotonic() - started < 15
+    assert runner.stats.retries > 0
