@@ -38,6 +38,7 @@ from consumers.runtime.runner import ProjectionRunner, RunObserver
 from consumers.runtime.snapshot import RunnerSnapshot
 from consumers.runtime.stats import RunStats
 from consumers.runtime.stop import StopSignal
+from consumers.runtime.wedge import WedgeWatch
 from consumers.settings.models import (
     DatabaseSettings,
     ExtensionSettings,
@@ -212,6 +213,7 @@ def build_runner(
         observer=observer,
         assignment=assignment,
         control=GenerationControl(processor, live=live) if watch_generation else None,
+        wedge=WedgeWatch(processor, grace_s=settings.observability.readiness_grace_s),
     )
 
 

@@ -85,6 +85,7 @@ class RunnerCollector(Collector):
                 f["lag_events"].add_metric(labels, lag[(topic, partition)])
         f["ready"].add_metric([slot], float(w.health.readiness().ok))
         f["stalled"].add_metric([slot], float(not w.health.liveness().ok))
+        f["wedged"].add_metric([slot], float(snapshot.wedged))
         kafka = w.observer.kafka
         if kafka is not None:
             f["kafka_brokers_up"].add_metric([slot], kafka.brokers_up)

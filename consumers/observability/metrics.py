@@ -111,6 +111,12 @@ RUNNER_FAMILIES: dict[str, tuple[str, str, tuple[str, ...]]] = {
         "Liveness failure as /healthz answers it (1: loop stuck, or behind without progress).",
         ("projection",),
     ),
+    "wedged": (
+        "gauge",
+        "1 while the consumer has had no partitions past the readiness grace, events wait "
+        "and no consumer moves the checkpoints (a stuck group; /readyz says wedged).",
+        ("projection",),
+    ),
     "kafka_brokers_up": (
         "gauge",
         "Brokers in state UP in librdkafka's last statistics report.",

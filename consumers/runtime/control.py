@@ -65,7 +65,8 @@ class GenerationControl:
         self._next_beat = 0.0
         self._checked = False
 
-    def check(self) -> ControlAction | None:
+    def check(self, *, wedged: bool = False) -> ControlAction | None:
+        """``wedged``: the runner's group holds it without partitions (its heartbeat says so)."""
         now = time.monotonic()
         if now < self._next_check:
             return None
@@ -80,7 +81,7 @@ class GenerationControl:
                 else:
                     row = self.versions.read(conn, projection.name)
                 if now >= self._next_beat:
-                    state = "live" if self.live else "rebuilding"
+                    state = "rebuilding" if not self.live else "wedged" if wedged else "live"
                     self.heartbeats.beat(conn, projection.slot, self.instance, state)
                     self._next_beat = now + self.heartbeat_s
                 moved = self._epoch is not None and row.epoch != self._epoch

@@ -33,6 +33,7 @@ from consumers.runtime.snapshot import RunnerSnapshot
 from consumers.runtime.stats import RunStats
 from consumers.runtime.stop import StopSignal
 from consumers.runtime.transaction import CommitResult, PendingCommit
+from consumers.runtime.wedge import WedgeWatch
 from consumers.settings.models import LoopSettings
 from projections import TopicPartition as TP
 from schemas.backoff import Backoff
@@ -68,7 +69,7 @@ ControlAction = Literal["reseek", "switch"]
 class RunnerControl(Protocol):
     """Checked between batches (it throttles itself); see ``consumers.runtime.control``."""
 
-    def check(self) -> ControlAction | None: ...
+    def check(self, *, wedged: bool = False) -> ControlAction | None: ...
     def close(self) -> None: ...
 
 
@@ -88,6 +89,7 @@ class ProjectionRunner:
         observer: RunObserver | None = None,
         assignment: Sequence[TP] | None = None,
         control: RunnerControl | None = None,
+        wedge: WedgeWatch | None = None,
     ) -> None:
         self._processor = processor
         #: the run's books (``drain()`` and ``run_forever()`` return them too)
@@ -111,6 +113,8 @@ class ProjectionRunner:
         #: manual assignment of exactly these partitions (a rebuild), instead of a group
         self._manual = list(assignment) if assignment is not None else None
         self._control = control
+        #: group mode only: tells a stuck group from an idle spare (``runtime.wedge``)
+        self._wedge = wedge if assignment is None else None
         self._switched = False
         self._history = HistoryGuard(processor.projection.slot)
 
@@ -147,6 +151,8 @@ class ProjectionRunner:
             last_poll_at=self._last_poll_at,
             assigned_at=self._assigned_at,
             switched=self._switched,
+            wedged=self._wedge is not None and self._wedge.wedged,
+            unassigned_lag=self._wedge.lag if self._wedge is not None else 0,
             stats=stats,
         )
 
@@ -183,6 +189,8 @@ class ProjectionRunner:
                     self._loop.batch_max_messages, self._loop.batch_timeout_s
                 )
                 self._last_poll_at = time.monotonic()
+                if self._wedge is not None:
+                    self._wedge.observe(consumer, bool(self._owned.positions))
                 if self._observer is not None:
                     self._measure(consumer)
                     self._observer.polled(self.snapshot())  # probes: the loop is polling
@@ -203,7 +211,8 @@ class ProjectionRunner:
 
     def _follow_control(self, consumer: Consumer) -> ControlAction | None:
         """Between batches: a replay moved the checkpoints (re-seek), or a swap happened."""
-        action = self._control.check() if self._control is not None else None
+        wedged = self._wedge is not None and self._wedge.wedged
+        action = self._control.check(wedged=wedged) if self._control is not None else None
         if action == "reseek":
             self._reposition(consumer, reload=True)
         return action

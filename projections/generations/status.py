@@ -63,7 +63,15 @@ def read_status(conn: Connection, name: str, default_generation: int) -> Project
             else {}
         )
         states = set(beats.values())
-        state = "rebuilding" if "rebuilding" in states else "live" if states else "stopped"
+        state = (
+            "rebuilding"
+            if "rebuilding" in states
+            else "wedged"  # a live process whose group gives it no partitions while events wait
+            if "wedged" in states
+            else "live"
+            if states
+            else "stopped"
+        )
         status = GenerationStatus(generation, slot, role, state, sorted(beats))
         if "projection_checkpoints" in tables:
             t = _CHECKPOINTS

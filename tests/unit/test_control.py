@@ -75,3 +75,19 @@ def test_rebuild_control_never_switches(engine: sa.Engine) -> None:
     with engine.connect() as conn:
         assert HeartbeatStore().instances(conn, "blog_v2", fresh_s=60) == {"rebuild": "rebuilding"}
     rebuild.close()
+
+
+def test_a_wedged_runner_shows_in_status(engine: sa.Engine) -> None:
+    """The heartbeat of a runner its group holds without partitions says wedged, and so
+    does status; once assigned again it is live."""
+    from projections.generations.status import read_status
+
+    control = GenerationControl(_processor(engine, 1), instance="pod-a", heartbeat_s=0)
+    control._next_check = 0.0
+    control.check(wedged=True)
+    with engine.connect() as conn:
+        assert read_status(conn, "blog", 1).generations[0].state == "wedged"
+    control._next_check = 0.0
+    control.check(wedged=False)
+    with engine.connect() as conn:
+        assert read_status(conn, "blog", 1).generations[0].state == "live"
