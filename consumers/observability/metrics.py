@@ -113,8 +113,8 @@ RUNNER_FAMILIES: dict[str, tuple[str, str, tuple[str, ...]]] = {
     ),
     "wedged": (
         "gauge",
-        "1 while the consumer has had no partitions past the readiness grace, events wait "
-        "and no consumer moves the checkpoints (a stuck group; /readyz says wedged).",
+        "Stuck group as /readyz answers it (1: no partitions past the readiness grace "
+        "while events wait and no consumer moves the checkpoints).",
         ("projection",),
     ),
     "kafka_brokers_up": (
