@@ -15,11 +15,11 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from typing import Any
 
-from sqlalchemy import Connection, Engine, MetaData, and_, or_, select
+from sqlalchemy import Connection, Engine, MetaData, and_, inspect, or_, select
 
 from projections._base import Projection
 from projections.blog import BlogProjection, top_tags
-from projections.generations.versions import active_generations
+from projections.generations.versions import VERSIONS, active_generations
 from projections.money import format_amount
 from projections.notifications.projection import NotificationsProjection
 from projections.orders import OrdersProjection
@@ -70,8 +70,13 @@ class ReadModels:
         if conn is None:
             with self.engine.connect() as own:
                 return self.active(own)
-        generations = active_generations(conn, self._defaults, table_exists=self._versions_seen)
-        self._versions_seen = self._versions_seen or generations != self._defaults
+        if not self._versions_seen:  # once there, the table stays: one catalog lookup
+            self._versions_seen = inspect(conn).has_table(VERSIONS.name)
+        generations = (
+            active_generations(conn, self._defaults, table_exists=True)
+            if self._versions_seen
+            else self._defaults
+        )
         blog, orders, notifications = (self._at(n, generations[n]) for n in _NAMES)
         assert isinstance(blog, BlogProjection)
         assert isinstance(orders, OrdersProjection)

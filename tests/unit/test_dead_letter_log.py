@@ -17,6 +17,7 @@ from schemas.errors import ConfigurationError
 from tests.support.fakes import FakeMessage, ListSink
 from tests.support.folding import SERDE
 from tests.support.oracle import assert_blog_matches
+from tests.support.processes import TEST_ENV, run_cli
 
 TOPIC = "blog.posts"
 EVENTS = blog_events(posts=40, seed=17)
@@ -160,3 +161,29 @@ def test_a_dead_letter_topic_that_is_a_source_is_refused(
     """Dead letters written back into a consumed topic would multiply: a config error."""
     with pytest.raises(ConfigurationError, match=message):
         check_dead_letter_topics(topics, suffix)
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ({"PROJECTIONIST_DLQ_SUFFIX": ""}, "dlq_suffix: Value error, must not be empty"),
+        (
+            {
+                "PROJECTIONIST_DLQ_SUFFIX": ".x",
+                "PROJECTIONIST_BLOG_TOPIC": "orders.orders.orders.x",
+            },
+            "dead-letter topic 'orders.orders.orders.x' of projection 'orders' is also a source",
+        ),
+    ],
+)
+def test_the_cli_refuses_a_dead_letter_topic_that_is_a_source(
+    env: dict[str, str], message: str
+) -> None:
+    """`consume` with such settings ends with exit 2 and one line, before touching the broker."""
+    done = run_cli(
+        ["consume", "blog", "--drain", "-b", "127.0.0.1:9"], env={**TEST_ENV, **env}, timeout_s=60
+    )
+    assert done.returncode == 2
+    assert message in done.stderr
+    assert "Traceback" not in done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1, done.stderr
