@@ -49,8 +49,14 @@ def serve(
         settings.database, settings.topics, read_only=settings.api.api_read_only
     )
     host, _, port = settings.api.api_address.rpartition(":")
+    from consumers.app import projection_registry
+    from consumers.operations.status import StatusReport
+
     api = create_app(
-        reads, wait_timeout_s=settings.api.api_wait_timeout_s, max_limit=settings.api.api_max_limit
+        reads,
+        wait_timeout_s=settings.api.api_wait_timeout_s,
+        max_limit=settings.api.api_max_limit,
+        status=StatusReport(settings, projection_registry(settings)).document,
     )
     console.print(f"query API on http://{settings.api.api_address} (OpenAPI at /docs)")
     try:

@@ -4,6 +4,8 @@
 from __future__ import annotations
 
 import json
+import time
+from contextlib import nullcontext
 from typing import Annotated, Any
 
 import typer
@@ -16,6 +18,7 @@ from consumers.cli.options import (
     command_settings,
     console,
 )
+from consumers.cli.progress import DrainProgress
 from consumers.kafka.admin import ensure_topics
 from consumers.kafka.config import client_config
 from consumers.runtime.stop import StopSignal
@@ -40,12 +43,14 @@ def consume(
         float | None, typer.Option(help="with --drain: give up after this many seconds")
     ] = None,
     json_out: Annotated[
-        bool, typer.Option("--json", help="print the final counters as JSON")
+        bool, typer.Option("--json", help="print the final counters as one JSON line")
     ] = False,
 ) -> None:
     """Run one projection's consumer group: forever (a service), or to the end with --drain.
 
-    SIGTERM or Ctrl-C finishes the batch in hand, commits it, leaves the group and exits 0.
+    With --drain on a terminal, a progress line shows the group join, then events/s and
+    the lag left. SIGTERM or Ctrl-C finishes the batch in hand, commits it, leaves the
+    group and exits 0.
     """
     from consumers.app import projection_registry
     from consumers.observability.exporter import Observability
@@ -64,25 +69,34 @@ def consume(
     # Metrics, /healthz and /readyz on PROJECTIONIST_METRICS_ADDRESS when set; the
     # runner is rebuilt after a swap or rollback, and the new one is watched instead.
     obs = Observability(settings.observability)
+    progress = DrainProgress(projection) if drain else None
+    started = time.monotonic()
     try:
-        stats = run_live(
-            settings,
-            projection,
-            stop=stop,
-            drain=drain,
-            timeout_s=timeout,
-            build=obs.build_runner,
-            projections=registry,
-        )
+        with progress or nullcontext():
+            stats = run_live(
+                settings,
+                projection,
+                stop=stop,
+                drain=drain,
+                timeout_s=timeout,
+                build=obs.build_runner,
+                projections=registry,
+                on_batch=progress,
+            )
     finally:
         obs.close()
+    seconds = time.monotonic() - started
     if json_out:
-        print(json.dumps({"projection": projection, "signal": stop.signal_name, **stats.as_dict()}))
+        summary = {"projection": projection, "signal": stop.signal_name, **stats.as_dict()}
+        summary |= {"seconds": round(seconds, 3), "drain": drain}
+        print(json.dumps(summary))
         return
     console.print(
-        f"{projection}: consumed {stats.consumed}, applied {stats.applied}, "
-        f"skipped {stats.duplicates_skipped} duplicates, {stats.stale} stale, "
-        f"dead-lettered {stats.dead_lettered}"
+        f"{projection}: consumed {stats.consumed:,}, applied {stats.applied:,}, "
+        f"skipped {stats.duplicates_skipped:,} duplicates, {stats.stale:,} stale, "
+        f"dead-lettered {stats.dead_lettered:,} in {seconds:.1f} s"
+        + (" (caught up)" if drain and stop.signal_name is None else ""),
+        soft_wrap=True,
     )
 
 

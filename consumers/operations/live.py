@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from consumers.runtime.runner import ProjectionRunner
+from consumers.runtime.snapshot import RunnerSnapshot
 from consumers.runtime.stats import RunStats
 from consumers.runtime.stop import StopSignal
 from consumers.settings.models import DatabaseSettings, Settings
@@ -43,8 +44,11 @@ def run_live(
     timeout_s: float | None = None,
     build: Callable[..., ProjectionRunner] | None = None,
     projections: ProjectionRegistry | None = None,
+    on_batch: Callable[[RunnerSnapshot], None] | None = None,
 ) -> RunStats:
-    """Run the active generation; after a swap or rollback, continue with the new one."""
+    """Run the active generation; after a swap or rollback, continue with the new one.
+
+    ``on_batch`` sees every runner's snapshots (``consume --drain`` progress)."""
     from consumers.app import build_runner, projection_registry
 
     make = build or build_runner
@@ -59,6 +63,7 @@ def run_live(
             generation=generation,
             watch_generation=True,
             projections=registry,
+            on_batch=on_batch,
         )
         stats = runner.drain(timeout_s=timeout_s) if drain else runner.run_forever()
         _add(total, stats)

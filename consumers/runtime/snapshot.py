@@ -33,6 +33,8 @@ class RunnerSnapshot:
     assigned_at: float = 0.0
     #: the loop ended because another generation became active
     switched: bool = False
+    #: an operator paused the projection (``projectionist pause``): polling, not fetching
+    paused: bool = False
     #: no assignment past the readiness grace while events wait and nobody consumes
     #: them (``consumers.runtime.wedge``)
     wedged: bool = False
