@@ -9,13 +9,16 @@ projection's active generation. Registered as the ``dlq`` group in :mod:`consume
 from __future__ import annotations
 
 import json
+import sys
 from collections import Counter
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 from rich.table import Table
 from sqlalchemy import inspect
+from sqlalchemy.engine import make_url
 
 from consumers.app import dead_letter_topics, projection_registry, schema_catalog
 from consumers.cli.options import (
@@ -32,7 +35,7 @@ from consumers.settings.models import Settings
 from projections import database_errors, make_engine
 from projections.progress.dead_letter_log import DeadLetterLog, LoggedLetter
 from schemas import AvroSerde
-from schemas.errors import ConfigurationError, PoisonError
+from schemas.errors import ConfigurationError, PoisonError, RetryableError
 from schemas.utc import as_utc
 
 __all__ = ["HELP", "REASONS", "list_", "purge", "replay", "show", "skip", "unpark"]
@@ -159,14 +162,25 @@ def _iso_ms(ms: int) -> str:
 
 
 def _refused(settings: Settings, projection: str) -> list[LoggedLetter]:
-    """The projection's letters the broker refused for good (the database keeps them)."""
+    """The projection's letters the broker refused for good (the database keeps them).
+
+    The topic's letters do not need the database: when it is away (or a SQLite file
+    that does not exist, which is not created here) a warning says the refused ones are
+    missing, and the rest is shown.
+    """
     projection_registry(settings).create(projection)  # an unknown name: one line
+    url = make_url(settings.database.url())
+    if url.get_backend_name() == "sqlite" and not Path(url.database or "").is_file():
+        return []
     engine = make_engine(settings.database.url(), read_only=True)
     try:
         with database_errors(), engine.connect() as conn:
             if not inspect(conn).has_table(DeadLetterLog().table.name):
                 return []
             letters = DeadLetterLog().letters(conn, projection)
+    except RetryableError as exc:
+        print(f"warning: refused dead letters not shown (database: {exc})", file=sys.stderr)
+        return []
     finally:
         engine.dispose()
     return [letter for letter in letters if letter.refused is not None]
