@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
@@ -10,10 +11,12 @@ import sqlalchemy as sa
 from consumers.kafka.dead_letters import check_dead_letter_topics, dead_letter_topic
 from consumers.runtime.processor import BatchProcessor
 from consumers.runtime.stats import RunStats
+from consumers.testing import Given, feed
 from producers import blog_events
 from projections import BlogProjection, CheckpointStore, make_engine
 from projections.progress.dead_letter_log import HEAD_BYTES, DeadLetterLog
 from schemas.errors import ConfigurationError
+from schemas.events import BLOG_POST_UPDATED
 from tests.support.fakes import FakeMessage, ListSink
 from tests.support.folding import SERDE
 from tests.support.oracle import assert_blog_matches
@@ -187,3 +190,21 @@ def test_the_cli_refuses_a_dead_letter_topic_that_is_a_source(
     assert message in done.stderr
     assert "Traceback" not in done.stderr
     assert len(done.stderr.strip().splitlines()) == 1, done.stderr
+
+
+def test_the_test_kit_reports_dead_letters_of_a_rebuild_too(tmp_path: Path) -> None:
+    """`feed` of a second generation on the same database lists the same dead letters,
+    though none is sent again."""
+    events = [Given(e.event_type, e.record, e.key) for e in EVENTS[:10]] + [
+        Given(BLOG_POST_UPDATED, {"post_id": "x"})
+    ]
+    url = f"sqlite:///{tmp_path}/kit.db"
+    with pytest.raises(ValueError, match="does not fit its schema"):
+        feed(BlogProjection(), events, database_url=url)
+    bad = dict(EVENTS[0].record, version=0)  # schema-valid, refused by the domain rules
+    events[-1] = Given(BLOG_POST_UPDATED, bad, EVENTS[0].key)
+    live = feed(BlogProjection(), events, database_url=url)
+    rebuilt = feed(BlogProjection(generation=2), events, database_url=url)
+    assert live.dead_letters == rebuilt.dead_letters
+    assert [index for index, _ in live.dead_letters] == [10]
+    assert live.tables == rebuilt.tables
