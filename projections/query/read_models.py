@@ -67,6 +67,32 @@ class ReadModels:
         self._versions_seen = False
         self._ledger = ledger_table(MetaData())
 
+    @classmethod
+    def over(
+        cls,
+        *,
+        engine: Engine,
+        blog: BlogProjection,
+        orders: OrdersProjection,
+        notifications: NotificationsProjection,
+    ) -> ReadModels:
+        """Reads over these projections (tests, tools); after a rebuild, the active
+        generation is built like them (same class and topic)."""
+        given: dict[str, Projection] = {
+            "blog": blog,
+            "orders": orders,
+            "notifications": notifications,
+        }
+
+        def projection_at(name: str, generation: int) -> Projection:
+            held = given[name]
+            if generation == held.generation:
+                return held
+            return type(held)(topic=held.topics[0], generation=generation)  # type: ignore[call-arg]
+
+        defaults = {name: p.generation for name, p in given.items()}
+        return cls(engine=engine, projection_at=projection_at, defaults=defaults)
+
     def active(self, conn: Connection | None = None) -> ActiveTables:
         """The active generations now (in ``conn``, or a connection of its own)."""
         if conn is None:
