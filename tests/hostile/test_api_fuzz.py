@@ -55,7 +55,7 @@ def query_schema(database: str, bootstrap: str) -> Iterator[Any]:
     for folder in folders:
         folder.close()
     engine = make_engine(database, read_only=True)
-    reads = ReadModels(engine=engine, blog=blog, orders=orders, notifications=notifications)
+    reads = ReadModels.over(engine=engine, blog=blog, orders=orders, notifications=notifications)
     settings = Settings(bootstrap_servers=bootstrap, database_url=database)
     status = StatusReport(settings, projection_registry(settings)).document  # as `serve` does
     app = create_app(reads, wait_timeout_s=0.05, max_limit=50, status=status)
