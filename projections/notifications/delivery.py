@@ -31,6 +31,7 @@ from projections._db import database_errors
 from projections.notifications.mail import MailConnection, Mailer, MailRejected, MailUnavailable
 from projections.notifications.projection import FAILED, PENDING, SENT, NotificationsProjection
 from projections.notifications.template import build_message
+from schemas import check_email_address
 from schemas.backoff import Backoff
 from schemas.utc import as_utc
 
@@ -114,6 +115,11 @@ class MailDelivery:
         if row["attempts"] > 1 and row["last_error"] is None:  # the last sender died mid-way
             log.info("re-sending; an earlier attempt may have been delivered", event_id=event_id)
         try:
+            # One recipient per order, whatever an older row holds ("a@x, b@x" would
+            # reach both); the event rules refuse such addresses before they are recorded.
+            problem = check_email_address(row["recipient"])
+            if problem is not None:
+                raise ValueError(f"recipient {problem}")
             message = build_message(
                 mail_from=row["mail_from"],
                 to=row["recipient"],

@@ -112,3 +112,45 @@ def test_money_overflow_is_refused_on_both_databases(db_url: str, engines: list[
     assert {type(d.error).__name__ for d in sink.sent} == {"RejectedByDatabase"}
     assert_orders_match(db_url, good[:4] + bad[:1] + good[4:])
     assert proc.stats.dead_lettered == 1
+
+
+def test_a_recorded_address_list_is_never_sent(db_url: str) -> None:
+    """A pending e-mail whose recipient is "a@x, b@x" (a row recorded before the event rules
+    refused such addresses) is marked failed and reaches nobody; the others are sent."""
+    from projections import NotificationsProjection
+    from projections.notifications.delivery import MailDelivery, RetryPolicy
+    from projections.notifications.mail import SmtpConfig, SmtpMailer
+    from projections.notifications.projection import FAILED
+    from tests.support.folding import Folder
+    from tests.support.servers import smtp_server
+
+    events = order_events(orders=4, seed=178)
+    folder = Folder(db_url, NotificationsProjection(topic="orders.orders"))
+    projection = folder.processor.projection
+    assert isinstance(projection, NotificationsProjection)
+    victim = events[1].record["event_id"]
+    try:
+        folder.fold(events)
+        t = projection.outbox
+        with folder.processor.engine.begin() as conn:
+            conn.execute(
+                t.update().where(t.c.event_id == victim).values(recipient="a@x.test, b@x.test")
+            )
+        with smtp_server() as smtp:
+            delivery = MailDelivery(
+                engine=folder.processor.engine,
+                projection=projection,
+                mailer=SmtpMailer(SmtpConfig(host="127.0.0.1", port=smtp.port, timeout_s=5)),
+                policy=RetryPolicy(max_attempts=2, initial_s=0.01, max_s=0.02, lease_s=60),
+            )
+            report = delivery.deliver_due()
+            received = [r.recipients for r in smtp.received]
+        assert (report.sent, report.failed) == (3, 1)
+        assert sorted(received) == sorted(
+            [e.record["customer_email"]] for e in events if e.record["event_id"] != victim
+        )
+        with folder.processor.engine.connect() as conn:
+            status = conn.execute(sa.select(t.c.status).where(t.c.event_id == victim)).scalar()
+        assert status == FAILED
+    finally:
+        folder.close()
