@@ -8,9 +8,11 @@ the bad case apart from an idle spare replica: a runner is **wedged** when it ha
 no assignment for longer than the grace, the projection's partitions hold events past
 its checkpoints (lag > 0), and no consumer moved those checkpoints during that time.
 
-The check runs on the loop's thread, at most every ``every_s`` while unassigned: one
-watermark query per partition and one checkpoint read. It asks the broker for the
-high watermark directly (no fetch response exists without an assignment).
+The check runs on the loop's thread, first once the grace has passed (a normal
+rebalance never pays for it), then at most every ``every_s`` while unassigned: one
+metadata request, one watermark query per partition (2 s timeouts, so a broker away
+delays the loop and a shutdown little) and one checkpoint read. It asks the broker for
+the high watermark directly (no fetch response exists without an assignment).
 """
 
 from __future__ import annotations
@@ -28,6 +30,8 @@ from schemas.errors import RetryableError
 __all__ = ["WedgeWatch"]
 
 log = structlog.get_logger(__name__)
+
+_TIMEOUT_S = 2.0  # per broker request; the loop waits for it
 
 
 class WedgeWatch:
@@ -59,8 +63,8 @@ class WedgeWatch:
             self._since, self._checkpoints_at_start = None, None
             self.lag, self.wedged = 0, False
             return False
-        if self._since is None:
-            self._since, self._next = now, now
+        if self._since is None:  # nothing to tell before the grace is over
+            self._since, self._next = now, now + self.grace_s
         if now < self._next:
             return self.wedged
         self._next = now + self.every_s
@@ -71,16 +75,19 @@ class WedgeWatch:
         except (KafkaException, RetryableError) as exc:
             log.info("wedge check skipped", error=str(exc))
             return self.wedged
-        if self._checkpoints_at_start is None:
+        # Wedged needs two looks at the checkpoints, the later one finding them unmoved
+        # (with a first look only, an idle spare beside a busy member would be wedged).
+        fresh = self._checkpoints_at_start is None or checkpoints != self._checkpoints_at_start
+        if fresh and self._checkpoints_at_start is not None:  # another member is consuming
+            self._since = now
+        if fresh:
             self._checkpoints_at_start = dict(checkpoints)
-        elif checkpoints != self._checkpoints_at_start:  # another member is consuming
-            self._since, self._checkpoints_at_start = now, dict(checkpoints)
         self.lag = sum(
             max(0, high - (checkpoints[tp] + 1 if tp in checkpoints else 0))
             for tp, high in highs.items()
         )
         was = self.wedged
-        self.wedged = self.lag > 0 and now - self._since > self.grace_s
+        self.wedged = not fresh and self.lag > 0 and now - self._since > self.grace_s
         if self.wedged and not was:
             log.warning(
                 "consumer wedged: no partitions assigned while events wait",
@@ -93,7 +100,7 @@ class WedgeWatch:
     def _partitions(self, consumer: Consumer) -> Sequence[TP]:
         out: list[TP] = []
         for topic in self.processor.projection.topics:
-            meta = consumer.list_topics(topic, timeout=5).topics.get(topic)
+            meta = consumer.list_topics(topic, timeout=_TIMEOUT_S).topics.get(topic)
             if meta is not None and meta.error is None:
                 out += [(topic, p) for p in sorted(meta.partitions)]
         return out
@@ -103,6 +110,6 @@ class WedgeWatch:
         # Not cached: without an assignment no fetch response carries it. (Brokers that
         # answer "latest" per batch undercount here; the lag > 0 test stays sound.)
         _low, high = consumer.get_watermark_offsets(
-            TopicPartition(tp[0], tp[1]), timeout=5, cached=False
+            TopicPartition(tp[0], tp[1]), timeout=_TIMEOUT_S, cached=False
         )
         return int(high)
