@@ -34,7 +34,25 @@ from consumers.runtime.snapshot import RunnerSnapshot
 from consumers.runtime.stop import StopSignal
 from projections import TopicPartition
 
-__all__ = ["cleanup", "rebuild", "rollback"]
+__all__ = ["cleanup", "migrate", "rebuild", "rollback"]
+
+
+def migrate(database_url: DatabaseOpt = None, json_out: JsonOpt = False) -> None:
+    """Create every projection's tables (generation 1 on a fresh database) with the owner role.
+
+    The schema step of a deployment (a Job before the consumers, whose DML-only role may
+    not create tables). Idempotent: run it on every release.
+    """
+    from consumers.app import projection_registry
+    from consumers.operations.migrate import run_migrate
+
+    settings = command_settings(database_url=database_url)
+    done = run_migrate(settings, projection_registry(settings))
+    if json_out:
+        print(json.dumps({"migrated": {m.projection: m.generation for m in done}}))
+        return
+    for m in done:
+        console.print(f"{m.projection}: generation {m.generation} ready")
 
 
 def rebuild(
@@ -154,15 +172,25 @@ def rollback(
 def cleanup(
     projection: ProjectionArg,
     database_url: DatabaseOpt = None,
+    bootstrap_servers: BootstrapOpt = None,
 ) -> None:
-    """Drop every generation of a projection except the active one (tables and checkpoints)."""
-    from consumers.app import projection_registry
-    from consumers.operations.rebuild import run_cleanup
+    """Drop every generation of a projection except the active one (tables and checkpoints),
+    and delete the consumer groups of retired generations."""
+    from consumers.app import projection_registry, rebuild_group_id
+    from consumers.kafka.admin import delete_groups
+    from consumers.operations.rebuild import generations_made, run_cleanup
 
-    settings = command_settings(database_url=database_url)
-    dropped = run_cleanup(settings.database, projection_registry(settings), projection)
+    settings = command_settings(database_url=database_url, bootstrap_servers=bootstrap_servers)
+    registry = projection_registry(settings)
+    dropped = run_cleanup(settings.database, registry, projection)
     console.print(
         f"{projection}: dropped generation(s) {', '.join(map(str, dropped))}"
         if dropped
         else f"{projection}: nothing to drop"
     )
+    if settings.kafka.bootstrap_servers is None:
+        return  # no cluster configured (the embedded default): no groups to delete
+    made = generations_made(settings.database, registry, projection)
+    groups = [rebuild_group_id(settings.kafka, p) for p in made]
+    deleted = delete_groups(client_config(settings.kafka), groups)
+    console.print(f"{projection}: deleted consumer group(s) {', '.join(deleted) or 'none left'}")

@@ -7,6 +7,7 @@ the server) and are dropped afterwards.
 
 from __future__ import annotations
 
+import json
 import re
 import uuid
 from collections.abc import Iterator
@@ -16,6 +17,8 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.exc import DBAPIError
 
+from consumers.app import build_processor
+from consumers.settings.models import load_settings
 from producers import blog_events
 from projections import CheckpointStore, Topics, create_projection, make_engine
 from projections.generations.versions import VersionStore
@@ -145,3 +148,38 @@ def test_read_only_role_cannot_write(roles: dict[str, str]) -> None:
         _fails_for_privilege(roles["reader"], statement, read_only=True)
         message = _fails_even_read_write(roles["reader"], statement)
         assert "permission denied" in message, message
+
+
+def test_fresh_install_needs_migrate_then_the_writer_consumes(
+    roles: dict[str, str], bootstrap: str, topic_env: dict[str, str]
+) -> None:
+    """On an empty database the DML-only consumer stops with one line naming `migrate` (exit 2);
+    `migrate` as the owner (twice: idempotent) creates generation 1 of every projection."""
+    topic = topic_env["PROJECTIONIST_BLOG_TOPIC"]
+    writer_env = {**topic_env, "PROJECTIONIST_DATABASE_URL": roles["writer"]}
+    refused = run_cli(["consume", "blog", "--drain", "--timeout", "60"], env=writer_env)
+    assert refused.returncode == 2, refused.stderr[-3000:]
+    error = refused.stderr.strip().splitlines()[-1]
+    assert error.startswith("error: the tables of blog_v1 are missing"), refused.stderr[-3000:]
+    assert "projectionist migrate" in error
+    assert "Traceback" not in refused.stderr
+    owner_env = {**topic_env, "PROJECTIONIST_DATABASE_URL": roles["owner"]}
+    for _ in range(2):
+        migrated = run_cli(["migrate", "--json"], env=owner_env)
+        assert migrated.returncode == 0, migrated.stderr[-3000:]
+        made = json.loads(migrated.stdout)["migrated"]
+        # the shipped projections, and the installed example's (a user's, by entry point)
+        assert made.items() >= {"blog": 1, "orders": 1, "notifications": 1}.items()
+        assert made.get("crm_signups") == 1
+    events = blog_events(posts=40, seed=13)
+    publish(bootstrap, topic, events)
+    result = run_cli(["consume", "blog", "--drain", "--timeout", "60", "--json"], env=writer_env)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert_blog_matches(roles["writer"], events)
+    settings = load_settings(database_url=roles["writer"], bootstrap_servers=bootstrap)
+    for name in ("orders", "notifications", "crm_signups"):
+        processor = build_processor(settings, name)
+        try:
+            processor.ensure_schema()  # the start-up check of a consumer: nothing to create
+        finally:
+            processor.close()

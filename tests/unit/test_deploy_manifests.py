@@ -263,8 +263,8 @@ def test_user_consumers_join_the_group_their_code_uses(
         registry = _registry_of(c)
         projection = registry.create(c["args"][1])
         ran[projection.name] = (group_id(settings.kafka, projection), projection.topics)
-    assert ran["crm_customers"] == ("projectionist.crm_customers_v1", ("crm.customers",))
-    assert ran["crm_signups"] == ("projectionist.crm_signups_v1", ("crm.customers",))
+    assert ran["crm_customers"] == ("projectionist.crm_customers", ("crm.customers",))
+    assert ran["crm_signups"] == ("projectionist.crm_signups", ("crm.customers",))
     (tables,) = [m for m in of_kind(docs, "ConfigMap") if m["metadata"]["name"].startswith("crm-")]
     assert tables["data"]["customers.toml"] == (EXAMPLE / "customers.toml").read_text()
 
