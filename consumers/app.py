@@ -71,7 +71,7 @@ from schemas.errors import DatabaseUnavailable, RetryableError
 
 if TYPE_CHECKING:
     from producers import BlogService, OrderService, OutboxRelay
-    from producers.relay import Stopper
+    from producers.relay import RelayObserver, Stopper
 
 __all__ = [
     "build_processor",
@@ -259,9 +259,14 @@ def _chain(
 
 
 def build_read_models(
-    database: DatabaseSettings, topics_settings: TopicSettings, *, read_only: bool
+    database: DatabaseSettings,
+    topics_settings: TopicSettings,
+    *,
+    read_only: bool,
+    follow_generations_s: float | None = None,
 ) -> ReadModels:
-    """Reads over the tables of each projection's active generation (after rebuilds)."""
+    """Reads over the tables of each projection's active generation (after rebuilds);
+    with ``follow_generations_s``, re-checked that often (a long-running API)."""
     topics = topics_from(topics_settings)
     engine = make_engine(database.url(), read_only=read_only)
     generations = {n: create_projection(n).version for n in ("blog", "orders", "notifications")}
@@ -278,7 +283,13 @@ def build_read_models(
     assert isinstance(blog, BlogProjection)
     assert isinstance(orders, OrdersProjection)
     assert isinstance(notifications, NotificationsProjection)
-    return ReadModels(engine=engine, blog=blog, orders=orders, notifications=notifications)
+    return ReadModels(
+        engine=engine,
+        blog=blog,
+        orders=orders,
+        notifications=notifications,
+        follow_generations_s=follow_generations_s,
+    )
 
 
 # The e-mail delivery of the notifications projection runs after every poll, so recorded
@@ -370,7 +381,13 @@ def registry_framing(settings: RegistrySettings) -> Callable[[bytes], bytes] | N
     )
 
 
-def build_relay(settings: Settings, engine: Engine, stop: Stopper | None) -> OutboxRelay:
+def build_relay(
+    settings: Settings,
+    engine: Engine,
+    stop: Stopper | None,
+    *,
+    observer: RelayObserver | None = None,
+) -> OutboxRelay:
     from producers import EventPublisher, OutboxRelay, RelaySettings
     from producers.command_tables import CommandTables
     from schemas import AvroSerde, SchemaCatalog
@@ -398,4 +415,5 @@ def build_relay(settings: Settings, engine: Engine, stop: Stopper | None) -> Out
         ),
         framing=registry_framing(settings.registry),
         stop=stop,
+        observer=observer,
     )

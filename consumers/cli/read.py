@@ -9,6 +9,8 @@ import typer
 
 from consumers.app import build_read_models, topics_from
 from consumers.cli.options import DatabaseOpt, command_settings, console
+from consumers.observability.exporter import Observability
+from consumers.observability.service import ServiceHealth, ping_engine
 from consumers.runtime.stop import StopSignal
 from projections import (
     BlogProjection,
@@ -43,14 +45,21 @@ def serve(
         api_address=address, database_url=database_url, api_read_only=read_only
     )
     reads = build_read_models(
-        settings.database, settings.topics, read_only=settings.api.api_read_only
+        settings.database,
+        settings.topics,
+        read_only=settings.api.api_read_only,
+        follow_generations_s=1.0,  # a rebuild's swap or a rollback shows within a second
     )
     host, _, port = settings.api.api_address.rpartition(":")
     api = create_app(
         reads, wait_timeout_s=settings.api.api_wait_timeout_s, max_limit=settings.api.api_max_limit
     )
+    # /metrics (process, build info) and /healthz /readyz on PROJECTIONIST_METRICS_ADDRESS
+    obs = Observability(settings.observability)
+    obs.watch_service(ServiceHealth("query-api", ping_database=lambda: ping_engine(reads.engine)))
     console.print(f"query API on http://{settings.api.api_address} (OpenAPI at /docs)")
     try:
+        obs.start()
         uvicorn.run(
             api,
             host=host.strip("[]"),
@@ -59,6 +68,7 @@ def serve(
             access_log=False,
         )
     finally:
+        obs.close()
         reads.engine.dispose()
 
 

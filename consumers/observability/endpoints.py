@@ -10,14 +10,25 @@ import socket
 import threading
 from collections.abc import Callable, Sequence
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Protocol
 
 import structlog
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
-from consumers.observability.health import ProjectionHealth, Verdict
+from consumers.observability.health import Verdict
 from schemas.errors import ConfigurationError
 
-__all__ = ["ObservabilityServer", "parse_address"]
+__all__ = ["ObservabilityServer", "Probe", "parse_address"]
+
+
+class Probe(Protocol):
+    """What the endpoints ask: a projection's health, or a service's (relay, API)."""
+
+    @property
+    def name(self) -> str: ...
+    def liveness(self) -> Verdict: ...
+    def readiness(self) -> Verdict: ...
+
 
 log = structlog.get_logger(__name__)
 
@@ -36,7 +47,7 @@ class ObservabilityServer:
     """Serves one registry and the probes of every projection in the process."""
 
     def __init__(
-        self, *, address: str, registry: CollectorRegistry, probes: Sequence[ProjectionHealth]
+        self, *, address: str, registry: CollectorRegistry, probes: Sequence[Probe]
     ) -> None:
         self._host, self._port = parse_address(address)
         self._registry = registry
@@ -87,16 +98,14 @@ class _QuietServerV6(_QuietServer):
     address_family = socket.AF_INET6
 
 
-def _verdicts(probes: Sequence[ProjectionHealth], check: str) -> tuple[bool, str]:
+def _verdicts(probes: Sequence[Probe], check: str) -> tuple[bool, str]:
     results: list[tuple[str, Verdict]] = [(p.name, getattr(p, check)()) for p in probes]
     ok = bool(results) and all(v.ok for _, v in results)
     lines = [f"{name}: {'ok' if v.ok else 'FAIL'} ({v.reason})" for name, v in results]
     return ok, "\n".join(lines or ["no projection running"]) + "\n"
 
 
-def _handler(
-    registry: CollectorRegistry, probes: Sequence[ProjectionHealth]
-) -> type[BaseHTTPRequestHandler]:
+def _handler(registry: CollectorRegistry, probes: Sequence[Probe]) -> type[BaseHTTPRequestHandler]:
     routes: dict[str, Callable[[], tuple[int, str, bytes]]] = {}
 
     def metrics() -> tuple[int, str, bytes]:

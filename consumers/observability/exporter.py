@@ -14,10 +14,16 @@ from typing import Any
 
 import structlog
 from confluent_kafka import Consumer
-from prometheus_client import CollectorRegistry, disable_created_metrics
+from prometheus_client import (
+    CollectorRegistry,
+    Gauge,
+    PlatformCollector,
+    ProcessCollector,
+    disable_created_metrics,
+)
 
 from consumers.observability.collector import RunnerCollector
-from consumers.observability.endpoints import ObservabilityServer, parse_address
+from consumers.observability.endpoints import ObservabilityServer, Probe, parse_address
 from consumers.observability.health import HealthSettings, ProjectionHealth
 from consumers.observability.metrics import Metrics
 from consumers.observability.observer import LoopObserver
@@ -40,6 +46,10 @@ class Observability:
         disable_created_metrics()  # type: ignore[no-untyped-call]
         self.settings = settings
         self.registry = registry or CollectorRegistry()
+        if registry is None:  # a shared registry (tests) has them already
+            ProcessCollector(registry=self.registry)  # process_cpu_seconds_total, _rss …
+            PlatformCollector(registry=self.registry)  # python_info
+            _build_info(self.registry)
         self.metrics = Metrics(self.registry)
         self.collector = RunnerCollector()
         self.registry.register(self.collector)
@@ -47,7 +57,7 @@ class Observability:
             stall_timeout_s=settings.stall_timeout_s,
             readiness_grace_s=settings.readiness_grace_s,
         )
-        self.probes: list[ProjectionHealth] = []
+        self.probes: list[Probe] = []
         self.server: ObservabilityServer | None = None
 
     def new_observer(self) -> LoopObserver:
@@ -63,17 +73,22 @@ class Observability:
         self.probes.append(health)
         return health
 
+    def watch_service(self, probe: Probe) -> None:
+        """Probe a process that runs no projection (the outbox relay, an API)."""
+        self.probes.append(probe)
+
     def unwatch(self, observer: LoopObserver) -> None:
         """Stop reporting a runner that has ended (a generation swap replaced it)."""
         self.collector.unwatch(observer)
-        self.probes[:] = [p for p in self.probes if p.observer is not observer]
+        self.probes[:] = [p for p in self.probes if getattr(p, "observer", None) is not observer]
 
     def build_runner(self, settings: Settings, projection: str, **kwargs: Any) -> ProjectionRunner:
         """``consumers.app.build_runner`` plus metrics and probes; replaces earlier runners."""
         from consumers.app import build_runner
 
         for probe in list(self.probes):
-            self.unwatch(probe.observer)
+            if isinstance(probe, ProjectionHealth):
+                self.unwatch(probe.observer)
         observer = self.new_observer()
         runner = build_runner(
             settings,
@@ -101,6 +116,24 @@ class Observability:
         if self.server is not None:
             self.server.close()
             self.server = None
+
+
+def _build_info(registry: CollectorRegistry) -> None:
+    """``projectionist_build_info{version, python}`` = 1: which release each pod runs."""
+    import platform
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        release = version("projectionist")
+    except PackageNotFoundError:  # a source tree without an installed distribution
+        release = "unknown"
+    info = Gauge(
+        "projectionist_build_info",
+        "Always 1; the labels say which release and Python this process runs.",
+        ("version", "python"),
+        registry=registry,
+    )
+    info.labels(release, platform.python_version()).set(1)
 
 
 @contextmanager

@@ -1,8 +1,9 @@
 """Pure SQL reads over the read models: what the query API serves, nothing it writes.
 
 The tables come from the projection objects this is given (``projection.table_name``
-with the projection's generation), so pointing the API at another generation, e.g. an
-"active generation" after a rebuild, is a matter of passing other projection objects.
+with the projection's generation). With ``follow_generations_s`` set, the reads check
+the active generation of each projection at most that often and move to its tables, so
+a long-running API answers from the generation a rebuild or rollback swapped in.
 """
 
 from __future__ import annotations
@@ -10,6 +11,8 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import threading
+import time
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from typing import Any
@@ -17,6 +20,7 @@ from typing import Any
 from sqlalchemy import Connection, Engine, MetaData, and_, or_, select
 
 from projections.blog import BlogProjection, top_tags
+from projections.generations.versions import active_generation
 from projections.money import format_amount
 from projections.notifications.projection import NotificationsProjection
 from projections.orders import OrdersProjection
@@ -46,20 +50,51 @@ class ReadModels:
         blog: BlogProjection,
         orders: OrdersProjection,
         notifications: NotificationsProjection | None = None,
+        follow_generations_s: float | None = None,
     ) -> None:
         self.engine = engine
         self.blog = blog
         self.orders = orders
         self.notifications = notifications
         self._ledger = ledger_table(MetaData())
+        self._follow_s = follow_generations_s
+        self._followed_at = float("-inf")
+        self._follow_lock = threading.Lock()
+
+    def _follow(self) -> None:
+        """Move to each projection's active generation (checked at most every few s)."""
+        if self._follow_s is None or time.monotonic() - self._followed_at < self._follow_s:
+            return
+        with self._follow_lock:
+            if time.monotonic() - self._followed_at < self._follow_s:
+                return
+            with self.engine.connect() as conn:
+                blog = active_generation(conn, "blog", self.blog.generation)
+                orders = active_generation(conn, "orders", self.orders.generation)
+                notes = (
+                    active_generation(conn, "notifications", self.notifications.generation)
+                    if self.notifications is not None
+                    else None
+                )
+            if blog != self.blog.generation:
+                self.blog = BlogProjection(topic=self.blog.topics[0], generation=blog)
+            if orders != self.orders.generation:
+                self.orders = OrdersProjection(topic=self.orders.topics[0], generation=orders)
+            if self.notifications is not None and notes != self.notifications.generation:
+                self.notifications = NotificationsProjection(
+                    topic=self.notifications.topics[0], generation=notes
+                )
+            self._followed_at = time.monotonic()
 
     # -- blog --------------------------------------------------------------------------------
     def tags(self, limit: int) -> list[dict[str, Any]]:
+        self._follow()
         with self.engine.connect() as conn:
             return [{"tag": t, "posts_count": n} for t, n in top_tags(conn, self.blog, limit)]
 
     def post(self, post_id: str) -> dict[str, Any] | None:
         p = self.blog.posts
+        self._follow()
         with self.engine.connect() as conn:
             row = conn.execute(select(p).where(p.c.post_id == post_id)).mappings().first()
         return None if row is None else _post(dict(row))
@@ -81,6 +116,7 @@ class ReadModels:
                 )
             )
         query = query.order_by(p.c.created_at.desc(), p.c.post_id.desc()).limit(limit + 1)
+        self._follow()
         with self.engine.connect() as conn:
             rows = [dict(r) for r in conn.execute(query).mappings()]
         more = len(rows) > limit
@@ -91,6 +127,7 @@ class ReadModels:
     # -- orders ------------------------------------------------------------------------------
     def order(self, order_id: str) -> dict[str, Any] | None:
         t = self.orders.order_summaries
+        self._follow()
         with self.engine.connect() as conn:
             row = conn.execute(select(t).where(t.c.order_id == order_id)).mappings().first()
         if row is None:
@@ -108,6 +145,7 @@ class ReadModels:
 
     def customer(self, customer_id: str) -> dict[str, Any] | None:
         t = self.orders.customer_stats
+        self._follow()
         with self.engine.connect() as conn:
             rows = list(
                 conn.execute(
@@ -137,6 +175,7 @@ class ReadModels:
         query = select(t).where(and_(t.c.day >= start, t.c.day <= end))
         if currency is not None:
             query = query.where(t.c.currency == currency)
+        self._follow()
         with self.engine.connect() as conn:
             rows = list(conn.execute(query.order_by(t.c.day, t.c.currency)).mappings())
         return [
@@ -171,6 +210,7 @@ class ReadModels:
             .order_by(t.c.recorded_at, t.c.event_id)
             .limit(limit)
         )
+        self._follow()
         with self.engine.connect() as conn:
             rows = [dict(r) for r in conn.execute(query).mappings()]
         for row in rows:
@@ -182,6 +222,7 @@ class ReadModels:
     def post_version(self, post_id: str) -> tuple[int, bool] | None:
         """The stored version of a post and whether it is deleted; None: not projected yet."""
         p = self.blog.posts
+        self._follow()
         with self.engine.connect() as conn:
             row = conn.execute(
                 select(p.c.version, p.c.deleted_at).where(p.c.post_id == post_id)
@@ -199,6 +240,7 @@ class ReadModels:
 
     def _event_recorded(self, slot: str, event_id: str) -> bool:
         t = self._ledger
+        self._follow()
         with self.engine.connect() as conn:
             return _has_row(
                 conn,
