@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -15,9 +15,17 @@ from consumers.runtime.stop import StopSignal
 from projections import (
     BlogProjection,
     create_projection,
+    database_errors,
     make_engine,
 )
-from schemas.errors import ConfigurationError
+from projections.generations.versions import active_generation
+from schemas.errors import ConfigurationError, RetryableError
+
+if TYPE_CHECKING:
+    from sqlalchemy import Engine
+
+    from consumers.settings.models import Settings
+    from projections.reconcile import DriftReport
 
 __all__ = ["reconcile_tag_cloud", "serve"]
 
@@ -72,6 +80,20 @@ def serve(
         reads.engine.dispose()
 
 
+def _reconcile_active(
+    engine: Engine, settings: Settings, *, repair: bool
+) -> tuple[DriftReport, BlogProjection]:
+    """One check of the active generation: a rebuild's swap moves the check with it."""
+    from projections.reconcile import TagCloudReconciler
+
+    with database_errors(), engine.connect() as conn:
+        generation = active_generation(conn, "blog", create_projection("blog").version)
+    blog = create_projection("blog", topics=topics_from(settings.topics), generation=generation)
+    assert isinstance(blog, BlogProjection)
+    with database_errors():
+        return TagCloudReconciler(engine=engine, projection=blog).run(repair=repair), blog
+
+
 def reconcile_tag_cloud(
     what: Annotated[str, typer.Argument(help="what to reconcile: tag-cloud")],
     repair: Annotated[bool, typer.Option("--repair", help="fix the drift it finds")] = False,
@@ -86,30 +108,50 @@ def reconcile_tag_cloud(
     database_url: DatabaseOpt = None,
 ) -> None:
     """Recount the tag cloud from the posts table; report drift (exit 1), --repair fixes it."""
-    from projections.reconcile import TagCloudReconciler
-
     if what != "tag-cloud":
         raise ConfigurationError(f"cannot reconcile {what!r}; known: tag-cloud")
     settings = command_settings(database_url=database_url, reconcile_interval_s=interval)
-    blog = create_projection("blog", topics=topics_from(settings.topics))
-    assert isinstance(blog, BlogProjection)
     engine = make_engine(settings.database.url())
-    reconciler = TagCloudReconciler(engine=engine, projection=blog)
     stop = StopSignal()
     stop.install()
+    # With --interval (a Deployment): the drift gauge (ProjectionistTagCloudDrift) and the
+    # probes on PROJECTIONIST_METRICS_ADDRESS.
+    obs = Observability(settings.observability)
+    every = settings.reconcile.reconcile_interval_s
+    health = ServiceHealth(
+        "reconcile-tag-cloud",
+        ping_database=lambda: ping_engine(engine),
+        stall_timeout_s=max(settings.observability.stall_timeout_s, 3 * (every or 0)),
+        has_loop=True,
+    )
+    obs.watch_service(health)
     drifted = False
     try:
+        if every is not None:
+            obs.start()
         while True:
-            report = reconciler.run(repair=repair)
+            try:
+                report, blog = _reconcile_active(engine, settings, repair=repair)
+            except RetryableError as exc:
+                if every is None:
+                    raise
+                health.beat(str(exc))  # the database is away: not ready, try next round
+                if stop.wait(every):
+                    break
+                continue
+            obs.metrics.tag_cloud_checked(
+                blog.slot, drifted_tags=0 if repair else len(report.drift)
+            )
+            health.beat()
             drifted = bool(report.drift) and not repair
             if json_out:
                 print(json.dumps(report.as_dict()))
             else:
                 console.print(report.summary())
-            every = settings.reconcile.reconcile_interval_s
             if every is None or stop.wait(every):
                 break
     finally:
+        obs.close()
         engine.dispose()
     if drifted:
         raise typer.Exit(1)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import time
+from contextlib import closing
 from typing import Annotated, Any
 
 import typer
@@ -30,6 +31,7 @@ from consumers.cli.options import (
 )
 from consumers.kafka.config import client_config
 from consumers.kafka.watermarks import FetchedWatermarks, Watermarks
+from consumers.observability.exporter import Observability
 from consumers.runtime.snapshot import RunnerSnapshot
 from consumers.runtime.stop import StopSignal
 from projections import TopicPartition
@@ -98,12 +100,16 @@ def rebuild(
         console=out,
         transient=False,
     )
-    state: dict[str, Any] = {}
+    state: dict[str, Any] = {"done": -1}
+    # /metrics on PROJECTIONIST_METRICS_ADDRESS: the rebuild's progress and when it last
+    # advanced (ProjectionistRebuildStuck), scraped from the Job's pod.
+    obs = Observability(settings.observability)
 
     def on_start(marks: dict[TopicPartition, Watermarks]) -> None:
         state["marks"] = marks
         state["t0"] = time.monotonic()
         total = sum(m.high - m.low for m in marks.values())
+        state["total"] = total
         state["task"] = progress.add_task(
             f"rebuilding {projection}", total=total, rate="", partitions=""
         )
@@ -119,8 +125,14 @@ def rebuild(
         progress.update(
             state["task"], completed=done, rate=f"{rate:,.0f} ev/s", partitions=" ".join(parts)
         )
+        if done != state["done"]:  # only progress moves "last advanced"
+            state["done"], state["slot"] = done, snapshot.slot
+            obs.metrics.rebuild_advanced(
+                snapshot.slot, done=done, total=state["total"], now=time.time()
+            )
 
-    with progress:
+    obs.start()
+    with progress, closing(obs):
         result = run_rebuild(
             settings,
             projection,
@@ -133,6 +145,8 @@ def rebuild(
             on_batch=on_batch,
             projections=registry,
         )
+        if result.swapped and "slot" in state:
+            obs.metrics.rebuild_finished(state["slot"])
     if json_out:
         print(json.dumps(result.as_dict()))
     if not result.swapped:

@@ -398,8 +398,9 @@ def test_prod_scrapes_every_metrics_port_with_a_service_monitor() -> None:
         for s in of_kind(docs, "Service")
         if any(p["name"] == "metrics" for p in s["spec"]["ports"])
     ]
-    # every consumer StatefulSet, the query API and the outbox relay
-    assert len(with_metrics) == len(of_kind(docs, "StatefulSet")) + 2
+    # every consumer StatefulSet, the query API, the outbox relay, the tag-cloud check and
+    # the rebuild jobs' pods
+    assert len(with_metrics) == len(of_kind(docs, "StatefulSet")) + 4
     for s in with_metrics:
         assert selector.items() <= s["metadata"]["labels"].items(), s["metadata"]["name"]
     assert [e["port"] for e in sm["spec"]["endpoints"]] == ["metrics"]
