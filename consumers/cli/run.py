@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from typing import Annotated, Any
 
+import structlog
 import typer
 
 from consumers.cli.options import (
@@ -49,6 +50,7 @@ def consume(
     """
     from consumers.app import projection_registry
     from consumers.observability.exporter import Observability
+    from consumers.observability.service import ServiceHealth
     from consumers.operations.live import run_live
 
     settings = command_settings(
@@ -64,7 +66,13 @@ def consume(
     # Metrics, /healthz and /readyz on PROJECTIONIST_METRICS_ADDRESS when set; the
     # runner is rebuilt after a swap or rollback, and the new one is watched instead.
     obs = Observability(settings.observability)
+    # Until the first runner is built (the database may be away at start): alive, not ready.
+    starting = ServiceHealth(projection, has_loop=True, stall_timeout_s=float("inf"))
+    obs.watch_service(starting)
+    # the name until the runner binds its slot (the generation needs the database)
+    structlog.contextvars.bind_contextvars(projection=projection)
     try:
+        obs.start()
         stats = run_live(
             settings,
             projection,
@@ -73,6 +81,7 @@ def consume(
             timeout_s=timeout,
             build=obs.build_runner,
             projections=registry,
+            waiting=starting.beat,
         )
     finally:
         obs.close()

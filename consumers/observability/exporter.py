@@ -89,6 +89,7 @@ class Observability:
         for probe in list(self.probes):
             if isinstance(probe, ProjectionHealth):
                 self.unwatch(probe.observer)
+        self.probes.clear()  # a start-up probe too: the runner's own probe replaces it
         observer = self.new_observer()
         runner = build_runner(
             settings,

@@ -10,15 +10,21 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+import structlog
+
 from consumers.runtime.runner import ProjectionRunner
 from consumers.runtime.stats import RunStats
 from consumers.runtime.stop import StopSignal
-from consumers.settings.models import DatabaseSettings, Settings
+from consumers.settings.models import DatabaseSettings, LoopSettings, Settings
 from projections import database_errors, make_engine
 from projections.generations.versions import active_generation
 from projections.registry import ProjectionRegistry
+from schemas.backoff import Backoff
+from schemas.errors import RetryableError
 
-__all__ = ["resolve_generation", "run_live"]
+__all__ = ["resolve_generation", "run_live", "wait_for_generation"]
+
+log = structlog.get_logger(__name__)
 
 
 def resolve_generation(
@@ -34,6 +40,39 @@ def resolve_generation(
         engine.dispose()
 
 
+def wait_for_generation(
+    settings: Settings,
+    projections: ProjectionRegistry,
+    name: str,
+    *,
+    stop: StopSignal,
+    waiting: Callable[[str], None] | None = None,
+) -> int | None:
+    """:func:`resolve_generation`, retried like a failed batch while the database is away
+    (unreachable at start, SQLite ``database is locked``): a start-up outage is as
+    transient as one mid-run. ``waiting`` hears each failure (probes: not ready); None
+    when stopped meanwhile."""
+    loop: LoopSettings = settings.loop
+    backoff = Backoff(loop.retry_initial_s, loop.retry_max_s)
+    attempt = 0
+    while not stop.is_set():
+        try:
+            return resolve_generation(settings.database, projections, name)
+        except RetryableError as exc:
+            attempt += 1
+            delay = backoff.delay(attempt)
+            log.warning(
+                "database not reachable at start, retrying",
+                error=str(exc)[:300],
+                attempt=attempt,
+                delay_s=round(delay, 2),
+            )
+            if waiting is not None:
+                waiting(f"database unreachable: {str(exc)[:200]}")
+            stop.wait(delay)
+    return None
+
+
 def run_live(
     settings: Settings,
     name: str,
@@ -43,6 +82,7 @@ def run_live(
     timeout_s: float | None = None,
     build: Callable[..., ProjectionRunner] | None = None,
     projections: ProjectionRegistry | None = None,
+    waiting: Callable[[str], None] | None = None,
 ) -> RunStats:
     """Run the active generation; after a swap or rollback, continue with the new one."""
     from consumers.app import build_runner, projection_registry
@@ -51,7 +91,9 @@ def run_live(
     registry = projections or projection_registry(settings)
     total = RunStats()
     while True:
-        generation = resolve_generation(settings.database, registry, name)
+        generation = wait_for_generation(settings, registry, name, stop=stop, waiting=waiting)
+        if generation is None:
+            return total  # stopped while the database was away
         runner = make(
             settings,
             name,

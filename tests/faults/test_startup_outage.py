@@ -1,0 +1,77 @@
+"""A database that is away when a consumer starts: retried like a mid-run outage, not a crash."""
+
+from __future__ import annotations
+
+import signal
+import socket
+import time
+
+import sqlalchemy as sa
+
+from producers import blog_events
+from tests.support import checkpoint_total, start_cli, wait_for
+from tests.support.broker import publish
+from tests.support.oracle import assert_blog_matches
+from tests.support.prometheus import http_get
+from tests.support.proxy import TcpProxy
+
+AWAY_S = 4.0
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def test_consumer_started_while_the_database_is_away_waits_unready_then_runs(
+    bootstrap: str, fault_env: dict[str, str], pg_url: str
+) -> None:
+    """PostgreSQL unreachable at start: the process stays up, /healthz 200 and /readyz 503
+    naming the database; once it answers, the consumer drains and turns ready."""
+    events = blog_events(posts=60, seed=71)
+    publish(bootstrap, fault_env["PROJECTIONIST_BLOG_TOPIC"], events)
+    target = sa.engine.make_url(pg_url)
+    proxy = TcpProxy((target.host or "127.0.0.1", target.port or 5432)).start()
+    via_proxy = target.set(host="127.0.0.1", port=proxy.port).render_as_string(hide_password=False)
+    proxy.cut()
+    port = _free_port()
+    env = {
+        **fault_env,
+        "PROJECTIONIST_DATABASE_URL": via_proxy,
+        "PROJECTIONIST_METRICS_ADDRESS": f"127.0.0.1:{port}",
+        "PROJECTIONIST_RETRY_INITIAL_S": "0.2",
+        "PROJECTIONIST_RETRY_MAX_S": "1",
+    }
+    proc = start_cli(["consume", "blog"], env=env)
+    try:
+        url = f"http://127.0.0.1:{port}"
+        wait_for("the probes to answer", lambda: http_get(f"{url}/healthz")[0] == 200, timeout_s=30)
+        _status, body = wait_for(
+            "/readyz to name the database",
+            lambda: (r := http_get(f"{url}/readyz"))[0] == 503 and "database" in r[1] and r,
+            timeout_s=30,
+        )
+        assert "database unreachable" in body, body
+        # the outage lasts AWAY_S: the process stays up and alive all along
+        away_until = time.monotonic() + AWAY_S
+        while time.monotonic() < away_until:
+            assert proc.poll() is None, "the consumer exited during a start-up outage"
+            assert http_get(f"{url}/healthz")[0] == 200, "an outage is no reason to restart"
+            time.sleep(0.5)
+        proxy.restore()
+        wait_for(
+            "drained after the database came back",
+            lambda: checkpoint_total(pg_url, "blog_v1") == len(events),
+            timeout_s=90,
+        )
+        wait_for("/readyz 200", lambda: http_get(f"{url}/readyz")[0] == 200, timeout_s=30)
+        assert_blog_matches(pg_url, events)
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+        _out, err = proc.communicate(timeout=60)
+        proxy.stop()
+    assert proc.returncode == 0, err[-3000:]
+    assert "database not reachable at start, retrying" in err
