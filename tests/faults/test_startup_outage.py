@@ -1,4 +1,4 @@
-"""A database that is away when a consumer starts: retried like a mid-run outage, not a crash."""
+"""Database outages as operators see them: at start (retried, not a crash) and mid-run (lag)."""
 
 from __future__ import annotations
 
@@ -9,11 +9,13 @@ import time
 import sqlalchemy as sa
 
 from producers import blog_events
-from tests.support import checkpoint_total, start_cli, wait_for
+from tests.support import checkpoint_total, start_cli, unique, wait_for
 from tests.support.broker import publish
 from tests.support.oracle import assert_blog_matches
 from tests.support.prometheus import http_get
 from tests.support.proxy import TcpProxy
+from tests.support.runners import running
+from tests.support.settings import settings_for
 
 AWAY_S = 4.0
 
@@ -75,3 +77,51 @@ def test_consumer_started_while_the_database_is_away_waits_unready_then_runs(
         proxy.stop()
     assert proc.returncode == 0, err[-3000:]
     assert "database not reachable at start, retrying" in err
+
+
+def _lag(url: str) -> float:
+    _status, text = http_get(f"{url}/metrics")
+    return sum(
+        float(line.rpartition(" ")[2])
+        for line in text.splitlines()
+        if line.startswith("projectionist_lag_events{")
+    )
+
+
+def test_lag_keeps_growing_while_the_database_is_away(bootstrap: str, pg_url: str) -> None:
+    """During a mid-run database outage the paused consumer still reports the events piling
+    up (high watermark asked of the broker), and catches up once the database is back."""
+    topic = unique("lag-outage")
+    first = blog_events(posts=20, seed=72)
+    publish(bootstrap, topic, first)
+    target = sa.engine.make_url(pg_url)
+    with TcpProxy((target.host or "127.0.0.1", target.port or 5432)) as proxy:
+        via = target.set(host="127.0.0.1", port=proxy.port).render_as_string(hide_password=False)
+        settings = settings_for(
+            bootstrap, topic, via, retry_initial_s=0.2, retry_max_s=1.0, batch_max_messages=10
+        )
+        with running(settings) as (_runner, url):
+            wait_for(
+                "first events applied",
+                lambda: checkpoint_total(pg_url, "blog_v1") == len(first),
+                timeout_s=60,
+            )
+            wait_for("lag 0", lambda: _lag(url) == 0, timeout_s=30)
+            proxy.cut()
+            trigger = blog_events(posts=10, seed=73)
+            publish(bootstrap, topic, trigger)  # fetched, then the commit fails: paused
+            wait_for("not ready (retrying)", lambda: http_get(f"{url}/readyz")[0] == 503)
+            wait_for("the fetched events in the lag", lambda: _lag(url) > 0, timeout_s=30)
+            paused_lag = _lag(url)
+            more = blog_events(posts=40, seed=74)
+            for start in range(0, len(more), 5):  # produced while no partition is fetched
+                publish(bootstrap, topic, more[start : start + 5])
+            wait_for("the lag to grow while paused", lambda: _lag(url) > paused_lag, timeout_s=30)
+            more = trigger + more
+            proxy.restore()
+            wait_for(
+                "caught up after the outage",
+                lambda: checkpoint_total(pg_url, "blog_v1") == len(first) + len(more),
+                timeout_s=90,
+            )
+            wait_for("lag 0 again", lambda: _lag(url) == 0, timeout_s=30)
