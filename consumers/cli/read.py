@@ -66,6 +66,9 @@ def serve(
     obs = Observability(settings.observability)
     obs.watch_service(ServiceHealth("query-api", ping_database=lambda: ping_engine(reads.engine)))
     console.print(f"query API on http://{settings.api.api_address} (OpenAPI at /docs)")
+    # uvicorn re-raises the SIGTERM it handled once it has shut down; with our handler
+    # restored by then, that ends in a clean exit 0 (a pod's graceful stop), not -15.
+    StopSignal().install()
     try:
         obs.start()
         uvicorn.run(

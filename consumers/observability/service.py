@@ -112,10 +112,15 @@ class RelayMetrics:
     def published(self, counts: dict[tuple[str, str], int]) -> None:
         for (service, topic), n in counts.items():
             self._metrics.relay_publish(service, topic, published=n)
+            self._metrics.relay_failures.labels(service, topic)  # the series exists, at 0
         self._health.beat()
         self._measure_backlog()
 
     def failed(self, error: str) -> None:
+        # which topics a failed round would have published is unknown: the failures
+        # counter counts rounds under the topic "*"
+        for service in self._services:
+            self._metrics.relay_publish(service, "*", published=0, failed=1)
         self._health.beat(error)
         # The backlog keeps growing while the broker is away: keep measuring it (it is
         # skipped quietly when the database is the part that is away).

@@ -8,8 +8,6 @@ the server) and are dropped afterwards.
 from __future__ import annotations
 
 import json
-import re
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -24,6 +22,7 @@ from projections import CheckpointStore, Topics, create_projection, make_engine
 from projections.generations.versions import VersionStore
 from tests.support import checkpoint_total, run_cli
 from tests.support.broker import publish
+from tests.support.databases import database_roles
 from tests.support.oracle import assert_blog_matches
 
 ROLES_SQL = Path(__file__).resolve().parents[2] / "deploy" / "sql" / "roles.sql"
@@ -32,29 +31,8 @@ ROLES_SQL = Path(__file__).resolve().parents[2] / "deploy" / "sql" / "roles.sql"
 @pytest.fixture
 def roles(pg_url: str) -> Iterator[dict[str, str]]:
     """Run roles.sql with unique role names; yield a URL per role; drop the roles after."""
-    suffix = uuid.uuid4().hex[:8]
-    names = {r: f"{r}_{suffix}" for r in ("owner", "writer", "reader")}
-    sql = ROLES_SQL.read_text()
-    sql = sql.replace("projectionist_writer", names["writer"]).replace(
-        "projectionist_reader", names["reader"]
-    )
-    sql = re.sub(r"\bprojectionist\b", names["owner"], sql)
-    admin = sa.create_engine(pg_url)
-    try:
-        with admin.begin() as conn:
-            conn.exec_driver_sql(sql)
-        base = sa.engine.make_url(pg_url)
-        yield {
-            r: base.set(username=n).render_as_string(hide_password=False) for r, n in names.items()
-        }
-    finally:
-        with admin.begin() as conn:
-            # One role at a time: PostgreSQL 15 trips over shared default ACLs otherwise.
-            for n in (names["writer"], names["reader"], names["owner"]):
-                conn.exec_driver_sql(f"DROP OWNED BY {n} CASCADE")
-            for n in names.values():
-                conn.exec_driver_sql(f"DROP ROLE IF EXISTS {n}")
-        admin.dispose()
+    with database_roles(pg_url) as urls:
+        yield urls
 
 
 def _create_tables(url: str, topic: str) -> None:
