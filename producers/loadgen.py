@@ -19,9 +19,10 @@ from __future__ import annotations
 import math
 import random
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, replace
 
+from producers._rules import normalise_tags
 from producers.blog_service import BlogService
 from producers.command_errors import CommandError
 from producers.order_service import OrderService
@@ -38,6 +39,9 @@ class LoadProgress:
     total: int
     elapsed_s: float
     refused: int = 0  # commands the services refused (e.g. a concurrent delete)
+    #: ids the load left, to try the query API with (``produce --ids-file``): a live
+    #: post, its version and a tag, an order, its fulfilment event id, its customer
+    examples: Mapping[str, str] = field(default_factory=dict)
 
     @property
     def rate(self) -> float:
@@ -90,30 +94,36 @@ def drive_commands(
     tags = _Zipf(tag_vocabulary(), rng)
     customers = _Zipf([f"customer-{i:05d}" for i in range(max(1, count // 20))], rng, s=0.8)
     live: list[tuple[str, int]] = []  # (post id, version) the generator believes current
+    post_tags: dict[str, str] = {}  # a tag of each post's latest version
+    order: dict[str, str] = {}
     pacer = Pacer(total=count, rate=rate, report=report)
     refused = 0
     for n in range(count):
         roll = rng.random()
         try:
             if not live or roll < 0.35:
+                drawn = tags.draw(rng.randint(1, 5))
                 r = blog.create(
                     title=f"Post {n}: {' and '.join(tags.draw(2))}",
                     description=f"About {', '.join(tags.draw(3))}",
-                    tags=tags.draw(rng.randint(1, 5)),
+                    tags=drawn,
                     author=f"author-{rng.randrange(max(1, count // 50) + 1)}",
                 )
                 live.append((r.aggregate_id, r.version))
+                post_tags[r.aggregate_id] = normalise_tags(drawn)[0]
             elif roll < 0.80:
                 i = rng.randrange(len(live))
                 post_id, version = live[i]
+                drawn = tags.draw(rng.randint(1, 5))
                 r = blog.update(
                     post_id,
                     title=f"Post {n} (edited)",
                     description=f"Now about {', '.join(tags.draw(3))}",
-                    tags=tags.draw(rng.randint(1, 5)),
+                    tags=drawn,
                     expected_version=version,
                 )
                 live[i] = (post_id, r.version)
+                post_tags[post_id] = normalise_tags(drawn)[0]
             elif roll < 0.85:
                 post_id, version = live.pop(rng.randrange(len(live)))
                 blog.delete(post_id, expected_version=version)
@@ -132,11 +142,20 @@ def drive_commands(
                         for _ in range(rng.randint(1, 4))
                     ],
                 )
-                orders.fulfill(placed.aggregate_id, expected_version=placed.version)
+                done = orders.fulfill(placed.aggregate_id, expected_version=placed.version)
+                order = {
+                    "ORDER_ID": done.aggregate_id,
+                    "ORDER_EVENT_ID": done.event_id or "",
+                    "CUSTOMER_ID": customer,
+                }
         except CommandError:
             refused += 1  # another writer got there first: realistic, and counted
         pacer.tick(n + 1, refused)
-    return pacer.finish(count, refused)
+    examples = dict(order)
+    if live:
+        post_id, version = live[-1]
+        examples |= {"POST_ID": post_id, "POST_VERSION": str(version), "TAG": post_tags[post_id]}
+    return replace(pacer.finish(count, refused), examples=examples)
 
 
 def noisy_sample(

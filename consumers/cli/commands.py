@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import threading
+from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Literal
 
 import typer
@@ -23,7 +24,7 @@ from consumers.settings.models import Settings
 from schemas.errors import ConfigurationError
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Callable, Mapping
 
     from producers.loadgen import LoadProgress
 
@@ -182,10 +183,22 @@ def produce(
         bool, typer.Option("--relay/--no-relay", help="commands: publish the outbox too")
     ] = True,
     seed: Annotated[int, typer.Option(help="random seed: the same seed gives the same load")] = 1,
+    ids_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--ids-file",
+            help="commands: write ids to try queries with (POST_ID=…, one per line, "
+            "for `. ./file`)",
+        ),
+    ] = None,
     bootstrap_servers: BootstrapOpt = None,
     command_database_url: CommandDbOpt = None,
 ) -> None:
-    """Generate realistic load (Zipf-like tags, repeat customers) and print the throughput."""
+    """Generate realistic load (Zipf-like tags, repeat customers) and print the throughput.
+
+    Through the command services it ends with ids to try the query API with: a live
+    post (its version and a tag), an order (its fulfilment event id) and its customer.
+    """
     mode: Literal["commands", "publisher"]
     if via == "commands":
         mode = "commands"
@@ -197,6 +210,8 @@ def produce(
         bootstrap_servers=bootstrap_servers, command_database_url=command_database_url
     )
     if mode == "publisher":
+        if ids_file is not None:
+            raise ConfigurationError("--ids-file needs --via commands (the ids come from them)")
         _produce_raw(settings, count, rate, duplicates, out_of_order, seed)
         return
     from producers.loadgen import drive_commands
@@ -208,6 +223,10 @@ def produce(
             blog, orders, count=count, rate=rate, seed=seed, report=_print_progress("commands")
         )
         console.print(f"commands done: {done.done:,} at {done.rate:,.0f}/s")
+        ids = " ".join(f"{k}={v}" for k, v in done.examples.items())
+        console.print(f"ids to try: {ids}", soft_wrap=True, markup=False, highlight=False)
+        if ids_file is not None:
+            _write_ids(ids_file, done.examples)
         if relay_after:
             runner = build_relay(settings, engine, None)
             stats = runner.drain()
@@ -218,6 +237,13 @@ def produce(
             )
     finally:
         engine.dispose()
+
+
+def _write_ids(path: Path, ids: Mapping[str, str]) -> None:
+    try:
+        path.write_text("".join(f"{k}={v}\n" for k, v in ids.items()))
+    except OSError as exc:
+        raise ConfigurationError(f"--ids-file {path}: {exc.strerror or exc}") from None
 
 
 def _produce_raw(

@@ -1,7 +1,7 @@
 """The ``projectionist`` program: every command and group is registered here, in one place.
 
 The command functions live in one module per group (``run``, ``demo``, ``commands``,
-``read``, ``rebuild``, ``replay``, ``status``, ``schema_check``, ``dlq``) and know
+``read``, ``rebuild``, ``replay``, ``status``, ``pause``, ``schema_check``, ``dlq``) and know
 nothing of this app: the registration below is explicit (celery's ``add_command``
 shape), so importing a command module has no side effect. User mistakes end with a
 one-line message and exit code 2, never a traceback.
@@ -9,19 +9,62 @@ one-line message and exit code 2, never a traceback.
 
 from __future__ import annotations
 
+import shutil
 import sys
+from typing import Any
 
 import typer
+import typer.core
+import typer.rich_utils
 from rich.console import Console
 from rich.markup import escape
 
-from consumers.cli import commands, demo, dlq, read, rebuild, replay, run, schema_check, status
+from consumers.cli import (
+    commands,
+    demo,
+    dlq,
+    pause,
+    read,
+    rebuild,
+    replay,
+    run,
+    schema_check,
+    status,
+)
 from schemas.errors import ConfigurationError, DataLossError, ProjectionistError
 
-__all__ = ["app", "dlq_app", "main", "schemas_app"]
+__all__ = ["app", "dlq_app", "main", "readable_help", "schemas_app"]
+
+
+def readable_help() -> None:
+    """Help that shows every option whole.
+
+    * Flags take no value, yet typer 0.29 prints their Python type (``<bool>``) in a
+      column of its own; shown for options with a value only.
+    * Help text is Markdown, not rich markup: ``[env PROJECTIONIST_X]`` stays visible
+      (rich would take it for a style tag and drop it), and paragraphs are reflowed.
+    * rich renders 80 columns when the output is not a terminal (a pipe, a file, CI
+      logs) and cuts long option names with "…" in narrow terminals: at least
+      ``_HELP_MIN_WIDTH`` columns unless ``TERMINAL_WIDTH`` says otherwise.
+    """
+    original = typer.core.TyperOption.display_type_rich
+    if getattr(original, "_flags_untyped", False):
+        return  # already done (tests call main() and this more than once)
+
+    def display_type_rich(self: typer.core.TyperOption, ctx: Any) -> str | None:
+        return None if self.is_flag else original(self, ctx)
+
+    display_type_rich._flags_untyped = True  # type: ignore[attr-defined]
+    typer.core.TyperOption.display_type_rich = display_type_rich  # type: ignore[method-assign]
+    if typer.rich_utils.MAX_WIDTH is None:
+        typer.rich_utils.MAX_WIDTH = max(shutil.get_terminal_size().columns, _HELP_MIN_WIDTH)
+
+
+_HELP_MIN_WIDTH = 120
 
 app = typer.Typer(
     name="projectionist",
+    rich_markup_mode="markdown",
     help=(
         "The read side of CQRS on Kafka: fold Avro events into exactly-once SQL read models.\n\n"
         "Settings come from PROJECTIONIST_* environment variables; flags override them."
@@ -48,6 +91,8 @@ app.command()(rebuild.rollback)
 app.command()(rebuild.cleanup)
 app.command()(replay.replay)
 app.command()(status.status)
+app.command()(pause.pause)
+app.command()(pause.resume)
 
 schemas_app = typer.Typer(help=schema_check.HELP, no_args_is_help=True)
 schemas_app.command("check")(schema_check.schemas_check)
@@ -62,6 +107,7 @@ app.add_typer(dlq_app, name="dlq")
 
 
 def main() -> None:
+    readable_help()
     # Messages are shown as written: "[projections.x]" or "module:attr" must not be read
     # as rich markup or emoji codes.
     err = Console(stderr=True, soft_wrap=True, emoji=False)

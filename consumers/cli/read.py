@@ -59,8 +59,14 @@ def serve(
         follow_generations_s=1.0,  # a rebuild's swap or a rollback shows within a second
     )
     host, _, port = settings.api.api_address.rpartition(":")
+    from consumers.app import projection_registry
+    from consumers.operations.status import StatusReport
+
     api = create_app(
-        reads, wait_timeout_s=settings.api.api_wait_timeout_s, max_limit=settings.api.api_max_limit
+        reads,
+        wait_timeout_s=settings.api.api_wait_timeout_s,
+        max_limit=settings.api.api_max_limit,
+        status=StatusReport(settings, projection_registry(settings)).document,
     )
     # /metrics (process, build info) and /healthz /readyz on PROJECTIONIST_METRICS_ADDRESS
     obs = Observability(settings.observability)

@@ -4,6 +4,8 @@
 from __future__ import annotations
 
 import json
+import time
+from contextlib import nullcontext
 from typing import Annotated, Any
 
 import structlog
@@ -17,6 +19,7 @@ from consumers.cli.options import (
     command_settings,
     console,
 )
+from consumers.cli.progress import DrainProgress
 from consumers.kafka.admin import ensure_topics
 from consumers.kafka.config import client_config
 from consumers.runtime.stop import StopSignal
@@ -41,17 +44,20 @@ def consume(
         float | None, typer.Option(help="with --drain: give up after this many seconds")
     ] = None,
     json_out: Annotated[
-        bool, typer.Option("--json", help="print the final counters as JSON")
+        bool, typer.Option("--json", help="print the final counters as one JSON line")
     ] = False,
 ) -> None:
     """Run one projection's consumer group: forever (a service), or to the end with --drain.
 
-    SIGTERM or Ctrl-C finishes the batch in hand, commits it, leaves the group and exits 0.
+    With --drain on a terminal, a progress line shows the group join, then events/s and
+    the lag left. SIGTERM or Ctrl-C finishes the batch in hand, commits it, leaves the
+    group and exits 0.
     """
     from consumers.app import projection_registry
     from consumers.observability.exporter import Observability
     from consumers.observability.service import ServiceHealth
     from consumers.operations.live import run_live
+    from consumers.operations.status import StatusReport
 
     settings = command_settings(
         bootstrap_servers=bootstrap_servers,
@@ -71,27 +77,37 @@ def consume(
     obs.watch_service(starting)
     # the name until the runner binds its slot (the generation needs the database)
     structlog.contextvars.bind_contextvars(projection=projection)
+    progress = DrainProgress(projection) if drain else None
+    started = time.monotonic()
+    obs.status = StatusReport(settings, registry).document  # GET /status from the start
     try:
         obs.start()
-        stats = run_live(
-            settings,
-            projection,
-            stop=stop,
-            drain=drain,
-            timeout_s=timeout,
-            build=obs.build_runner,
-            projections=registry,
-            waiting=starting.beat,
-        )
+        with progress or nullcontext():
+            stats = run_live(
+                settings,
+                projection,
+                stop=stop,
+                drain=drain,
+                timeout_s=timeout,
+                build=obs.build_runner,
+                projections=registry,
+                on_batch=progress,
+                waiting=starting.beat,
+            )
     finally:
         obs.close()
+    seconds = time.monotonic() - started
     if json_out:
-        print(json.dumps({"projection": projection, "signal": stop.signal_name, **stats.as_dict()}))
+        summary = {"projection": projection, "signal": stop.signal_name, **stats.as_dict()}
+        summary |= {"seconds": round(seconds, 3), "drain": drain}
+        print(json.dumps(summary))
         return
     console.print(
-        f"{projection}: consumed {stats.consumed}, applied {stats.applied}, "
-        f"skipped {stats.duplicates_skipped} duplicates, {stats.stale} stale, "
-        f"dead-lettered {stats.dead_lettered}"
+        f"{projection}: consumed {stats.consumed:,}, applied {stats.applied:,}, "
+        f"skipped {stats.duplicates_skipped:,} duplicates, {stats.stale:,} stale, "
+        f"dead-lettered {stats.dead_lettered:,} in {seconds:.1f} s"
+        + (" (caught up)" if drain and stop.signal_name is None else ""),
+        soft_wrap=True,
     )
 
 

@@ -16,8 +16,6 @@ from consumers.cli.options import (
     console,
     dash,
 )
-from consumers.kafka.config import client_config
-from consumers.kafka.watermarks import FetchedWatermarks, event_times
 
 __all__ = ["status"]
 
@@ -30,36 +28,45 @@ def status(
     database_url: DatabaseOpt = None,
     json_out: JsonOpt = False,
 ) -> None:
-    """Per projection and partition: version, state, checkpoint, high watermark, lag, age."""
+    """Per projection and partition: version, state, checkpoint, high watermark, lag, age,
+    dead letters and the process that owns the partition."""
     from consumers.app import projection_registry
-    from consumers.operations.status import collect_status
+    from consumers.operations.status import StatusReport
 
     settings = command_settings(bootstrap_servers=bootstrap_servers, database_url=database_url)
-    registry = projection_registry(settings)
-    names = projections or registry.names()
-    for name in names:
-        registry.create(name)  # an unknown name: one line naming the known ones
-    conf = client_config(settings.kafka)
-    entries = collect_status(
-        settings.database,
-        registry,
-        names,
-        dlq_suffix=settings.topics.dlq_suffix,
-        watermarks=FetchedWatermarks(conf, timeout_s=10),
-        event_clock=lambda offsets: event_times(conf, offsets),
-    )
+    document = StatusReport(settings, projection_registry(settings)).document(projections)
     if json_out:
-        print(json.dumps({"projections": entries}))
+        print(json.dumps(document))
         return
+    entries = document["projections"]
     for entry in entries:
         topics = sorted({p["topic"] for g in entry["generations"] for p in g["partitions"]})
+        paused = entry["paused"]
         table = Table(
             title=f"{entry['projection']} ({', '.join(topics) or 'no topic yet'}): "
             f"queries read v{entry['active_generation']}"
+            + (
+                f"; PAUSED since {paused['since'][:19]} by {paused['by']}"
+                + (f" ({paused['reason']})" if paused["reason"] else "")
+                if paused
+                else ""
+            ),
+            title_justify="left",
         )
-        columns = ("ver", "role", "state", "part", "checkpoint", "high", "lag", "event age", "DLQ")
+        columns = (
+            "ver",
+            "role",
+            "state",
+            "part",
+            "checkpoint",
+            "high",
+            "lag",
+            "event age",
+            "DLQ",
+            "owner",
+        )
         for col in columns:
-            table.add_column(col, justify="left" if col in ("role", "state") else "right")
+            table.add_column(col, justify="left" if col in ("role", "state", "owner") else "right")
         for gen in entry["generations"]:
             for p in gen["partitions"] or [{}]:
                 table.add_row(
@@ -76,5 +83,6 @@ def status(
                     dash(p.get("lag")),
                     "-" if p.get("last_event_age_s") is None else f"{p['last_event_age_s']}s",
                     dash(p.get("dead_letters")),
+                    dash(p.get("owner")),
                 )
         console.print(table)

@@ -73,6 +73,7 @@ class RunnerCollector(Collector):
         f["last_applied_timestamp_seconds"].add_metric([slot], s.last_applied_at)
         positions = snapshot.positions
         f["assigned_partitions"].add_metric([slot], len(positions))
+        f["paused"].add_metric([slot], float(snapshot.paused))
         lag, high = snapshot.lag, snapshot.high_watermarks
         for (topic, partition), last in sorted(positions.items()):
             labels = [slot, topic, str(partition)]

@@ -1,4 +1,5 @@
-"""The HTTP side of observability: ``/metrics``, ``/healthz`` (liveness), ``/readyz``.
+"""The HTTP side of observability: ``/metrics``, ``/healthz`` (liveness), ``/readyz``,
+and ``/status`` (the ``status --json`` document; ``?projection=blog`` to narrow it).
 
 A stdlib threading server on its own daemon threads: a probe never waits for the
 poll loop, and a slow database ping in ``/readyz`` never delays ``/healthz``.
@@ -6,19 +7,21 @@ poll loop, and a slow database ping in ``/readyz`` never delays ``/healthz``.
 
 from __future__ import annotations
 
+import json
 import socket
 import threading
 from collections.abc import Callable, Sequence
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Protocol
+from typing import Any, Protocol
+from urllib.parse import parse_qs, urlsplit
 
 import structlog
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
 from consumers.observability.health import Verdict
-from schemas.errors import ConfigurationError
+from schemas.errors import ConfigurationError, ProjectionistError
 
-__all__ = ["ObservabilityServer", "Probe", "parse_address"]
+__all__ = ["ObservabilityServer", "Probe", "StatusSource", "parse_address"]
 
 
 class Probe(Protocol):
@@ -29,6 +32,9 @@ class Probe(Protocol):
     def liveness(self) -> Verdict: ...
     def readiness(self) -> Verdict: ...
 
+
+#: the ``status --json`` document for some projections (None: all of them)
+StatusSource = Callable[[Sequence[str] | None], dict[str, Any]]
 
 log = structlog.get_logger(__name__)
 
@@ -47,11 +53,17 @@ class ObservabilityServer:
     """Serves one registry and the probes of every projection in the process."""
 
     def __init__(
-        self, *, address: str, registry: CollectorRegistry, probes: Sequence[Probe]
+        self,
+        *,
+        address: str,
+        registry: CollectorRegistry,
+        probes: Sequence[Probe],
+        status: StatusSource | None = None,
     ) -> None:
         self._host, self._port = parse_address(address)
         self._registry = registry
         self._probes = probes
+        self._status = status
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
 
@@ -62,7 +74,7 @@ class ObservabilityServer:
         return int(self._server.server_address[1])
 
     def start(self) -> None:
-        handler = _handler(self._registry, self._probes)
+        handler = _handler(self._registry, self._probes, self._status)
         try:
             server_class = _QuietServerV6 if ":" in self._host else _QuietServer
             self._server = server_class((self._host, self._port), handler)
@@ -105,14 +117,34 @@ def _verdicts(probes: Sequence[Probe], check: str) -> tuple[bool, str]:
     return ok, "\n".join(lines or ["no projection running"]) + "\n"
 
 
-def _handler(registry: CollectorRegistry, probes: Sequence[Probe]) -> type[BaseHTTPRequestHandler]:
-    routes: dict[str, Callable[[], tuple[int, str, bytes]]] = {}
+_JSON = "application/json"
+Answer = tuple[int, str, bytes]
 
-    def metrics() -> tuple[int, str, bytes]:
+
+def _status_answer(status: StatusSource, query: dict[str, list[str]]) -> Answer:
+    """The document as JSON; the query API's error shape when it cannot be built."""
+    try:
+        doc = status(query.get("projection") or None)
+        return 200, _JSON, json.dumps(doc).encode()
+    except ConfigurationError as exc:
+        return 404, _JSON, json.dumps({"error": "unknown_projection", "detail": str(exc)}).encode()
+    except ProjectionistError as exc:  # database or broker away: the dashboard retries
+        detail = f"status unavailable: {type(exc).__name__}: {exc}"
+        return 503, _JSON, json.dumps({"error": "unavailable", "detail": detail}).encode()
+
+
+def _handler(
+    registry: CollectorRegistry,
+    probes: Sequence[Probe],
+    status: StatusSource | None,
+) -> type[BaseHTTPRequestHandler]:
+    routes: dict[str, Callable[[dict[str, list[str]]], Answer]] = {}
+
+    def metrics(_query: dict[str, list[str]]) -> Answer:
         return 200, CONTENT_TYPE_LATEST, generate_latest(registry)
 
-    def probe(check: str) -> Callable[[], tuple[int, str, bytes]]:
-        def answer() -> tuple[int, str, bytes]:
+    def probe(check: str) -> Callable[[dict[str, list[str]]], Answer]:
+        def answer(_query: dict[str, list[str]]) -> Answer:
             ok, text = _verdicts(probes, check)
             return (200 if ok else 503), "text/plain; charset=utf-8", text.encode()
 
@@ -121,14 +153,17 @@ def _handler(registry: CollectorRegistry, probes: Sequence[Probe]) -> type[BaseH
     routes["/metrics"] = metrics
     routes["/healthz"] = probe("liveness")
     routes["/readyz"] = probe("readiness")
+    if status is not None:
+        routes["/status"] = lambda query: _status_answer(status, query)
 
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self) -> None:
-            route = routes.get(self.path.split("?", 1)[0])
+            url = urlsplit(self.path)
+            route = routes.get(url.path)
             if route is None:
                 status, ctype, body = 404, "text/plain", b"not found\n"
             else:
-                status, ctype, body = route()
+                status, ctype, body = route(parse_qs(url.query))
             self.send_response(status)
             self.send_header("Content-Type", ctype)
             self.send_header("Content-Length", str(len(body)))

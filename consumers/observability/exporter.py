@@ -23,7 +23,12 @@ from prometheus_client import (
 )
 
 from consumers.observability.collector import RunnerCollector
-from consumers.observability.endpoints import ObservabilityServer, Probe, parse_address
+from consumers.observability.endpoints import (
+    ObservabilityServer,
+    Probe,
+    StatusSource,
+    parse_address,
+)
 from consumers.observability.health import HealthSettings, ProjectionHealth
 from consumers.observability.metrics import Metrics
 from consumers.observability.observer import LoopObserver
@@ -59,6 +64,8 @@ class Observability:
         )
         self.probes: list[Probe] = []
         self.server: ObservabilityServer | None = None
+        #: ``GET /status``: set by ``build_runner`` (it knows the settings and projections)
+        self.status: StatusSource | None = None
 
     def new_observer(self) -> LoopObserver:
         return LoopObserver(self.metrics)
@@ -84,8 +91,12 @@ class Observability:
 
     def build_runner(self, settings: Settings, projection: str, **kwargs: Any) -> ProjectionRunner:
         """``consumers.app.build_runner`` plus metrics and probes; replaces earlier runners."""
-        from consumers.app import build_runner
+        from consumers.app import build_runner, projection_registry
+        from consumers.operations.status import StatusReport
 
+        if self.status is None:
+            registry = kwargs.get("projections") or projection_registry(settings)
+            self.status = StatusReport(settings, registry).document
         for probe in list(self.probes):
             if isinstance(probe, ProjectionHealth):
                 self.unwatch(probe.observer)
@@ -109,7 +120,10 @@ class Observability:
         if self.settings.metrics_address is None or self.server is not None:
             return
         self.server = ObservabilityServer(
-            address=self.settings.metrics_address, registry=self.registry, probes=self.probes
+            address=self.settings.metrics_address,
+            registry=self.registry,
+            probes=self.probes,
+            status=self.status,
         )
         self.server.start()
 

@@ -5,11 +5,15 @@
   assigned, lag > 0, nothing being retried and no checkpoint advancing for
   ``stall_timeout_s`` (e.g. a client that stopped fetching, an apply that hangs).
   Retries mean an outage is being handled: they never fail liveness, because pods
-  restarted during a database or broker outage only add rebalance storms.
+  restarted during a database or broker outage only add rebalance storms. Time spent
+  paused by an operator (``projectionist pause``) is never "stalled" either.
 * **Readiness** fails while the database or the broker is unreachable, while the
   loop is retrying a failed transaction, and while the group has no assignment — a
   partition-less spell shorter than ``readiness_grace_s`` (a normal rebalance) does
-  not flap it.
+  not flap it. A paused consumer is **ready** (``ok (paused by an operator)``): it is
+  healthy and holds on purpose; unready pods would stall a rollout made during the
+  pause (a migration) and page for a decision an operator took. The
+  ``ProjectionistPaused`` alert reminds of a pause left on.
 
 Both are computed when asked (probe or scrape), from the latest plain
 :class:`~consumers.runtime.snapshot.RunnerSnapshot` the loop handed its observer and
@@ -109,7 +113,13 @@ class ProjectionHealth:
         behind = sum(n for n in loop.lag.values() if n > 0)
         # The stall clock runs only while assigned, behind and not retrying; any
         # checkpoint movement restarts it, and so does falling behind (first seen now).
-        if not positions or not behind or retrying or positions != self._progress_sig:
+        if (
+            not positions
+            or not behind
+            or retrying
+            or loop.paused
+            or positions != self._progress_sig
+        ):
             self._progress_sig, self._progress_at = positions, now
         elif not self._behind_seen:
             self._progress_at = now
@@ -146,7 +156,7 @@ class ProjectionHealth:
             and kafka.brokers_up == 0
         ):
             return Verdict(False, "no Kafka broker reachable")
-        return Verdict(True)
+        return Verdict(True, "paused by an operator") if loop.paused else Verdict(True)
 
     def _database_error(self, now: float) -> str | None:
         if now - self._ping_at >= self.settings.ping_interval_s:

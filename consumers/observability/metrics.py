@@ -75,6 +75,11 @@ RUNNER_FAMILIES: dict[str, tuple[str, str, tuple[str, ...]]] = {
         "Unix time of the last batch that changed the read model (0: none yet).",
         ("projection",),
     ),
+    "paused": (
+        "gauge",
+        "Whether an operator has paused the projection with projectionist pause (1) or not (0).",
+        ("projection",),
+    ),
     "assigned_partitions": (
         "gauge",
         "Partitions currently assigned to this consumer.",

@@ -13,6 +13,7 @@ from collections.abc import Callable
 import structlog
 
 from consumers.runtime.runner import ProjectionRunner
+from consumers.runtime.snapshot import RunnerSnapshot
 from consumers.runtime.stats import RunStats
 from consumers.runtime.stop import StopSignal
 from consumers.settings.models import DatabaseSettings, LoopSettings, Settings
@@ -82,9 +83,12 @@ def run_live(
     timeout_s: float | None = None,
     build: Callable[..., ProjectionRunner] | None = None,
     projections: ProjectionRegistry | None = None,
+    on_batch: Callable[[RunnerSnapshot], None] | None = None,
     waiting: Callable[[str], None] | None = None,
 ) -> RunStats:
-    """Run the active generation; after a swap or rollback, continue with the new one."""
+    """Run the active generation; after a swap or rollback, continue with the new one.
+
+    ``on_batch`` sees every runner's snapshots (``consume --drain`` progress)."""
     from consumers.app import build_runner, projection_registry
 
     make = build or build_runner
@@ -101,6 +105,7 @@ def run_live(
             generation=generation,
             watch_generation=True,
             projections=registry,
+            on_batch=on_batch,
         )
         stats = runner.drain(timeout_s=timeout_s) if drain else runner.run_forever()
         _add(total, stats)

@@ -1,24 +1,28 @@
 """``projectionist status``: per projection and partition, where it is and how far behind.
 
-Joins what the database knows (generation, role, state, checkpoints: ``projections.
-status``) with what the broker reports (high watermarks of the topics and of their
-dead-letter topics, via a :class:`WatermarkSource`).
+Joins what the database knows (generation, role, state, pause, checkpoints, owners:
+``projections.generations.status``) with what the broker reports (high watermarks of the
+topics and of their dead-letter topics, via a :class:`WatermarkSource`).
+:class:`StatusReport` is the one ``status --json`` document, for the command and for
+``GET /status`` on the query API and on each consumer's metrics port.
 """
 
 from __future__ import annotations
 
+import threading
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
-from consumers.kafka.watermarks import Watermarks, WatermarkSource
-from consumers.settings.models import DatabaseSettings
+from consumers.kafka.config import client_config
+from consumers.kafka.watermarks import FetchedWatermarks, Watermarks, WatermarkSource, event_times
+from consumers.settings.models import DatabaseSettings, Settings
 from projections import TopicPartition, database_errors, make_engine
 from projections.generations.status import age_s, read_status
 from projections.registry import ProjectionRegistry
 from schemas.errors import ConfigurationError
 
-__all__ = ["collect_status"]
+__all__ = ["StatusReport", "collect_status"]
 
 
 def collect_status(
@@ -48,6 +52,7 @@ def collect_status(
                 "previous_generation": row.previous_generation if row else None,
                 "rebuilding_generation": row.rebuilding_generation if row else None,
                 "epoch": row.epoch if row else 0,
+                "paused": status.pause.as_dict() if status.pause else None,
                 "generations": [],
             }
             for gen in status.generations:
@@ -71,6 +76,7 @@ def collect_status(
                             if tp in times
                             else None,
                             "dead_letters": dead.get(tp[0]),
+                            "owner": gen.owners.get(tp),
                         }
                     )
                 entry["generations"].append(
@@ -87,6 +93,55 @@ def collect_status(
     finally:
         engine.dispose()
     return out
+
+
+class StatusReport:
+    """The ``status --json`` document on request; HTTP callers within ``ttl_s`` share one.
+
+    Each document costs a database read and a watermark fetch from the broker, so a
+    dashboard polling every consumer's ``/status`` does not multiply that load.
+    """
+
+    def __init__(
+        self,
+        settings: Settings,
+        projections: ProjectionRegistry,
+        *,
+        ttl_s: float = 2.0,
+        timeout_s: float = 10.0,
+    ) -> None:
+        self._settings = settings
+        self._projections = projections
+        self._ttl_s = ttl_s
+        self._timeout_s = timeout_s
+        self._lock = threading.Lock()
+        self._cache: dict[tuple[str, ...], tuple[float, dict[str, Any]]] = {}
+
+    def document(self, names: Sequence[str] | None = None) -> dict[str, Any]:
+        """``{"projections": [...]}`` for ``names`` (default: every projection).
+
+        An unknown name raises :class:`ConfigurationError`; a database or broker that
+        does not answer raises a ``RetryableError``.
+        """
+        wanted = tuple(names) if names else tuple(self._projections.names())
+        for name in wanted:
+            self._projections.create(name)  # an unknown name: one line naming the known ones
+        with self._lock:
+            cached = self._cache.get(wanted)
+            if cached is not None and time.monotonic() - cached[0] < self._ttl_s:
+                return cached[1]
+            conf = client_config(self._settings.kafka)
+            entries = collect_status(
+                self._settings.database,
+                self._projections,
+                wanted,
+                dlq_suffix=self._settings.topics.dlq_suffix,
+                watermarks=FetchedWatermarks(conf, timeout_s=self._timeout_s),
+                event_clock=lambda offsets: event_times(conf, offsets),
+            )
+            doc = {"projections": entries}
+            self._cache = {wanted: (time.monotonic(), doc)}
+            return doc
 
 
 _ZERO = Watermarks(0, 0)

@@ -10,7 +10,12 @@ the projection's ``projection_versions`` row:
   start the active one
   (``switch``); the new generation's checkpoints say where it continues.
 
-It also keeps a heartbeat row, so ``status`` can tell live, rebuilding and stopped.
+* a ``projection_pauses`` row appeared or went (``projectionist pause`` / ``resume``):
+  hold fetching while keeping the assignment (``pause``), or seek back to checkpoint + 1
+  and go on (``resume``). Only live consumers pause; a rebuild's runner ignores it.
+
+It also keeps a heartbeat row (state live, paused or rebuilding) and the partitions the
+process owns, so ``status`` can tell the states apart and name each partition's owner.
 """
 
 from __future__ import annotations
@@ -18,14 +23,16 @@ from __future__ import annotations
 import os
 import socket
 import time
+from collections.abc import Collection
 
 import structlog
 from sqlalchemy.exc import SQLAlchemyError
 
 from consumers.runtime.processor import BatchProcessor
 from consumers.runtime.runner import ControlAction
-from projections import database_errors
+from projections import TopicPartition, database_errors
 from projections.generations.heartbeats import HeartbeatStore
+from projections.generations.pauses import PauseStore
 from projections.generations.replay_marks import ReplayMarkStore
 from projections.generations.versions import VersionStore
 from schemas.errors import ProjectionistError, RetryableError
@@ -60,12 +67,17 @@ class GenerationControl:
         self.versions = versions or VersionStore()
         self.heartbeats = HeartbeatStore()
         self.replay_marks = ReplayMarkStore()
+        self.pauses = PauseStore()
+        #: the pause row as last read (live consumers only): the loop holds while it is set
+        self.paused = False
+        self._owned: frozenset[TopicPartition] | None = None
         self._epoch: int | None = None
         self._next_check = 0.0
         self._next_beat = 0.0
         self._checked = False
 
-    def check(self) -> ControlAction | None:
+    def check(self, owned: Collection[TopicPartition] = ()) -> ControlAction | None:
+        """``owned``: the partitions the runner owns now (recorded for ``status``)."""
         now = time.monotonic()
         if now < self._next_check:
             return None
@@ -79,9 +91,13 @@ class GenerationControl:
                     row = self.versions.ensure(conn, projection)  # row and views on first run
                 else:
                     row = self.versions.read(conn, projection.name)
-                if now >= self._next_beat:
-                    state = "live" if self.live else "rebuilding"
+                paused = self.live and self.pauses.read(conn, projection.name) is not None
+                owning = frozenset(owned)
+                if now >= self._next_beat or paused != self.paused or owning != self._owned:
+                    state = "paused" if paused else "live" if self.live else "rebuilding"
                     self.heartbeats.beat(conn, projection.slot, self.instance, state)
+                    self.heartbeats.own(conn, projection.slot, self.instance, owning)
+                    self._owned = owning
                     self._next_beat = now + self.heartbeat_s
                 moved = self._epoch is not None and row.epoch != self._epoch
                 if self._epoch is None or moved:
@@ -100,6 +116,10 @@ class GenerationControl:
         if moved:
             log.info("checkpoints moved by a replay; re-seeking", projection=projection.slot)
             return "reseek"
+        if paused != self.paused:
+            self.paused = paused
+            log.info("paused by an operator" if paused else "resumed", projection=projection.slot)
+            return "pause" if paused else "resume"
         return None
 
     def close(self) -> None:

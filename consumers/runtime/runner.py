@@ -19,7 +19,7 @@ from __future__ import annotations
 import copy
 import gc
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from typing import Any, Literal, Protocol, TypeVar
 
 import structlog
@@ -61,14 +61,15 @@ class RunObserver(Protocol):
 
 
 #: what a :class:`RunnerControl` asks of the loop: re-read checkpoints and re-seek
-#: (a replay moved them), or stop because another generation became active (a swap)
-ControlAction = Literal["reseek", "switch"]
+#: (a replay moved them), stop because another generation became active (a swap), hold
+#: fetching while keeping the assignment (an operator paused it), or go on (resumed)
+ControlAction = Literal["reseek", "switch", "pause", "resume"]
 
 
 class RunnerControl(Protocol):
     """Checked between batches (it throttles itself); see ``consumers.runtime.control``."""
 
-    def check(self) -> ControlAction | None: ...
+    def check(self, owned: Collection[TP] = ()) -> ControlAction | None: ...
     def close(self) -> None: ...
 
 
@@ -114,6 +115,8 @@ class ProjectionRunner:
         self._manual = list(assignment) if assignment is not None else None
         self._control = control
         self._switched = False
+        #: an operator paused the projection: fetching is paused, polling goes on
+        self._paused = False
         self._history = HistoryGuard(processor.projection.slot)
 
     @property
@@ -149,6 +152,7 @@ class ProjectionRunner:
             last_poll_at=self._last_poll_at,
             assigned_at=self._assigned_at,
             switched=self._switched,
+            paused=self._paused,
             stats=stats,
         )
 
@@ -181,9 +185,17 @@ class ProjectionRunner:
                     self._switched = True
                     break
                 messages = consumer.consume(
-                    self._loop.batch_max_messages, self._loop.batch_timeout_s
+                    self._loop.batch_max_messages,
+                    # paused: nothing can arrive; poll for membership without spinning
+                    max(self._loop.batch_timeout_s, 0.2)
+                    if self._paused
+                    else self._loop.batch_timeout_s,
                 )
                 self._last_poll_at = time.monotonic()
+                if self._paused:
+                    # fetched before the pause took effect: dropped, resume re-reads them
+                    # from checkpoint + 1, so the checkpoint holds still while paused
+                    messages = []
                 if self._observer is not None:
                     self._measure(consumer)
                     self._observer.polled(self.snapshot())  # probes: the loop is polling
@@ -203,10 +215,21 @@ class ProjectionRunner:
         return self.stats
 
     def _follow_control(self, consumer: Consumer) -> ControlAction | None:
-        """Between batches: a replay moved the checkpoints (re-seek), or a swap happened."""
-        action = self._control.check() if self._control is not None else None
+        """Between batches: a replay moved the checkpoints (re-seek), a swap happened, or
+        an operator paused or resumed the projection."""
+        if self._control is None:
+            return None
+        action = self._control.check(list(self._owned.positions))
         if action == "reseek":
             self._reposition(consumer, reload=True)
+        elif action == "pause":
+            # Between batches: nothing is pending. Fetching stops on every owned
+            # partition; the loop keeps polling, so the group membership stays.
+            self._paused = True
+            consumer.pause(consumer.assignment())
+        elif action == "resume":
+            self._paused = False
+            self._reposition(consumer, reload=False)  # checkpoint + 1, fetching again
         return action
 
     def _close(self, consumer: Consumer) -> None:
@@ -344,7 +367,7 @@ class ProjectionRunner:
                 consumer.seek(tp)
             except KafkaException as exc:
                 log.info("seek deferred", partition=tp.partition, error=str(exc))
-        if targets:
+        if targets and not self._paused:
             consumer.resume(targets)
 
     def _assign_manually(self, consumer: Consumer, partitions: Sequence[TP]) -> None:
@@ -369,6 +392,8 @@ class ProjectionRunner:
             consumer.incremental_assign(assigned)
         else:
             consumer.assign(assigned)
+        if self._paused and assigned:
+            consumer.pause(assigned)  # partitions taken over while paused stay held
         self.stats.rebalances += 1
         self._assigned_at = time.monotonic()
         self._processor.new_epoch()

@@ -33,5 +33,7 @@ class RunnerSnapshot:
     assigned_at: float = 0.0
     #: the loop ended because another generation became active
     switched: bool = False
+    #: an operator paused the projection (``projectionist pause``): polling, not fetching
+    paused: bool = False
     #: a copy of the run's books at that moment
     stats: RunStats = field(default_factory=RunStats)

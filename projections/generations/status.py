@@ -11,6 +11,7 @@ from datetime import UTC, datetime
 from sqlalchemy import Connection, MetaData, inspect, select
 
 from projections.generations.heartbeats import HeartbeatStore
+from projections.generations.pauses import Pause, PauseStore
 from projections.generations.versions import VersionRow, VersionStore
 from projections.progress.checkpoints import TopicPartition, checkpoints_table
 from schemas.errors import ConfigurationError
@@ -29,9 +30,11 @@ class GenerationStatus:
     slot: str
     #: active (queries read it), previous (kept for rollback) or rebuilding
     role: str
-    #: live / rebuilding / stopped, from the heartbeats of running processes
+    #: live / paused / rebuilding / stopped, from the heartbeats of running processes
     state: str
     instances: list[str] = field(default_factory=list)
+    #: the process owning each partition, as of its last heartbeat
+    owners: dict[TopicPartition, str] = field(default_factory=dict)
     #: last applied offset and when it was applied, per partition
     checkpoints: dict[TopicPartition, tuple[int, datetime]] = field(default_factory=dict)
 
@@ -41,6 +44,8 @@ class ProjectionStatus:
     projection: str
     version: VersionRow | None
     generations: list[GenerationStatus]
+    #: set while an operator has paused the projection
+    pause: Pause | None = None
 
 
 def read_status(conn: Connection, name: str, default_generation: int) -> ProjectionStatus:
@@ -63,8 +68,18 @@ def read_status(conn: Connection, name: str, default_generation: int) -> Project
             else {}
         )
         states = set(beats.values())
-        state = "rebuilding" if "rebuilding" in states else "live" if states else "stopped"
+        state = (
+            "rebuilding"
+            if "rebuilding" in states
+            else "live"
+            if "live" in states
+            else "paused"
+            if states
+            else "stopped"
+        )
         status = GenerationStatus(generation, slot, role, state, sorted(beats))
+        if "projection_owners" in tables:
+            status.owners = HeartbeatStore().owners(conn, slot, fresh_s=FRESH_S)
         if "projection_checkpoints" in tables:
             t = _CHECKPOINTS
             for r in conn.execute(
@@ -74,7 +89,7 @@ def read_status(conn: Connection, name: str, default_generation: int) -> Project
             ):
                 status.checkpoints[(r.topic, r.partition)] = (r.last_offset, as_utc(r.updated_at))
         out.append(status)
-    return ProjectionStatus(name, row, out)
+    return ProjectionStatus(name, row, out, PauseStore().read(conn, name))
 
 
 def age_s(when: datetime) -> float:

@@ -33,7 +33,8 @@ from sqlalchemy import (
 
 from projections._base import Projection
 from projections._sql import insert_for
-from projections.generations.heartbeats import HEARTBEATS
+from projections.generations.heartbeats import HEARTBEATS, OWNERS
+from projections.generations.pauses import PAUSES
 from projections.generations.replay_marks import REPLAY_MARKS
 from schemas.errors import ConfigurationError
 
@@ -93,10 +94,10 @@ class VersionStore:
     """The active-generation pointer, the views and the epoch of projections."""
 
     def create(self, conn: Connection) -> None:
-        """The pointer, replay-mark and heartbeat tables (one DDL lock for the three)."""
+        """The pointer, replay-mark, heartbeat, owner and pause tables (one DDL lock)."""
         if conn.dialect.name == "postgresql":
             conn.execute(text("SELECT pg_advisory_xact_lock(hashtext('projectionist.ddl'))"))
-        for table in (VERSIONS, REPLAY_MARKS, HEARTBEATS):
+        for table in (VERSIONS, REPLAY_MARKS, HEARTBEATS, OWNERS, PAUSES):
             table.create(conn, checkfirst=True)
 
     def ensure(self, conn: Connection, projection: Projection) -> VersionRow:
@@ -213,6 +214,7 @@ class VersionStore:
             conn.execute(text("DELETE FROM processed_events WHERE projection = :s"), {"s": slot})
         conn.execute(REPLAY_MARKS.delete().where(REPLAY_MARKS.c.slot == slot))
         conn.execute(HEARTBEATS.delete().where(HEARTBEATS.c.slot == slot))
+        conn.execute(OWNERS.delete().where(OWNERS.c.slot == slot))
         if row.previous_generation == projection.generation:
             conn.execute(
                 update(VERSIONS)

@@ -9,7 +9,12 @@ back: ``min_version`` for a post, ``event_id`` for the orders views. The request
 waits, at most ``wait_s`` (capped by the server's ``wait_timeout_s``), until the
 projection has applied it, and answers 200 with the fresh row, or 503
 ``{"error": "not_yet_applied"}`` with ``Retry-After`` when the time is up. Answers to
-such requests carry ``X-Waited-Ms``: how long the request waited for the projection.
+such requests, 200 and 503 alike, carry ``X-Waited-Ms``: how long the request waited
+for the projection.
+
+**Status.** ``GET /status`` serves the ``projectionist status --json`` document when the
+composition root hands one in (``status=``; this package cannot build it: it needs the
+broker's watermarks).
 """
 
 # No `from __future__ import annotations`: FastAPI reads the route annotations at runtime.
@@ -29,6 +34,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from projections.query.read_models import BadCursor, ReadModels
+from schemas.errors import ConfigurationError, ProjectionistError
 
 __all__ = ["ApiError", "create_app"]
 
@@ -58,7 +64,17 @@ class ApiError(Exception):
         self.headers = headers
 
 
-def create_app(reads: ReadModels, *, wait_timeout_s: float = 5.0, max_limit: int = 500) -> FastAPI:
+#: the ``status --json`` document for some projections (None: all of them)
+StatusSource = Callable[[list[str] | None], dict[str, Any]]
+
+
+def create_app(
+    reads: ReadModels,
+    *,
+    wait_timeout_s: float = 5.0,
+    max_limit: int = 500,
+    status: StatusSource | None = None,
+) -> FastAPI:
     """The FastAPI application over ``reads`` (no I/O until a request arrives)."""
     app = FastAPI(
         title="Projectionist query API",
@@ -93,6 +109,9 @@ def create_app(reads: ReadModels, *, wait_timeout_s: float = 5.0, max_limit: int
     @app.get("/healthz", tags=["service"], summary="Liveness, and requests waiting right now")
     async def healthz() -> dict[str, Any]:
         return {"status": "ok", "waiting_for_projection": app.state.waiting.value}
+
+    if status is not None:
+        _add_status_route(app, status)
 
     @app.get("/tags", tags=["blog"], summary="The tag cloud, most posts first")
     async def tags(
@@ -201,6 +220,32 @@ def create_app(reads: ReadModels, *, wait_timeout_s: float = 5.0, max_limit: int
     return app
 
 
+def _add_status_route(app: FastAPI, source: StatusSource) -> None:
+    @app.get(
+        "/status",
+        tags=["service"],
+        summary="Per projection and partition: state, pause, lag, owner, dead letters",
+        description=(
+            "The `projectionist status --json` document: per projection its generations "
+            "(active, previous, rebuilding), `paused` (since, by, reason; null when "
+            "running), and per partition the checkpoint, high watermark, lag, ages, "
+            "dead letters and the owning process. Built at most every 2 s."
+        ),
+    )
+    async def status_document(
+        projection: Annotated[
+            list[str] | None, Query(description="only these projections (repeatable)")
+        ] = None,
+    ) -> dict[str, Any]:
+        try:
+            return await run_in_threadpool(source, projection)
+        except ConfigurationError as exc:
+            raise ApiError(404, "unknown_projection", str(exc)) from None
+        except ProjectionistError as exc:
+            detail = f"status unavailable: {type(exc).__name__}: {exc}"
+            raise ApiError(503, "unavailable", detail, headers={"Retry-After": "5"}) from None
+
+
 class _Gauge:
     """Requests waiting for a projection right now (one event loop: no lock needed)."""
 
@@ -219,11 +264,12 @@ async def _wait_until(check: Callable[[], bool], budget: float, what: str, gauge
         while not await run_in_threadpool(check):
             left = deadline - time.monotonic()
             if left <= 0:
+                waited_ms = round((time.monotonic() - started) * 1000)
                 raise ApiError(
                     503,
                     "not_yet_applied",
                     f"{what} is not applied yet after {budget:g}s; retry later",
-                    headers={"Retry-After": "1"},
+                    headers={"Retry-After": "1", "X-Waited-Ms": str(waited_ms)},
                 )
             await asyncio.sleep(min(delay, left))
             delay = min(delay * 2, 0.25)

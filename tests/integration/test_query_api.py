@@ -126,6 +126,7 @@ def test_openapi_document_lists_every_endpoint(api: Api) -> None:
         "/orders/{order_id}",
         "/customers/{customer_id}",
         "/sales/daily",
+        "/status",
     ):
         assert "get" in paths[path], path
     docs = api.get("/docs")
@@ -345,6 +346,7 @@ def test_read_your_writes_timeout_is_503_with_retry_after(api: Api) -> None:
     assert time.monotonic() - started >= 0.5
     assert response.status_code == 503
     assert response.headers["Retry-After"] == "1"
+    assert int(response.headers["X-Waited-Ms"]) >= 500, "the 503 says how long it waited"
     assert response.json()["error"] == "not_yet_applied"
     sales = api.get(
         "/sales/daily",
@@ -357,6 +359,7 @@ def test_read_your_writes_timeout_is_503_with_retry_after(api: Api) -> None:
     )
     assert sales.status_code == 503
     assert sales.headers["Retry-After"] == "1"
+    assert int(sales.headers["X-Waited-Ms"]) >= 300
 
 
 def test_read_models_not_created_yet_is_503_not_500(tmp_path: Any) -> None:

@@ -122,8 +122,10 @@ def test_status_json_and_table(bootstrap: str, topic_env: dict[str, str], db_url
         "previous_generation",
         "rebuilding_generation",
         "epoch",
+        "paused",
         "generations",
     }
+    assert status["paused"] is None
     (gen,) = status["generations"]
     assert (gen["generation"], gen["slot"], gen["role"], gen["state"]) == (
         1,
@@ -142,7 +144,9 @@ def test_status_json_and_table(bootstrap: str, topic_env: dict[str, str], db_url
             "last_applied_age_s",
             "last_event_age_s",
             "dead_letters",
+            "owner",
         }
+        assert p["owner"] is None  # nobody runs it now
         assert p["lag"] == p["high_watermark"] - (p["checkpoint"] + 1)
         assert 0 <= p["last_applied_age_s"] < 120
         # the event was published before it was applied, so it is at least as old

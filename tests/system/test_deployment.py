@@ -265,6 +265,7 @@ def test_the_dev_overlay_over_its_lifecycle(deployed: Deployed) -> None:
     engine = sa.create_engine(d.read_models_url)
     with engine.begin() as conn:  # damage generation 1: the rebuild must repair it
         conn.execute(sa.text("UPDATE tag_cloud_v1 SET posts_count = posts_count + 100"))
+    engine.dispose()
     _run_job(
         d, "CronJob", "projectionist-rebuild-blog", watch="projectionist_rebuild_progress_ratio"
     )

@@ -38,9 +38,9 @@ def _processor(engine: sa.Engine, generation: int) -> BatchProcessor:
     return proc
 
 
-def _check(control: GenerationControl) -> str | None:
+def _check(control: GenerationControl, owned: list[tuple[str, int]] | None = None) -> str | None:
     control._next_check = 0.0  # each call is a new check, whatever the interval
-    return control.check()
+    return control.check(owned or [])
 
 
 def test_swap_hands_over_and_replay_reseeks(engine: sa.Engine) -> None:
@@ -75,3 +75,43 @@ def test_rebuild_control_never_switches(engine: sa.Engine) -> None:
     with engine.connect() as conn:
         assert HeartbeatStore().instances(conn, "blog_v2", fresh_s=60) == {"rebuild": "rebuilding"}
     rebuild.close()
+
+
+def test_pause_and_resume_reach_a_live_runner_and_status(engine: sa.Engine) -> None:
+    """A pause row makes the live control answer "pause" once, beat "paused" and record its
+    partitions; resume answers "resume"; a rebuild's control never pauses."""
+    from projections.generations.pauses import PauseStore
+    from projections.generations.status import read_status
+
+    v1, v2 = _processor(engine, 1), _processor(engine, 2)
+    owned = [("blog.posts", 0), ("blog.posts", 2)]
+    control = GenerationControl(v1, instance="pod-a")
+    rebuild = GenerationControl(v2, live=False, instance="rebuild")
+    assert _check(control) is None
+    with engine.begin() as conn:
+        row = PauseStore().pause(conn, "blog", by="ops@host", reason="db migration")
+        again = PauseStore().pause(conn, "blog", by="someone-else")
+    assert again == row, "pausing twice keeps the first pause"
+    assert _check(rebuild) is None
+    assert _check(control, owned) == "pause"
+    assert _check(control, owned) is None  # still paused: nothing new to do
+    with engine.connect() as conn:
+        hb = HeartbeatStore()
+        assert hb.instances(conn, "blog_v1", fresh_s=60) == {"pod-a": "paused"}
+        assert hb.owners(conn, "blog_v1", fresh_s=60) == dict.fromkeys(owned, "pod-a")
+        status = read_status(conn, "blog", 1)
+    assert status.pause is not None
+    assert status.pause.reason == "db migration"
+    assert status.generations[0].state == "paused"
+    assert status.generations[0].owners == dict.fromkeys(owned, "pod-a")
+    with engine.begin() as conn:
+        assert PauseStore().resume(conn, "blog") == row
+        assert PauseStore().resume(conn, "blog") is None
+    assert _check(control, owned[:1]) == "resume"
+    with engine.connect() as conn:
+        assert HeartbeatStore().instances(conn, "blog_v1", fresh_s=60) == {"pod-a": "live"}
+        assert HeartbeatStore().owners(conn, "blog_v1", fresh_s=60) == {owned[0]: "pod-a"}
+    control.close()
+    rebuild.close()
+    with engine.connect() as conn:
+        assert HeartbeatStore().owners(conn, "blog_v1", fresh_s=60) == {}

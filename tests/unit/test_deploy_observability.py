@@ -45,7 +45,7 @@ def test_alert_rules_pass_promtool_check() -> None:
     """`promtool check rules` accepts the alert rules and the example scrape config."""
     result = promtool("check", "rules", "alerts.yml")
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "SUCCESS: 10 rules found" in result.stdout
+    assert "SUCCESS: 11 rules found" in result.stdout
     config = promtool("check", "config", "prometheus.yml")
     assert config.returncode == 0, config.stdout + config.stderr
 

@@ -12,7 +12,7 @@ from prometheus_client import CollectorRegistry, generate_latest
 
 from consumers.observability.collector import RunnerCollector
 from consumers.observability.endpoints import parse_address
-from consumers.observability.health import HealthSettings, ProjectionHealth
+from consumers.observability.health import HealthSettings, ProjectionHealth, Verdict
 from consumers.observability.logs import redact
 from consumers.observability.metrics import RUNNER_FAMILIES, Metrics
 from consumers.observability.observer import KafkaClientStats, LoopObserver
@@ -37,7 +37,13 @@ class FakeClock:
 def fake_runner(**overrides: Any) -> Any:
     """What a runner would tell its observer, as attributes a test sets by hand."""
     runner = SimpleNamespace(
-        stats=RunStats(), positions={}, ready=False, last_poll_at=0.0, lag={}, high_watermarks={}
+        stats=RunStats(),
+        positions={},
+        ready=False,
+        last_poll_at=0.0,
+        lag={},
+        high_watermarks={},
+        paused=False,
     )
     runner.__dict__.update(overrides)
     return runner
@@ -60,6 +66,7 @@ class ObservedLoop(LoopObserver):
             high_watermarks=dict(r.high_watermarks),
             ready=r.ready,
             last_poll_at=r.last_poll_at,
+            paused=r.paused,
             stats=r.stats,
         )
 
@@ -227,6 +234,30 @@ def test_liveness_tolerates_retries_and_a_caught_up_idle_consumer() -> None:
         clock.now += 5
         runner.last_poll_at = clock.now
         assert health.liveness().ok
+
+
+def test_a_paused_consumer_is_live_ready_and_exported_as_paused() -> None:
+    """Paused and behind for longer than the stall timeout: still live, ready ("paused"),
+    projectionist_paused 1; once resumed the stall clock starts afresh."""
+    runner, _observer, health, clock, registry = watched(stall_s=10)
+    runner.positions, runner.ready, runner.paused = {("blog", 0): 5}, True, True
+    runner.lag = {("blog", 0): 100}
+    for _ in range(6):
+        clock.now += 5
+        runner.last_poll_at = clock.now
+        assert health.liveness().ok, "time paused is not a stall"
+    assert health.readiness() == Verdict(True, "paused by an operator")
+    assert registry.get_sample_value("projectionist_paused", {"projection": "blog_v1"}) == 1.0
+    runner.paused = False
+    clock.now += 5
+    runner.last_poll_at = clock.now
+    assert health.liveness().ok, "resumed: the stall clock starts now, not at the pause"
+    assert health.readiness() == Verdict(True)
+    assert registry.get_sample_value("projectionist_paused", {"projection": "blog_v1"}) == 0.0
+    for _ in range(3):
+        clock.now += 4
+        runner.last_poll_at = clock.now
+    assert not health.liveness().ok, "behind without progress after the resume is a stall"
 
 
 def test_liveness_fails_when_the_loop_stops_polling() -> None:
@@ -408,3 +439,50 @@ def test_service_probes_follow_the_loop_and_the_database() -> None:
     assert "database unreachable" in health.readiness().reason
     now[0] = 61.0
     assert not health.liveness().ok
+
+
+def test_status_endpoint_serves_the_document_and_its_errors_as_json() -> None:
+    """/status?projection=… hands the names to the status source and answers its document;
+    an unknown projection is 404 and a database or broker away is 503, both JSON."""
+    import urllib.error
+    import urllib.request
+
+    from consumers.observability.endpoints import ObservabilityServer
+    from schemas.errors import DatabaseUnavailable
+
+    asked: list[object] = []
+    failure: list[Exception] = []
+
+    def status(names: object) -> dict[str, Any]:
+        asked.append(names)
+        if failure:
+            raise failure[0]
+        return {"projections": [{"projection": "blog", "paused": None}]}
+
+    _runner, _observer, health, _clock, registry = watched()
+    server = ObservabilityServer(
+        address="127.0.0.1:0", registry=registry, probes=[health], status=status
+    )
+    server.start()
+
+    def get(path: str) -> tuple[int, Any]:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{server.port}{path}", timeout=5) as r:
+                return r.status, json.loads(r.read())
+        except urllib.error.HTTPError as exc:
+            with exc:
+                return exc.code, json.loads(exc.read())
+
+    try:
+        assert get("/status") == (200, {"projections": [{"projection": "blog", "paused": None}]})
+        assert get("/status?projection=blog&projection=orders")[0] == 200
+        assert asked == [None, ["blog", "orders"]]
+        failure.append(ConfigurationError("unknown projection 'nope'"))
+        code, body = get("/status?projection=nope")
+        assert (code, body["error"]) == (404, "unknown_projection")
+        failure[0] = DatabaseUnavailable("connection refused")
+        code, body = get("/status")
+        assert (code, body["error"]) == (503, "unavailable")
+        assert "connection refused" in body["detail"]
+    finally:
+        server.close()
