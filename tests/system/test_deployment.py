@@ -37,14 +37,14 @@ from confluent_kafka.admin import AdminClient
 
 from consumers.kafka.broker import EmbeddedBroker
 from consumers.kafka.watermarks import FetchedWatermarks
-from producers import blog_events
+from producers import blog_events, order_events
 from tests.support import fresh_postgres_database, run_cli, wait_for
 from tests.support.broker import publish, publish_poison
 from tests.support.databases import database_roles
 from tests.support.oracle import blog_actual, blog_oracle
 from tests.support.prometheus import PrometheusServer, http_get
 from tests.support.proxy import TcpProxy
-from tests.support.servers import smtp_server
+from tests.support.servers import RecordingSmtp, smtp_server
 from tests.system.kubelet import Kubelet, Pod, find
 from tests.unit.test_deploy_manifests import render
 
@@ -75,6 +75,7 @@ class Deployed:
     read_models_url: str
     targets_file: Path
     pods: dict[str, Pod]
+    smtp: RecordingSmtp
 
     def scraped(self) -> None:
         """What service discovery would list: every running pod's metrics port."""
@@ -143,6 +144,7 @@ def deployed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployed]:
                     roles["owner"],
                     targets,
                     {},
+                    smtp,
                 )
         finally:
             kubelet.stop_all()
@@ -260,6 +262,7 @@ def test_the_dev_overlay_over_its_lifecycle(deployed: Deployed) -> None:
     assert topic == "blog.posts"
     wait_for("the live group's lag at 0", lambda: _group_lag(d.bootstrap, group, topic) == 0)
     assert relay.alive()
+    assert prom.firing() == set(), "a healthy install fires no alert"
 
     # -- rebuild (the CronJob's template, as `kubectl create job --from` runs it) ------
     engine = sa.create_engine(d.read_models_url)
@@ -344,6 +347,7 @@ def test_the_dev_overlay_over_its_lifecycle(deployed: Deployed) -> None:
     publish(d.bootstrap, "blog.posts", outage)
     wait_for("blog not ready", lambda: first.probe("readiness") == 503, timeout_s=60)
     assert first.probe("liveness") == 200, "an outage is no reason to restart"
+    assert _rule("ProjectionistNotReady")["for"] == "10m"
     wait_for(
         "ProjectionistNotReady's expression to hold",
         lambda: prom.query('max by (projection) (projectionist_ready{projection="blog_v1"}) == 0'),
@@ -376,6 +380,34 @@ def test_the_dev_overlay_over_its_lifecycle(deployed: Deployed) -> None:
         timeout_s=60,
     )
 
+    # -- orders and their e-mails; one address refused: ProjectionistEmailFailures ----
+    orders = order_events(orders=12, seed=2029)
+    refused = orders[3].record["customer_email"]
+    d.smtp.reject[refused] = "550 5.1.1 no such mailbox"
+    publish(d.bootstrap, "orders.orders", orders)
+    to_others = sum(1 for e in orders if e.record["customer_email"] != refused)
+    wait_for("the other e-mails sent", lambda: len(d.smtp.received) >= to_others, timeout_s=90)
+    wait_for(
+        "ProjectionistEmailFailures to fire",
+        lambda: "ProjectionistEmailFailures" in prom.firing(),
+        timeout_s=60,
+    )
+    assert all(r.recipients != [refused] for r in d.smtp.received)
+    order = orders[0].record["order_id"]
+    assert http_get(f"{api}/orders/{order}")[0] == 200
+
+    # -- a pod that dies: ProjectionistConsumerDown's expression (its `for` is 2m) -------
+    check = d.pods.pop("projectionist-tag-cloud-check")
+    assert check.proc is not None
+    check.proc.kill()
+    check.proc.wait()
+    wait_for(
+        "up == 0 for the dead pod",
+        lambda: prom.query(f'up{{job="projectionist",pod="{check.name}"}} == 0'),
+        timeout_s=30,
+    )
+    assert _rule("ProjectionistConsumerDown")["for"] == "2m"
+
     # -- every dashboard query has had data during the walk ---------------------------
     # (the rebuild panel's series lives in the rebuild Job's pod, which a rebuild of this
     # size leaves between two scrapes: its export was checked on the pod itself above)
@@ -388,6 +420,12 @@ def test_the_dev_overlay_over_its_lifecycle(deployed: Deployed) -> None:
         assert pod.terminate() == 0, f"{name}: {pod.output[-3000:]}"
         assert pod.stopped_in_s is not None
         assert pod.stopped_in_s < float(pod.spec["terminationGracePeriodSeconds"]), name
+
+
+def _rule(alert: str) -> dict[str, Any]:
+    rules = yaml.safe_load((OBSERVABILITY / "alerts.yml").read_text())
+    (rule,) = [r for g in rules["groups"] for r in g["rules"] if r["alert"] == alert]
+    return dict(rule)
 
 
 def _assigned(pod: Pod) -> int:
