@@ -19,8 +19,11 @@ from consumers.kafka.admin import ensure_topics
 from consumers.kafka.config import client_config, producer_config
 from consumers.observability.exporter import Observability
 from consumers.observability.service import RelayMetrics, ServiceHealth, ping_engine
+from consumers.runtime.startup import retry_start
 from consumers.runtime.stop import StopSignal
 from consumers.settings.models import Settings
+from producers.relay import OutboxRelay, RelayStats
+from projections import database_errors
 from schemas.errors import ConfigurationError
 
 if TYPE_CHECKING:
@@ -75,9 +78,18 @@ def relay(
     observer = RelayMetrics(obs.metrics, health, engine, services=("blog", "orders"))
     try:
         obs.start()
-        runner = build_relay(settings, engine, stop, observer=observer)
-        stats = runner.drain(timeout_s=timeout) if drain else runner.run_forever()
-        runner.publisher.close()
+
+        def start() -> OutboxRelay:  # topics (broker) and outbox table (database)
+            with database_errors():
+                return build_relay(settings, engine, stop, observer=observer)
+
+        runner = retry_start(
+            start, what="relay start", loop=settings.loop, stop=stop, waiting=health.beat
+        )
+        stats = RelayStats()
+        if runner is not None:
+            stats = runner.drain(timeout_s=timeout) if drain else runner.run_forever()
+            runner.publisher.close()
     finally:
         obs.close()
         engine.dispose()

@@ -10,22 +10,17 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-import structlog
-
 from consumers.runtime.runner import ProjectionRunner
 from consumers.runtime.snapshot import RunnerSnapshot
+from consumers.runtime.startup import retry_start
 from consumers.runtime.stats import RunStats
 from consumers.runtime.stop import StopSignal
-from consumers.settings.models import DatabaseSettings, LoopSettings, Settings
+from consumers.settings.models import DatabaseSettings, Settings
 from projections import database_errors, make_engine
 from projections.generations.versions import active_generation
 from projections.registry import ProjectionRegistry
-from schemas.backoff import Backoff
-from schemas.errors import RetryableError
 
 __all__ = ["resolve_generation", "run_live", "wait_for_generation"]
-
-log = structlog.get_logger(__name__)
 
 
 def resolve_generation(
@@ -50,28 +45,14 @@ def wait_for_generation(
     waiting: Callable[[str], None] | None = None,
 ) -> int | None:
     """:func:`resolve_generation`, retried like a failed batch while the database is away
-    (unreachable at start, SQLite ``database is locked``): a start-up outage is as
-    transient as one mid-run. ``waiting`` hears each failure (probes: not ready); None
-    when stopped meanwhile."""
-    loop: LoopSettings = settings.loop
-    backoff = Backoff(loop.retry_initial_s, loop.retry_max_s)
-    attempt = 0
-    while not stop.is_set():
-        try:
-            return resolve_generation(settings.database, projections, name)
-        except RetryableError as exc:
-            attempt += 1
-            delay = backoff.delay(attempt)
-            log.warning(
-                "database not reachable at start, retrying",
-                error=str(exc)[:300],
-                attempt=attempt,
-                delay_s=round(delay, 2),
-            )
-            if waiting is not None:
-                waiting(f"database unreachable: {str(exc)[:200]}")
-            stop.wait(delay)
-    return None
+    (unreachable at start, SQLite ``database is locked``); None when stopped meanwhile."""
+    return retry_start(
+        lambda: resolve_generation(settings.database, projections, name),
+        what="reading the active generation",
+        loop=settings.loop,
+        stop=stop,
+        waiting=waiting,
+    )
 
 
 def run_live(

@@ -5,9 +5,11 @@ from __future__ import annotations
 import signal
 import socket
 import time
+from pathlib import Path
 
 import sqlalchemy as sa
 
+from consumers.kafka.broker import EmbeddedBroker
 from producers import blog_events
 from tests.support import checkpoint_total, start_cli, unique, wait_for
 from tests.support.broker import publish
@@ -52,10 +54,12 @@ def test_consumer_started_while_the_database_is_away_waits_unready_then_runs(
         wait_for("the probes to answer", lambda: http_get(f"{url}/healthz")[0] == 200, timeout_s=30)
         _status, body = wait_for(
             "/readyz to name the database",
-            lambda: (r := http_get(f"{url}/readyz"))[0] == 503 and "database" in r[1] and r,
+            lambda: (
+                (r := http_get(f"{url}/readyz"))[0] == 503 and "DatabaseUnavailable" in r[1] and r
+            ),
             timeout_s=30,
         )
-        assert "database unreachable" in body, body
+        assert "reading the active generation failed" in body, body
         # the outage lasts AWAY_S: the process stays up and alive all along
         away_until = time.monotonic() + AWAY_S
         while time.monotonic() < away_until:
@@ -76,7 +80,7 @@ def test_consumer_started_while_the_database_is_away_waits_unready_then_runs(
         _out, err = proc.communicate(timeout=60)
         proxy.stop()
     assert proc.returncode == 0, err[-3000:]
-    assert "database not reachable at start, retrying" in err
+    assert "reading the active generation failed at start, retrying" in err
 
 
 def _lag(url: str) -> float:
@@ -125,3 +129,41 @@ def test_lag_keeps_growing_while_the_database_is_away(bootstrap: str, pg_url: st
                 timeout_s=90,
             )
             wait_for("lag 0 again", lambda: _lag(url) == 0, timeout_s=30)
+
+
+def test_relay_started_while_the_broker_is_away_waits_unready_then_relays(
+    tmp_path: Path,
+) -> None:
+    """No broker at start: the relay stays up (alive, not ready) and turns ready once a
+    broker answers at that address; SIGTERM then exits 0."""
+    broker_port, metrics_port = _free_port(), _free_port()
+    env = {
+        "PROJECTIONIST_BOOTSTRAP_SERVERS": f"127.0.0.1:{broker_port}",
+        "PROJECTIONIST_DATABASE_URL": f"sqlite:///{tmp_path / 'commands.db'}",
+        "PROJECTIONIST_METRICS_ADDRESS": f"127.0.0.1:{metrics_port}",
+        "PROJECTIONIST_RETRY_INITIAL_S": "0.2",
+        "PROJECTIONIST_RETRY_MAX_S": "1",
+        "PROJECTIONIST_LOG_FORMAT": "json",
+    }
+    proc = start_cli(["relay"], env=env)
+    url = f"http://127.0.0.1:{metrics_port}"
+    try:
+        wait_for("the probes to answer", lambda: http_get(f"{url}/healthz")[0] == 200, timeout_s=30)
+        # (its first attempt waits up to 30 s for metadata before it counts as failed)
+        away_until = time.monotonic() + AWAY_S
+        while time.monotonic() < away_until:
+            assert proc.poll() is None, "the relay exited while the broker was away"
+            assert http_get(f"{url}/healthz")[0] == 200
+            assert http_get(f"{url}/readyz")[0] == 503
+            time.sleep(0.5)
+        with EmbeddedBroker(port=broker_port):
+            wait_for("/readyz 200", lambda: http_get(f"{url}/readyz")[0] == 200, timeout_s=60)
+            metrics = http_get(f"{url}/metrics")[1]
+            assert 'projectionist_outbox_pending_events{service="blog"} 0.0' in metrics
+            proc.send_signal(signal.SIGTERM)
+            _out, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == 0, err[-3000:]
