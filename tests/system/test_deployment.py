@@ -343,8 +343,9 @@ def test_the_dev_overlay_over_its_lifecycle(deployed: Deployed) -> None:
 
     # -- database outage: not ready (NotReady's expression), lag keeps counting --------
     d.proxy.cut()
-    outage = blog_events(posts=20, seed=2028)
-    publish(d.bootstrap, "blog.posts", outage)
+    outage = blog_events(posts=350, seed=2028)  # > 1000 events: ProjectionistLagGrowing
+    for start in range(0, len(outage), 50):  # small produce batches (see the broker notes)
+        publish(d.bootstrap, "blog.posts", outage[start : start + 50])
     wait_for("blog not ready", lambda: first.probe("readiness") == 503, timeout_s=60)
     assert first.probe("liveness") == 200, "an outage is no reason to restart"
     assert _rule("ProjectionistNotReady")["for"] == "10m"
@@ -358,7 +359,14 @@ def test_the_dev_overlay_over_its_lifecycle(deployed: Deployed) -> None:
         lambda: sum(prom.query('projectionist_lag_events{projection="blog_v1"}').values()) > 0,
         timeout_s=30,
     )
-    assert _group_lag(d.bootstrap, group, topic) > 0, "KEDA sees the backlog"
+    assert _group_lag(d.bootstrap, group, topic) > 1000, "KEDA sees the backlog"
+    growing = _rule("ProjectionistLagGrowing")
+    assert growing["for"] == "10m"
+    wait_for(
+        "ProjectionistLagGrowing's expression to hold",
+        lambda: prom.query(growing["expr"]),
+        timeout_s=30,
+    )
     d.proxy.restore()
     wait_for("blog ready again", lambda: _ready(first), timeout_s=90)
     wait_for(
