@@ -71,12 +71,14 @@ ROLES_SQL = Path(__file__).resolve().parents[2] / "deploy" / "sql" / "roles.sql"
 @contextmanager
 def database_roles(pg_url: str) -> Iterator[dict[str, str]]:
     """deploy/sql/roles.sql on ``pg_url`` with unique role names (roles are global to the
-    server); a URL per role (owner, writer, reader); the roles dropped afterwards."""
+    server); a URL per role (owner, writer, reader, commands); the roles dropped after."""
     suffix = uuid.uuid4().hex[:8]
-    names = {r: f"{r}_{suffix}" for r in ("owner", "writer", "reader")}
+    names = {r: f"{r}_{suffix}" for r in ("owner", "writer", "reader", "commands")}
     sql = ROLES_SQL.read_text()
-    sql = sql.replace("projectionist_writer", names["writer"]).replace(
-        "projectionist_reader", names["reader"]
+    sql = (
+        sql.replace("projectionist_writer", names["writer"])
+        .replace("projectionist_reader", names["reader"])
+        .replace("projectionist_commands", names["commands"])
     )
     sql = re.sub(r"\bprojectionist\b", names["owner"], sql)
     admin = sa.create_engine(pg_url)
@@ -90,7 +92,7 @@ def database_roles(pg_url: str) -> Iterator[dict[str, str]]:
     finally:
         with admin.begin() as conn:
             # One role at a time: PostgreSQL 15 trips over shared default ACLs otherwise.
-            for n in (names["writer"], names["reader"], names["owner"]):
+            for n in (names["writer"], names["reader"], names["commands"], names["owner"]):
                 conn.exec_driver_sql(f"DROP OWNED BY {n} CASCADE")
             for n in names.values():
                 conn.exec_driver_sql(f"DROP ROLE IF EXISTS {n}")

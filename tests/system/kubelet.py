@@ -103,6 +103,14 @@ class Pod:
                 self._log.close()
         return self.exit_code
 
+    def kill(self) -> None:
+        """SIGKILL: the container dies (OOM, node loss)."""
+        assert self.proc is not None
+        self.proc.kill()
+        self.exit_code = self.proc.wait()
+        if self._log is not None:
+            self._log.close()
+
     def terminate(self) -> int:
         """SIGTERM, then SIGKILL once terminationGracePeriodSeconds have passed."""
         assert self.proc is not None

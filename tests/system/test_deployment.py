@@ -406,9 +406,7 @@ def test_the_dev_overlay_over_its_lifecycle(deployed: Deployed) -> None:
 
     # -- a pod that dies: ProjectionistConsumerDown's expression (its `for` is 2m) -------
     check = d.pods.pop("projectionist-tag-cloud-check")
-    assert check.proc is not None
-    check.proc.kill()
-    check.proc.wait()
+    check.kill()
     wait_for(
         "up == 0 for the dead pod",
         lambda: prom.query(f'up{{job="projectionist",pod="{check.name}"}} == 0'),
