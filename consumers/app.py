@@ -27,7 +27,7 @@ from sqlalchemy import Engine
 
 from consumers.kafka.admin import ensure_topics
 from consumers.kafka.config import client_config, consumer_config, producer_config
-from consumers.kafka.dead_letters import KafkaDeadLetterSink
+from consumers.kafka.dead_letters import DeadLetterSink, KafkaDeadLetterSink
 from consumers.runtime.control import GenerationControl
 from consumers.runtime.processor import BatchProcessor
 from consumers.runtime.runner import ProjectionRunner, RunObserver
@@ -152,9 +152,11 @@ def build_processor(
     bootstrap_servers: str | None = None,
     serde: AvroSerde | None = None,
     projections: ProjectionRegistry | None = None,
+    dead_letters: DeadLetterSink | None = None,
 ) -> BatchProcessor:
     """The batch processor of one generation: its engine, steps and dead-letter sink
-    (what the runner drives, and whose tables ``migrate`` creates)."""
+    (what the runner drives, and whose tables ``migrate`` creates: it passes a sink of its
+    own, needing no broker)."""
     catalog = None if serde is not None else schema_catalog(settings.extensions)
     registry = projections or projection_registry(settings, catalog=catalog)
     projection = registry.create(projection_name, generation=generation)
@@ -165,7 +167,8 @@ def build_processor(
         projection=projection,
         serde=serde or build_serde(settings.registry, catalog),
         checkpoints=CheckpointStore(),
-        dead_letters=KafkaDeadLetterSink(
+        dead_letters=dead_letters
+        or KafkaDeadLetterSink(
             producer_config(settings.kafka, bootstrap_servers=bootstrap_servers),
             suffix=settings.topics.dlq_suffix,
         ),

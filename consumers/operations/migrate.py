@@ -8,8 +8,10 @@ consumers may not create. Idempotent: a second run creates nothing and changes n
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
+from consumers.kafka.dead_letters import DeadLetter
 from consumers.operations.live import resolve_generation
 from consumers.settings.models import Settings
 from projections import database_errors
@@ -25,6 +27,16 @@ class Migrated:
     generation: int
 
 
+class _NoDeadLetters:
+    """migrate applies no event, so it sends no dead letter and needs no broker."""
+
+    def send(self, letters: Sequence[DeadLetter]) -> None:
+        raise AssertionError("migrate applies no events")
+
+    def close(self) -> None:
+        pass
+
+
 def run_migrate(settings: Settings, projections: ProjectionRegistry) -> list[Migrated]:
     """Create what every projection's active generation needs; return what was ensured."""
     from consumers.app import build_processor
@@ -32,7 +44,13 @@ def run_migrate(settings: Settings, projections: ProjectionRegistry) -> list[Mig
     done = []
     for name in projections.names():
         generation = resolve_generation(settings.database, projections, name)
-        processor = build_processor(settings, name, generation=generation, projections=projections)
+        processor = build_processor(
+            settings,
+            name,
+            generation=generation,
+            projections=projections,
+            dead_letters=_NoDeadLetters(),
+        )
         try:
             processor.ensure_schema()
             with database_errors(), processor.engine.begin() as conn:

@@ -161,3 +161,17 @@ def test_fresh_install_needs_migrate_then_the_writer_consumes(
             processor.ensure_schema()  # the start-up check of a consumer: nothing to create
         finally:
             processor.close()
+
+
+def test_a_step_the_role_may_not_do_is_one_line(roles: dict[str, str]) -> None:
+    """`reconcile tag-cloud --repair` with the read-only role: exit 2, one line, no traceback."""
+    owner = {"PROJECTIONIST_DATABASE_URL": roles["owner"]}
+    assert run_cli(["migrate"], env=owner).returncode == 0
+    refused = run_cli(
+        ["reconcile", "tag-cloud", "--repair"],
+        env={"PROJECTIONIST_DATABASE_URL": roles["reader"]},
+    )
+    assert refused.returncode == 2, refused.stderr[-3000:]
+    assert "Traceback" not in refused.stderr
+    (line,) = refused.stderr.strip().splitlines()
+    assert line.startswith("error: the database role may not do this"), line
