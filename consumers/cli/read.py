@@ -71,7 +71,11 @@ def serve(
     )
     # /metrics (process, build info) and /healthz /readyz on PROJECTIONIST_METRICS_ADDRESS
     obs = Observability(settings.observability)
-    obs.watch_service(ServiceHealth("query-api", ping_database=lambda: ping_engine(reads.engine)))
+
+    def ping_read_models() -> None:  # ready once they answer (after `migrate`, active generation)
+        reads.tags(1)
+
+    obs.watch_service(ServiceHealth("query-api", ping_database=ping_read_models))
     console.print(f"query API on http://{settings.api.api_address} (OpenAPI at /docs)")
     # uvicorn re-raises the SIGTERM it handled once it has shut down; with our handler
     # restored by then, that ends in a clean exit 0 (a pod's graceful stop), not -15.

@@ -210,10 +210,18 @@ def test_the_dev_overlay_over_its_lifecycle(deployed: Deployed) -> None:
     k = d.kubelet
     prom = d.prometheus
 
-    # -- install: the schema step, then every workload ---------------------------------
+    # -- install: `kubectl apply` starts everything at once; before the schema step the
+    #    API is alive and not ready, and a consumer stops with one line (exit 2) -------
+    api_pod = d.pods["projectionist-query-api"] = k.pod(*WORKLOADS[3]).start()
+    wait_for("the API's liveness", lambda: api_pod.probe("liveness") == 200, timeout_s=30)
+    assert api_pod.probe("readiness") == 503, "ready before its read models exist"
+    early = k.pod("StatefulSet", "projectionist-blog").start()
+    assert early.wait(timeout_s=60) == 2, early.output[-3000:]
+    assert "projectionist migrate" in early.output.strip().splitlines()[-1]
     _run_job(d, "Job", "projectionist-migrate")
     for kind, name in WORKLOADS:
-        d.pods[name] = k.pod(kind, name).start()
+        if name not in d.pods:
+            d.pods[name] = k.pod(kind, name).start()
     d.scraped()
     for name, pod in d.pods.items():
         budget = pod.container.get("startupProbe", {})
