@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import json
-from typing import TYPE_CHECKING, Annotated
+from typing import Annotated
 
 import typer
+from sqlalchemy import Connection
 
 from consumers.app import build_read_models, topics_from
 from consumers.cli.options import DatabaseOpt, command_settings, console
@@ -14,18 +15,13 @@ from consumers.observability.service import ServiceHealth, ping_engine
 from consumers.runtime.stop import StopSignal
 from projections import (
     BlogProjection,
+    Topics,
     create_projection,
     database_errors,
     make_engine,
 )
-from projections.generations.versions import active_generation
+from projections.generations.versions import active_generations
 from schemas.errors import ConfigurationError, RetryableError
-
-if TYPE_CHECKING:
-    from sqlalchemy import Engine
-
-    from consumers.settings.models import Settings
-    from projections.reconcile import DriftReport
 
 __all__ = ["reconcile_tag_cloud", "serve"]
 
@@ -57,7 +53,6 @@ def serve(
         settings.database,
         settings.topics,
         read_only=settings.api.api_read_only,
-        follow_generations_s=1.0,  # a rebuild's swap or a rollback shows within a second
     )
     host, _, port = settings.api.api_address.rpartition(":")
     from consumers.app import projection_registry
@@ -96,20 +91,6 @@ def serve(
         reads.engine.dispose()
 
 
-def _reconcile_active(
-    engine: Engine, settings: Settings, *, repair: bool
-) -> tuple[DriftReport, BlogProjection]:
-    """One check of the active generation: a rebuild's swap moves the check with it."""
-    from projections.reconcile import TagCloudReconciler
-
-    with database_errors(), engine.connect() as conn:
-        generation = active_generation(conn, "blog", create_projection("blog").version)
-    blog = create_projection("blog", topics=topics_from(settings.topics), generation=generation)
-    assert isinstance(blog, BlogProjection)
-    with database_errors():
-        return TagCloudReconciler(engine=engine, projection=blog).run(repair=repair), blog
-
-
 def reconcile_tag_cloud(
     what: Annotated[str, typer.Argument(help="what to reconcile: tag-cloud")],
     repair: Annotated[bool, typer.Option("--repair", help="fix the drift it finds")] = False,
@@ -124,10 +105,21 @@ def reconcile_tag_cloud(
     database_url: DatabaseOpt = None,
 ) -> None:
     """Recount the tag cloud from the posts table; report drift (exit 1), --repair fixes it."""
+    from projections.reconcile import TagCloudReconciler
+
     if what != "tag-cloud":
         raise ConfigurationError(f"cannot reconcile {what!r}; known: tag-cloud")
     settings = command_settings(database_url=database_url, reconcile_interval_s=interval)
+    topics = topics_from(settings.topics)
+    blog = _blog(topics, None)
     engine = make_engine(settings.database.url())
+
+    def active_blog(conn: Connection) -> BlogProjection:
+        """The generation queries read now: reconcile checks what the API serves."""
+        generation = active_generations(conn, {"blog": blog.version})["blog"]
+        return blog if generation == blog.generation else _blog(topics, generation)
+
+    reconciler = TagCloudReconciler(engine=engine, projection=blog, follow=active_blog)
     stop = StopSignal()
     stop.install()
     # With --interval (a Deployment): the drift gauge (ProjectionistTagCloudDrift) and the
@@ -147,7 +139,8 @@ def reconcile_tag_cloud(
             obs.start()
         while True:
             try:
-                report, blog = _reconcile_active(engine, settings, repair=repair)
+                with database_errors():
+                    report = reconciler.run(repair=repair)
             except RetryableError as exc:
                 if every is None:
                     raise
@@ -155,9 +148,8 @@ def reconcile_tag_cloud(
                 if stop.wait(every):
                     break
                 continue
-            obs.metrics.tag_cloud_checked(
-                blog.slot, drifted_tags=0 if repair else len(report.drift)
-            )
+            slot = f"blog_v{report.table.rpartition('_v')[2]}"  # the generation checked
+            obs.metrics.tag_cloud_checked(slot, drifted_tags=0 if repair else len(report.drift))
             health.beat()
             drifted = bool(report.drift) and not repair
             if json_out:
@@ -171,3 +163,9 @@ def reconcile_tag_cloud(
         engine.dispose()
     if drifted:
         raise typer.Exit(1)
+
+
+def _blog(topics: Topics, generation: int | None) -> BlogProjection:
+    blog = create_projection("blog", topics=topics, generation=generation)
+    assert isinstance(blog, BlogProjection)
+    return blog

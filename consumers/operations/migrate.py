@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from consumers.kafka.dead_letters import DeadLetter
+from consumers.kafka.dead_letters import DeadLetter, Refused
 from consumers.operations.live import resolve_generation
 from consumers.settings.models import Settings
 from projections import database_errors
@@ -30,7 +30,7 @@ class Migrated:
 class _NoDeadLetters:
     """migrate applies no event, so it sends no dead letter and needs no broker."""
 
-    def send(self, letters: Sequence[DeadLetter]) -> None:
+    def send(self, letters: Sequence[DeadLetter]) -> Sequence[Refused]:
         raise AssertionError("migrate applies no events")
 
     def close(self) -> None:
