@@ -28,6 +28,7 @@ from sqlalchemy import Engine
 from consumers.kafka.admin import ensure_topics
 from consumers.kafka.config import client_config, consumer_config, producer_config
 from consumers.kafka.dead_letters import (
+    DeadLetterSink,
     KafkaDeadLetterSink,
     check_dead_letter_topics,
     dead_letter_topic,
@@ -73,9 +74,10 @@ from schemas.errors import RetryableError
 
 if TYPE_CHECKING:
     from producers import BlogService, OrderService, OutboxRelay
-    from producers.relay import Stopper
+    from producers.relay import RelayObserver, Stopper
 
 __all__ = [
+    "build_processor",
     "build_read_models",
     "build_relay",
     "build_runner",
@@ -86,6 +88,7 @@ __all__ = [
     "group_id",
     "mail_delivery_hook",
     "projection_registry",
+    "rebuild_group_id",
     "registry_framing",
     "schema_catalog",
     "smtp_config",
@@ -139,8 +142,55 @@ def topics_from(settings: TopicSettings) -> Topics:
 
 
 def group_id(settings: KafkaSettings, projection: Projection) -> str:
-    """One consumer group per projection version: v2 rebuilds beside v1."""
+    """The live consumer group of a projection, the same for every generation.
+
+    Progress lives in the database, so the group's commits only feed lag tools: after a
+    rebuild swaps ``blog_v2`` in, the live consumers keep committing to ``<prefix>.blog``
+    and the autoscaler's trigger (KEDA ``consumerGroup``) keeps reading the live lag."""
+    return f"{settings.group_prefix}.{projection.name}"
+
+
+def rebuild_group_id(settings: KafkaSettings, projection: Projection) -> str:
+    """The group a rebuild's manually assigned consumer commits to: one per generation,
+    apart from the live group (a replay from offset 0 must not look like live lag);
+    ``cleanup`` deletes it with the retired generations."""
     return f"{settings.group_prefix}.{projection.slot}"
+
+
+def build_processor(
+    settings: Settings,
+    projection_name: str,
+    *,
+    generation: int | None = None,
+    bootstrap_servers: str | None = None,
+    serde: AvroSerde | None = None,
+    projections: ProjectionRegistry | None = None,
+    dead_letters: DeadLetterSink | None = None,
+) -> BatchProcessor:
+    """The batch processor of one generation: its engine, steps and dead-letter sink
+    (what the runner drives, and whose tables ``migrate`` creates: it passes a sink of its
+    own, needing no broker)."""
+    catalog = None if serde is not None else schema_catalog(settings.extensions)
+    registry = projections or projection_registry(settings, catalog=catalog)
+    projection = registry.create(projection_name, generation=generation)
+    engine = make_engine(settings.database.url())
+    stats = RunStats()
+    return BatchProcessor(
+        engine=engine,
+        projection=projection,
+        serde=serde or build_serde(settings.registry, catalog),
+        checkpoints=CheckpointStore(),
+        dead_letters=dead_letters
+        or KafkaDeadLetterSink(
+            producer_config(settings.kafka, bootstrap_servers=bootstrap_servers),
+            suffix=settings.topics.dlq_suffix,
+        ),
+        stats=stats,
+        ledger_retention=timedelta(hours=settings.processing.ledger_retention_hours),
+        event_dedup=settings.processing.event_dedup,
+        dead_letter_mode=settings.processing.dead_letter_mode,
+        applied_log=settings.processing.applied_log,
+    )
 
 
 def build_runner(
@@ -170,30 +220,23 @@ def build_runner(
     configuration: tests and the bench wrap it (a fault, a probe, extra settings).
     ``projections`` is the process's registry (built from ``settings`` when not given).
     """
-    catalog = None if serde is not None else schema_catalog(settings.extensions)
-    registry = projections or projection_registry(settings, catalog=catalog)
-    projection = registry.create(projection_name, generation=generation)
-    engine = make_engine(settings.database.url())
-    stats = RunStats()
-    processor = BatchProcessor(
-        engine=engine,
-        projection=projection,
-        serde=serde or build_serde(settings.registry, catalog),
-        checkpoints=CheckpointStore(),
-        dead_letters=KafkaDeadLetterSink(
-            producer_config(settings.kafka, bootstrap_servers=bootstrap_servers),
-            suffix=settings.topics.dlq_suffix,
-        ),
-        stats=stats,
-        ledger_retention=timedelta(hours=settings.processing.ledger_retention_hours),
-        event_dedup=settings.processing.event_dedup,
-        dead_letter_mode=settings.processing.dead_letter_mode,
-        applied_log=settings.processing.applied_log,
+    processor = build_processor(
+        settings,
+        projection_name,
+        generation=generation,
+        bootstrap_servers=bootstrap_servers,
+        serde=serde,
+        projections=projections,
     )
+    projection, engine, stats = processor.projection, processor.engine, processor.stats
     processor.live = live
     conf = consumer_config(
         settings.kafka,
-        group_id=group_id(settings.kafka, projection),
+        group_id=(
+            group_id(settings.kafka, projection)
+            if assignment is None
+            else rebuild_group_id(settings.kafka, projection)
+        ),
         bootstrap_servers=bootstrap_servers,
     )
     if client_statistics is not None and settings.observability.kafka_statistics_interval_ms > 0:
@@ -233,7 +276,10 @@ def _chain(
 
 
 def build_read_models(
-    database: DatabaseSettings, topics_settings: TopicSettings, *, read_only: bool
+    database: DatabaseSettings,
+    topics_settings: TopicSettings,
+    *,
+    read_only: bool,
 ) -> ReadModels:
     """Reads over the tables of each projection's active generation, resolved per request."""
     topics = topics_from(topics_settings)
@@ -338,7 +384,13 @@ def registry_framing(settings: RegistrySettings) -> Callable[[bytes], bytes] | N
     )
 
 
-def build_relay(settings: Settings, engine: Engine, stop: Stopper | None) -> OutboxRelay:
+def build_relay(
+    settings: Settings,
+    engine: Engine,
+    stop: Stopper | None,
+    *,
+    observer: RelayObserver | None = None,
+) -> OutboxRelay:
     from producers import EventPublisher, OutboxRelay, RelaySettings
     from producers.command_tables import CommandTables
     from schemas import AvroSerde, SchemaCatalog
@@ -367,4 +419,5 @@ def build_relay(settings: Settings, engine: Engine, stop: Stopper | None) -> Out
         ),
         framing=registry_framing(settings.registry),
         stop=stop,
+        observer=observer,
     )

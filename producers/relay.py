@@ -50,11 +50,14 @@ from schemas.backoff import Backoff
 from schemas.errors import BrokerUnavailable, RetryableError
 
 __all__ = [
+    "Backlog",
     "DatabaseErrors",
     "OutboxRelay",
+    "RelayObserver",
     "RelaySettings",
     "RelayStats",
     "Stopper",
+    "outbox_backlog",
     "pending_count",
 ]
 
@@ -71,6 +74,25 @@ class Stopper(Protocol):
 
     def is_set(self) -> bool: ...
     def wait(self, timeout: float) -> bool: ...
+
+
+class RelayObserver(Protocol):
+    """Told what each round did (metrics, probes); never asked anything back."""
+
+    def published(self, counts: dict[tuple[str, str], int]) -> None:
+        """A round committed: events published per (service, topic); ``{}`` when idle."""
+
+    def failed(self, error: str) -> None:
+        """A round failed with a retryable error and is retried after a backoff."""
+
+
+@dataclass(frozen=True, slots=True)
+class Backlog:
+    """Unpublished outbox rows of one service (aggregate type)."""
+
+    service: str
+    pending: int
+    oldest_age_s: float
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,6 +133,7 @@ class OutboxRelay:
         settings: RelaySettings = RelaySettings(),
         framing: Callable[[bytes], bytes] | None = None,
         stop: Stopper | None = None,
+        observer: RelayObserver | None = None,
     ) -> None:
         self.engine = engine
         self.publisher = publisher
@@ -119,7 +142,9 @@ class OutboxRelay:
         self.settings = settings
         self.framing = framing  # e.g. re-frame for a Schema Registry
         self.stop = stop
+        self.observer = observer
         self.stats = RelayStats()
+        self._counts: dict[tuple[str, str], int] = {}
 
     # -- loops ---------------------------------------------------------------------
     def drain(self, *, timeout_s: float | None = None) -> RelayStats:
@@ -150,9 +175,13 @@ class OutboxRelay:
                         self.publisher.reset()  # the round is retried whole, from the outbox
                     delay = backoff.delay(failures)
                     log.warning("relay.retry", error=str(exc)[:300], delay_s=round(delay, 2))
+                    if self.observer is not None:
+                        self.observer.failed(str(exc)[:300])
                     self._sleep(delay)
                     continue
                 failures = 0
+                if self.observer is not None:
+                    self.observer.published(self._counts)
                 if sent == 0:
                     if not forever:
                         break
@@ -173,6 +202,7 @@ class OutboxRelay:
     # -- one round -------------------------------------------------------------------
     def relay_once(self) -> int:
         """Claim, publish, wait for acks, mark: one transaction. Returns rows published."""
+        self._counts = {}
         with self.engine.begin() as conn:
             rows = self._claim(conn)
             if not rows:
@@ -192,6 +222,9 @@ class OutboxRelay:
             self._mark(conn, [row["id"] for row in rows])
         self.stats.published += len(rows)
         self.stats.rounds += 1
+        for row in rows:
+            key = (row["aggregate_type"], row["topic"])
+            self._counts[key] = self._counts.get(key, 0) + 1
         return len(rows)
 
     def _claim(self, conn: Connection) -> list[RowMapping]:
@@ -257,6 +290,22 @@ class OutboxRelay:
         for start in range(0, len(ids), _MARK_CHUNK):
             part = ids[start : start + _MARK_CHUNK]
             conn.execute(o.update().where(o.c.id.in_(part)).values(published_at=now))
+
+
+def outbox_backlog(
+    engine: Engine, tables: CommandTables | None = None, *, now_ms: int | None = None
+) -> list[Backlog]:
+    """Per service: unpublished rows and the age of the oldest (the outbox alert's input)."""
+    o = (tables or CommandTables()).outbox
+    now_ms = now_ms if now_ms is not None else int(time.time() * 1000)
+    query = (
+        select(o.c.aggregate_type, func.count(), func.min(o.c.occurred_at_ms))
+        .where(o.c.published_at.is_(None))
+        .group_by(o.c.aggregate_type)
+    )
+    with engine.connect() as conn:
+        rows = conn.execute(query).all()
+    return [Backlog(t, int(n), max(0.0, (now_ms - int(oldest)) / 1000)) for t, n, oldest in rows]
 
 
 def pending_count(engine: Engine, tables: CommandTables | None = None) -> int:

@@ -17,8 +17,13 @@ from consumers.app import build_relay, command_engine, command_services, registr
 from consumers.cli.options import BootstrapOpt, command_settings, console
 from consumers.kafka.admin import ensure_topics
 from consumers.kafka.config import client_config, producer_config
+from consumers.observability.exporter import Observability
+from consumers.observability.service import RelayMetrics, ServiceHealth, ping_engine
+from consumers.runtime.startup import retry_start
 from consumers.runtime.stop import StopSignal
 from consumers.settings.models import Settings
+from producers.relay import OutboxRelay, RelayStats
+from projections import database_errors
 from schemas.errors import ConfigurationError
 
 if TYPE_CHECKING:
@@ -61,11 +66,32 @@ def relay(
     stop = StopSignal()
     stop.install()
     engine = command_engine(settings)
+    # /healthz /readyz /metrics on PROJECTIONIST_METRICS_ADDRESS, like a consumer's pod
+    obs = Observability(settings.observability)
+    health = ServiceHealth(
+        "outbox-relay",
+        ping_database=lambda: ping_engine(engine),
+        stall_timeout_s=settings.observability.stall_timeout_s,
+        has_loop=True,
+    )
+    obs.watch_service(health)
+    observer = RelayMetrics(obs.metrics, health, engine, services=("blog", "orders"))
     try:
-        runner = build_relay(settings, engine, stop)
-        stats = runner.drain(timeout_s=timeout) if drain else runner.run_forever()
-        runner.publisher.close()
+        obs.start()
+
+        def start() -> OutboxRelay:  # topics (broker) and outbox table (database)
+            with database_errors():
+                return build_relay(settings, engine, stop, observer=observer)
+
+        runner = retry_start(
+            start, what="relay start", loop=settings.loop, stop=stop, waiting=health.beat
+        )
+        stats = RelayStats()
+        if runner is not None:
+            stats = runner.drain(timeout_s=timeout) if drain else runner.run_forever()
+            runner.publisher.close()
     finally:
+        obs.close()
         engine.dispose()
     if json_out:
         print(json.dumps({"relay": stats.as_dict(), "signal": stop.signal_name}))

@@ -19,6 +19,7 @@ import typer.rich_utils
 from confluent_kafka import KafkaError, KafkaException
 from rich.console import Console
 from rich.markup import escape
+from sqlalchemy.exc import DBAPIError
 
 from consumers.cli import (
     commands,
@@ -86,6 +87,7 @@ app.command()(commands.produce)
 app.command()(read.serve)
 app.command("produce-orders")(commands.produce_orders)
 app.command("reconcile")(read.reconcile_tag_cloud)
+app.command()(rebuild.migrate)
 app.command()(rebuild.rebuild)
 app.command()(rebuild.rollback)
 app.command()(rebuild.cleanup)
@@ -125,6 +127,17 @@ def main() -> None:
         # librdkafka refuses its configuration when a client is created: a TLS file that
         # is missing or unreadable, a value out of its range. A user mistake (exit 2).
         err.print(f"[red]error:[/] the Kafka client refuses its settings: {escape(error.str())}")
+        sys.exit(2)
+    except DBAPIError as exc:
+        if getattr(exc.orig, "sqlstate", None) != "42501":  # insufficient_privilege
+            raise
+        # A deployment's role used for a step it may not do (the reader for a repair, the
+        # writer for DDL): a setup mistake, one line, no driver traceback.
+        first = str(exc.orig).strip().splitlines()[0] if str(exc.orig).strip() else ""
+        err.print(
+            f"[red]error:[/] the database role may not do this ({escape(first)}): "
+            "check which credentials this command runs with (deploy/sql/roles.sql)"
+        )
         sys.exit(2)
     except DataLossError as exc:
         err.print(f"[red]data loss detected:[/] {escape(str(exc))}")

@@ -10,15 +10,18 @@ from sqlalchemy import Connection
 
 from consumers.app import build_read_models, topics_from
 from consumers.cli.options import DatabaseOpt, command_settings, console
+from consumers.observability.exporter import Observability
+from consumers.observability.service import ServiceHealth, ping_engine
 from consumers.runtime.stop import StopSignal
 from projections import (
     BlogProjection,
     Topics,
     create_projection,
+    database_errors,
     make_engine,
 )
 from projections.generations.versions import active_generations
-from schemas.errors import ConfigurationError
+from schemas.errors import ConfigurationError, RetryableError
 
 __all__ = ["reconcile_tag_cloud", "serve"]
 
@@ -47,7 +50,9 @@ def serve(
         api_address=address, database_url=database_url, api_read_only=read_only
     )
     reads = build_read_models(
-        settings.database, settings.topics, read_only=settings.api.api_read_only
+        settings.database,
+        settings.topics,
+        read_only=settings.api.api_read_only,
     )
     host, _, port = settings.api.api_address.rpartition(":")
     from consumers.app import projection_registry
@@ -59,8 +64,19 @@ def serve(
         max_limit=settings.api.api_max_limit,
         status=StatusReport(settings, projection_registry(settings)).document,
     )
+    # /metrics (process, build info) and /healthz /readyz on PROJECTIONIST_METRICS_ADDRESS
+    obs = Observability(settings.observability)
+
+    def ping_read_models() -> None:  # ready once they answer (after `migrate`, active generation)
+        reads.tags(1)
+
+    obs.watch_service(ServiceHealth("query-api", ping_database=ping_read_models))
     console.print(f"query API on http://{settings.api.api_address} (OpenAPI at /docs)")
+    # uvicorn re-raises the SIGTERM it handled once it has shut down; with our handler
+    # restored by then, that ends in a clean exit 0 (a pod's graceful stop), not -15.
+    StopSignal().install()
     try:
+        obs.start()
         uvicorn.Server(
             server_config(
                 api,
@@ -71,6 +87,7 @@ def serve(
             )
         ).run()
     finally:
+        obs.close()
         reads.engine.dispose()
 
 
@@ -105,19 +122,44 @@ def reconcile_tag_cloud(
     reconciler = TagCloudReconciler(engine=engine, projection=blog, follow=active_blog)
     stop = StopSignal()
     stop.install()
+    # With --interval (a Deployment): the drift gauge (ProjectionistTagCloudDrift) and the
+    # probes on PROJECTIONIST_METRICS_ADDRESS.
+    obs = Observability(settings.observability)
+    every = settings.reconcile.reconcile_interval_s
+    health = ServiceHealth(
+        "reconcile-tag-cloud",
+        ping_database=lambda: ping_engine(engine),
+        stall_timeout_s=max(settings.observability.stall_timeout_s, 3 * (every or 0)),
+        has_loop=True,
+    )
+    obs.watch_service(health)
     drifted = False
     try:
+        if every is not None:
+            obs.start()
         while True:
-            report = reconciler.run(repair=repair)
+            try:
+                with database_errors():
+                    report = reconciler.run(repair=repair)
+            except RetryableError as exc:
+                if every is None:
+                    raise
+                health.beat(str(exc))  # the database is away: not ready, try next round
+                if stop.wait(every):
+                    break
+                continue
+            slot = f"blog_v{report.table.rpartition('_v')[2]}"  # the generation checked
+            obs.metrics.tag_cloud_checked(slot, drifted_tags=0 if repair else len(report.drift))
+            health.beat()
             drifted = bool(report.drift) and not repair
             if json_out:
                 print(json.dumps(report.as_dict()))
             else:
                 console.print(report.summary())
-            every = settings.reconcile.reconcile_interval_s
             if every is None or stop.wait(every):
                 break
     finally:
+        obs.close()
         engine.dispose()
     if drifted:
         raise typer.Exit(1)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import time
+from contextlib import closing
 from typing import Annotated, Any
 
 import typer
@@ -30,11 +31,30 @@ from consumers.cli.options import (
 )
 from consumers.kafka.config import client_config
 from consumers.kafka.watermarks import FetchedWatermarks, Watermarks
+from consumers.observability.exporter import Observability
 from consumers.runtime.snapshot import RunnerSnapshot
 from consumers.runtime.stop import StopSignal
 from projections import TopicPartition
 
-__all__ = ["cleanup", "rebuild", "rollback"]
+__all__ = ["cleanup", "migrate", "rebuild", "rollback"]
+
+
+def migrate(database_url: DatabaseOpt = None, json_out: JsonOpt = False) -> None:
+    """Create every projection's tables (generation 1 on a fresh database) with the owner role.
+
+    The schema step of a deployment (a Job before the consumers, whose DML-only role may
+    not create tables). Idempotent: run it on every release.
+    """
+    from consumers.app import projection_registry
+    from consumers.operations.migrate import run_migrate
+
+    settings = command_settings(database_url=database_url)
+    done = run_migrate(settings, projection_registry(settings))
+    if json_out:
+        print(json.dumps({"migrated": {m.projection: m.generation for m in done}}))
+        return
+    for m in done:
+        console.print(f"{m.projection}: generation {m.generation} ready")
 
 
 def rebuild(
@@ -80,12 +100,16 @@ def rebuild(
         console=out,
         transient=False,
     )
-    state: dict[str, Any] = {}
+    state: dict[str, Any] = {"done": -1}
+    # /metrics on PROJECTIONIST_METRICS_ADDRESS: the rebuild's progress and when it last
+    # advanced (ProjectionistRebuildStuck), scraped from the Job's pod.
+    obs = Observability(settings.observability)
 
     def on_start(marks: dict[TopicPartition, Watermarks]) -> None:
         state["marks"] = marks
         state["t0"] = time.monotonic()
         total = sum(m.high - m.low for m in marks.values())
+        state["total"] = total
         state["task"] = progress.add_task(
             f"rebuilding {projection}", total=total, rate="", partitions=""
         )
@@ -101,8 +125,14 @@ def rebuild(
         progress.update(
             state["task"], completed=done, rate=f"{rate:,.0f} ev/s", partitions=" ".join(parts)
         )
+        if done != state["done"]:  # only progress moves "last advanced"
+            state["done"], state["slot"] = done, snapshot.slot
+            obs.metrics.rebuild_advanced(
+                snapshot.slot, done=done, total=state["total"], now=time.time()
+            )
 
-    with progress:
+    obs.start()
+    with progress, closing(obs):
         result = run_rebuild(
             settings,
             projection,
@@ -115,6 +145,8 @@ def rebuild(
             on_batch=on_batch,
             projections=registry,
         )
+        if result.swapped and "slot" in state:
+            obs.metrics.rebuild_finished(state["slot"])
     if json_out:
         print(json.dumps(result.as_dict()))
     if not result.swapped:
@@ -154,15 +186,25 @@ def rollback(
 def cleanup(
     projection: ProjectionArg,
     database_url: DatabaseOpt = None,
+    bootstrap_servers: BootstrapOpt = None,
 ) -> None:
-    """Drop every generation of a projection except the active one (tables and checkpoints)."""
-    from consumers.app import projection_registry
-    from consumers.operations.rebuild import run_cleanup
+    """Drop every generation of a projection except the active one (tables and checkpoints),
+    and delete the consumer groups of retired generations."""
+    from consumers.app import projection_registry, rebuild_group_id
+    from consumers.kafka.admin import delete_groups
+    from consumers.operations.rebuild import generations_made, run_cleanup
 
-    settings = command_settings(database_url=database_url)
-    dropped = run_cleanup(settings.database, projection_registry(settings), projection)
+    settings = command_settings(database_url=database_url, bootstrap_servers=bootstrap_servers)
+    registry = projection_registry(settings)
+    dropped = run_cleanup(settings.database, registry, projection)
     console.print(
         f"{projection}: dropped generation(s) {', '.join(map(str, dropped))}"
         if dropped
         else f"{projection}: nothing to drop"
     )
+    if settings.kafka.bootstrap_servers is None:
+        return  # no cluster configured (the embedded default): no groups to delete
+    made = generations_made(settings.database, registry, projection)
+    groups = [rebuild_group_id(settings.kafka, p) for p in made]
+    deleted = delete_groups(client_config(settings.kafka), groups)
+    console.print(f"{projection}: deleted consumer group(s) {', '.join(deleted) or 'none left'}")

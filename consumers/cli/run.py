@@ -8,6 +8,7 @@ import time
 from contextlib import nullcontext
 from typing import Annotated, Any
 
+import structlog
 import typer
 
 from consumers.cli.options import (
@@ -54,7 +55,9 @@ def consume(
     """
     from consumers.app import projection_registry
     from consumers.observability.exporter import Observability
+    from consumers.observability.service import ServiceHealth
     from consumers.operations.live import run_live
+    from consumers.operations.status import StatusReport
 
     settings = command_settings(
         bootstrap_servers=bootstrap_servers,
@@ -69,9 +72,16 @@ def consume(
     # Metrics, /healthz and /readyz on PROJECTIONIST_METRICS_ADDRESS when set; the
     # runner is rebuilt after a swap or rollback, and the new one is watched instead.
     obs = Observability(settings.observability)
+    # Until the first runner is built (the database may be away at start): alive, not ready.
+    starting = ServiceHealth(projection, has_loop=True, stall_timeout_s=float("inf"))
+    obs.watch_service(starting)
+    # the name until the runner binds its slot (the generation needs the database)
+    structlog.contextvars.bind_contextvars(projection=projection)
     progress = DrainProgress(projection) if drain else None
     started = time.monotonic()
+    obs.status = StatusReport(settings, registry).document  # GET /status from the start
     try:
+        obs.start()
         with progress or nullcontext():
             stats = run_live(
                 settings,
@@ -82,6 +92,7 @@ def consume(
                 build=obs.build_runner,
                 projections=registry,
                 on_batch=progress,
+                waiting=starting.beat,
             )
     finally:
         obs.close()

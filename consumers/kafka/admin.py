@@ -11,7 +11,7 @@ from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-def
 
 from schemas.errors import BrokerUnavailable
 
-__all__ = ["ensure_topics", "purge_topics"]
+__all__ = ["delete_groups", "ensure_topics", "purge_topics"]
 
 
 def ensure_topics(
@@ -41,6 +41,29 @@ def ensure_topics(
             if exc.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:
                 raise BrokerUnavailable(f"cannot create topic {name}: {exc}") from exc
     return created
+
+
+def delete_groups(
+    conf: Mapping[str, Any], names: Iterable[str], *, timeout_s: float = 30.0
+) -> list[str]:
+    """Delete the consumer groups ``names`` that exist; return those deleted.
+
+    Retired groups left behind keep their frozen commits, which lag exporters (Burrow,
+    kafka_exporter) report as ever-growing lag."""
+    wanted = list(dict.fromkeys(names))
+    if not wanted:
+        return []
+    admin = AdminClient(dict(conf))
+    futures = admin.delete_consumer_groups(wanted, request_timeout=timeout_s)
+    deleted = []
+    for name, future in futures.items():
+        try:
+            future.result()
+            deleted.append(name)
+        except KafkaException as exc:
+            if exc.args[0].code() != KafkaError.GROUP_ID_NOT_FOUND:
+                raise BrokerUnavailable(f"cannot delete consumer group {name}: {exc}") from exc
+    return deleted
 
 
 def purge_topics(conf: Mapping[str, Any], names: Iterable[str]) -> list[str]:

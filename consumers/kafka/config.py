@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from consumers.kafka.client_logs import client_logger
 from consumers.settings.models import KafkaSettings
 from schemas.errors import ConfigurationError
 
@@ -30,6 +31,8 @@ def client_config(
         "security.protocol": settings.security_protocol,
         # A broker closing an idle connection is routine; librdkafka reconnects itself.
         "log.connection.close": False,
+        # librdkafka's own lines through the structured logger, rate-limited
+        "logger": client_logger(),
     }
     if settings.security_protocol.startswith("SASL"):
         if settings.sasl_mechanism is None:

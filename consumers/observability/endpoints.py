@@ -12,16 +12,26 @@ import socket
 import threading
 from collections.abc import Callable, Sequence
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import parse_qs, urlsplit
 
 import structlog
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
-from consumers.observability.health import ProjectionHealth, Verdict
+from consumers.observability.health import Verdict
 from schemas.errors import ConfigurationError, ProjectionistError
 
-__all__ = ["ObservabilityServer", "StatusSource", "parse_address"]
+__all__ = ["ObservabilityServer", "Probe", "StatusSource", "parse_address"]
+
+
+class Probe(Protocol):
+    """What the endpoints ask: a projection's health, or a service's (relay, API)."""
+
+    @property
+    def name(self) -> str: ...
+    def liveness(self) -> Verdict: ...
+    def readiness(self) -> Verdict: ...
+
 
 #: the ``status --json`` document for some projections (None: all of them)
 StatusSource = Callable[[Sequence[str] | None], dict[str, Any]]
@@ -47,7 +57,7 @@ class ObservabilityServer:
         *,
         address: str,
         registry: CollectorRegistry,
-        probes: Sequence[ProjectionHealth],
+        probes: Sequence[Probe],
         status: StatusSource | None = None,
     ) -> None:
         self._host, self._port = parse_address(address)
@@ -100,7 +110,7 @@ class _QuietServerV6(_QuietServer):
     address_family = socket.AF_INET6
 
 
-def _verdicts(probes: Sequence[ProjectionHealth], check: str) -> tuple[bool, str]:
+def _verdicts(probes: Sequence[Probe], check: str) -> tuple[bool, str]:
     results: list[tuple[str, Verdict]] = [(p.name, getattr(p, check)()) for p in probes]
     ok = bool(results) and all(v.ok for _, v in results)
     lines = [f"{name}: {'ok' if v.ok else 'FAIL'} ({v.reason})" for name, v in results]
@@ -125,7 +135,7 @@ def _status_answer(status: StatusSource, query: dict[str, list[str]]) -> Answer:
 
 def _handler(
     registry: CollectorRegistry,
-    probes: Sequence[ProjectionHealth],
+    probes: Sequence[Probe],
     status: StatusSource | None,
 ) -> type[BaseHTTPRequestHandler]:
     routes: dict[str, Callable[[dict[str, list[str]]], Answer]] = {}

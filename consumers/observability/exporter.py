@@ -14,10 +14,21 @@ from typing import Any
 
 import structlog
 from confluent_kafka import Consumer
-from prometheus_client import CollectorRegistry, disable_created_metrics
+from prometheus_client import (
+    CollectorRegistry,
+    Gauge,
+    PlatformCollector,
+    ProcessCollector,
+    disable_created_metrics,
+)
 
 from consumers.observability.collector import RunnerCollector
-from consumers.observability.endpoints import ObservabilityServer, StatusSource, parse_address
+from consumers.observability.endpoints import (
+    ObservabilityServer,
+    Probe,
+    StatusSource,
+    parse_address,
+)
 from consumers.observability.health import HealthSettings, ProjectionHealth
 from consumers.observability.metrics import Metrics
 from consumers.observability.observer import LoopObserver
@@ -40,6 +51,10 @@ class Observability:
         disable_created_metrics()  # type: ignore[no-untyped-call]
         self.settings = settings
         self.registry = registry or CollectorRegistry()
+        if registry is None:  # a shared registry (tests) has them already
+            ProcessCollector(registry=self.registry)  # process_cpu_seconds_total, _rss …
+            PlatformCollector(registry=self.registry)  # python_info
+            _build_info(self.registry)
         self.metrics = Metrics(self.registry)
         self.collector = RunnerCollector()
         self.registry.register(self.collector)
@@ -47,7 +62,7 @@ class Observability:
             stall_timeout_s=settings.stall_timeout_s,
             readiness_grace_s=settings.readiness_grace_s,
         )
-        self.probes: list[ProjectionHealth] = []
+        self.probes: list[Probe] = []
         self.server: ObservabilityServer | None = None
         #: ``GET /status``: set by ``build_runner`` (it knows the settings and projections)
         self.status: StatusSource | None = None
@@ -65,10 +80,14 @@ class Observability:
         self.probes.append(health)
         return health
 
+    def watch_service(self, probe: Probe) -> None:
+        """Probe a process that runs no projection (the outbox relay, an API)."""
+        self.probes.append(probe)
+
     def unwatch(self, observer: LoopObserver) -> None:
         """Stop reporting a runner that has ended (a generation swap replaced it)."""
         self.collector.unwatch(observer)
-        self.probes[:] = [p for p in self.probes if p.observer is not observer]
+        self.probes[:] = [p for p in self.probes if getattr(p, "observer", None) is not observer]
 
     def build_runner(self, settings: Settings, projection: str, **kwargs: Any) -> ProjectionRunner:
         """``consumers.app.build_runner`` plus metrics and probes; replaces earlier runners."""
@@ -79,7 +98,9 @@ class Observability:
             registry = kwargs.get("projections") or projection_registry(settings)
             self.status = StatusReport(settings, registry).document
         for probe in list(self.probes):
-            self.unwatch(probe.observer)
+            if isinstance(probe, ProjectionHealth):
+                self.unwatch(probe.observer)
+        self.probes.clear()  # a start-up probe too: the runner's own probe replaces it
         observer = self.new_observer()
         runner = build_runner(
             settings,
@@ -110,6 +131,24 @@ class Observability:
         if self.server is not None:
             self.server.close()
             self.server = None
+
+
+def _build_info(registry: CollectorRegistry) -> None:
+    """``projectionist_build_info{version, python}`` = 1: which release each pod runs."""
+    import platform
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        release = version("projectionist")
+    except PackageNotFoundError:  # a source tree without an installed distribution
+        release = "unknown"
+    info = Gauge(
+        "projectionist_build_info",
+        "Always 1; the labels say which release and Python this process runs.",
+        ("version", "python"),
+        registry=registry,
+    )
+    info.labels(release, platform.python_version()).set(1)
 
 
 @contextmanager

@@ -77,6 +77,7 @@ class LoopObserver:
         #: the loop as of its last poll (empty until the first)
         self.snapshot = RunnerSnapshot()
         self.kafka: KafkaClientStats | None = None
+        self._mail_seen = (0, 0)  # e-mails sent, failed: the books' totals already exported
 
     @property
     def lag(self) -> Mapping[TopicPartition, int]:
@@ -85,6 +86,19 @@ class LoopObserver:
 
     def polled(self, snapshot: RunnerSnapshot) -> None:
         self.snapshot = snapshot
+        self._mail_outcomes(snapshot)
+
+    def _mail_outcomes(self, snapshot: RunnerSnapshot) -> None:
+        """The e-mail delivery after each poll (notifications) counts into the books."""
+        extra = snapshot.stats.extra
+        if "mail_sent" not in extra:
+            return
+        sent, failed = extra.get("mail_sent", 0), extra.get("mail_failed", 0)
+        m, slot = self.metrics, snapshot.slot
+        m.emails_sent.labels(slot)  # both series exist from the first round, at 0
+        m.emails_failed.labels(slot)
+        m.email_outcome(slot, sent=sent - self._mail_seen[0], failed=failed - self._mail_seen[1])
+        self._mail_seen = (sent, failed)
 
     def committed(self, snapshot: RunnerSnapshot, commit: CommitResult, seconds: float) -> None:
         m, slot, batch = self.metrics, snapshot.slot, commit.batch

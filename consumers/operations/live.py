@@ -12,6 +12,7 @@ from collections.abc import Callable
 
 from consumers.runtime.runner import ProjectionRunner
 from consumers.runtime.snapshot import RunnerSnapshot
+from consumers.runtime.startup import retry_start
 from consumers.runtime.stats import RunStats
 from consumers.runtime.stop import StopSignal
 from consumers.settings.models import DatabaseSettings, Settings
@@ -19,7 +20,7 @@ from projections import database_errors, make_engine
 from projections.generations.versions import active_generation
 from projections.registry import ProjectionRegistry
 
-__all__ = ["resolve_generation", "run_live"]
+__all__ = ["resolve_generation", "run_live", "wait_for_generation"]
 
 
 def resolve_generation(
@@ -35,6 +36,25 @@ def resolve_generation(
         engine.dispose()
 
 
+def wait_for_generation(
+    settings: Settings,
+    projections: ProjectionRegistry,
+    name: str,
+    *,
+    stop: StopSignal,
+    waiting: Callable[[str], None] | None = None,
+) -> int | None:
+    """:func:`resolve_generation`, retried like a failed batch while the database is away
+    (unreachable at start, SQLite ``database is locked``); None when stopped meanwhile."""
+    return retry_start(
+        lambda: resolve_generation(settings.database, projections, name),
+        what="reading the active generation",
+        loop=settings.loop,
+        stop=stop,
+        waiting=waiting,
+    )
+
+
 def run_live(
     settings: Settings,
     name: str,
@@ -45,6 +65,7 @@ def run_live(
     build: Callable[..., ProjectionRunner] | None = None,
     projections: ProjectionRegistry | None = None,
     on_batch: Callable[[RunnerSnapshot], None] | None = None,
+    waiting: Callable[[str], None] | None = None,
 ) -> RunStats:
     """Run the active generation; after a swap or rollback, continue with the new one.
 
@@ -55,7 +76,9 @@ def run_live(
     registry = projections or projection_registry(settings)
     total = RunStats()
     while True:
-        generation = resolve_generation(settings.database, registry, name)
+        generation = wait_for_generation(settings, registry, name, stop=stop, waiting=waiting)
+        if generation is None:
+            return total  # stopped while the database was away
         runner = make(
             settings,
             name,

@@ -42,6 +42,7 @@ from schemas.errors import ConfigurationError, DataLossError
 __all__ = [
     "HistoryIncomplete",
     "RebuildResult",
+    "generations_made",
     "prepare_current",
     "run_cleanup",
     "run_rebuild",
@@ -235,7 +236,9 @@ def run_rollback(
 def run_cleanup(
     database: DatabaseSettings, projections: ProjectionRegistry, name: str
 ) -> list[int]:
-    """Drop every generation but the active one (refusing those a process still writes)."""
+    """Drop every generation but the active one (refusing those a process still writes).
+
+    The consumer groups of retired generations are the caller's (:func:`retired_slots`)."""
     engine = make_engine(database.url())
     versions = VersionStore()
     dropped = []
@@ -260,3 +263,19 @@ def run_cleanup(
         return dropped
     finally:
         engine.dispose()
+
+
+def generations_made(
+    database: DatabaseSettings, projections: ProjectionRegistry, name: str
+) -> list[Projection]:
+    """Every generation this projection has had (1 … highest): whose per-generation
+    consumer groups (rebuilds, and the live groups of releases before the
+    generation-independent one) are retired once a rebuild has finished."""
+    engine = make_engine(database.url())
+    try:
+        with database_errors(), engine.begin() as conn:
+            VersionStore().create(conn)
+            highest = VersionStore().read(conn, name).highest_generation
+    finally:
+        engine.dispose()
+    return [projections.create(name, generation=g) for g in range(1, highest + 1)]

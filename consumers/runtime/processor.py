@@ -17,6 +17,7 @@ from collections.abc import Mapping, Sequence
 from datetime import timedelta
 
 from sqlalchemy import Engine
+from sqlalchemy.exc import DBAPIError
 
 from consumers.kafka.dead_letters import DeadLetterSink
 from consumers.kafka.message import MessageLike
@@ -37,8 +38,12 @@ from projections.progress.audit_log import AppliedLog
 from projections.progress.dead_letter_log import DeadLetterLog
 from projections.progress.parked_keys import ParkedKeys
 from schemas import AvroSerde
+from schemas.errors import ConfigurationError
 
 __all__ = ["BatchProcessor"]
+
+
+_INSUFFICIENT_PRIVILEGE = "42501"  # PostgreSQL SQLSTATE
 
 
 class BatchProcessor:
@@ -117,14 +122,26 @@ class BatchProcessor:
 
     # -- the database ----------------------------------------------------------------------
     def ensure_schema(self) -> None:
-        """Create the checkpoint table, the steps' tables and the projection's tables."""
-        with database_errors(), self.engine.begin() as conn:
-            ddl_lock(conn)  # bounded: the runner's retry loop sees SIGTERM and --timeout
-            self._checkpoints.create(conn)
-            self._letter_log.create(conn)
-            for step in self.steps:
-                step.create(conn)
-            self.projection.create_tables(conn)
+        """Create the checkpoint table, the steps' tables and the projection's tables.
+
+        Each is created only if missing, so the DML-only role of a deployment passes once
+        ``projectionist migrate`` (the owner role) has created them; before that, a one-line
+        :class:`ConfigurationError` says so instead of the driver's privilege traceback."""
+        try:
+            with database_errors(), self.engine.begin() as conn:
+                ddl_lock(conn)  # bounded: the runner's retry loop sees SIGTERM and --timeout
+                self._checkpoints.create(conn)
+                self._letter_log.create(conn)
+                for step in self.steps:
+                    step.create(conn)
+                self.projection.create_tables(conn)
+        except DBAPIError as exc:
+            if getattr(exc.orig, "sqlstate", None) != _INSUFFICIENT_PRIVILEGE:
+                raise
+            raise ConfigurationError(
+                f"the tables of {self.projection.slot} are missing and this database role "
+                "may not create them: run `projectionist migrate` with the owner role first"
+            ) from None
 
     def load_positions(self, partitions: Sequence[TopicPartition]) -> dict[TopicPartition, int]:
         with database_errors(), self.engine.begin() as conn:

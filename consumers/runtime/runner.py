@@ -113,6 +113,9 @@ class ProjectionRunner:
         self._last_poll_at = 0.0
         #: per owned partition, measured on the loop thread (-1: not known yet)
         self._lag: dict[TP, int] = {}
+        #: high watermarks asked of the broker while paused (a retry), until fetching resumes
+        self._queried_high: dict[TP, int] = {}
+        self._queried_at = float("-inf")
         #: manual assignment of exactly these partitions (a rebuild), instead of a group
         self._manual = list(assignment) if assignment is not None else None
         self._control = control
@@ -323,6 +326,8 @@ class ProjectionRunner:
             self._pending = None
             if paused:
                 self._reposition(consumer, reload=False)
+                self._queried_high.clear()  # fetches refresh the cached watermarks again
+                self._queried_at = float("-inf")
         self._ready = True
         if self._observer is not None:
             self._measure(consumer)
@@ -340,8 +345,29 @@ class ProjectionRunner:
             consumer.consume(self._loop.batch_max_messages, min(0.2, left))  # paused: discarded
             self._last_poll_at = time.monotonic()
             if self._observer is not None:
-                self._measure(consumer)
+                self._query_high_watermarks(consumer)
+                self._lag = self._owned.lag(lambda tp: self._paused_watermarks(consumer, tp))
                 self._observer.polled(self.snapshot())  # probes see the retry and the poll
+
+    def _query_high_watermarks(self, consumer: Consumer) -> None:
+        """While paused for a retry no fetch refreshes the cached watermarks, yet events pile
+        up: ask the broker (ListOffsets) every few seconds, so lag and high watermark stay
+        current for the autoscaler and the alerts during a database outage."""
+        if time.monotonic() - self._queried_at < _PAUSED_LAG_S:
+            return
+        self._queried_at = time.monotonic()
+        for tp in list(self._owned.positions):
+            try:
+                _low, high = consumer.get_watermark_offsets(
+                    TopicPartition(tp[0], tp[1]), timeout=1.0, cached=False
+                )
+            except KafkaException:
+                continue  # the broker is the part that is away: keep the last value
+            self._queried_high[tp] = int(high)
+
+    def _paused_watermarks(self, consumer: Consumer, tp: TP) -> tuple[int, int]:
+        low, high = _watermarks(consumer, tp)
+        return low, max(high, self._queried_high.get(tp, -1))
 
     def _reposition(self, consumer: Consumer, *, reload: bool) -> None:
         """Seek every owned partition back to its checkpoint + 1 and resume fetching."""
@@ -458,6 +484,9 @@ def tune_gc_for_batches() -> None:
     gc.freeze()
     threshold = gc.get_threshold()
     gc.set_threshold(max(threshold[0], 100_000), threshold[1], threshold[2])
+
+
+_PAUSED_LAG_S = 5.0  # ListOffsets while paused for a retry, at most this often
 
 
 def _watermarks(consumer: Consumer, tp: TP) -> tuple[int, int]:

@@ -7,8 +7,7 @@ the server) and are dropped afterwards.
 
 from __future__ import annotations
 
-import re
-import uuid
+import json
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -16,12 +15,15 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.exc import DBAPIError
 
+from consumers.app import build_processor
+from consumers.settings.models import load_settings
 from producers import blog_events
 from projections import CheckpointStore, Topics, create_projection, make_engine
 from projections.generations.versions import VersionStore
 from projections.progress.dead_letter_log import DeadLetterLog
 from tests.support import checkpoint_total, run_cli
 from tests.support.broker import publish
+from tests.support.databases import database_roles
 from tests.support.oracle import assert_blog_matches
 
 ROLES_SQL = Path(__file__).resolve().parents[2] / "deploy" / "sql" / "roles.sql"
@@ -30,31 +32,8 @@ ROLES_SQL = Path(__file__).resolve().parents[2] / "deploy" / "sql" / "roles.sql"
 @pytest.fixture
 def roles(pg_url: str) -> Iterator[dict[str, str]]:
     """Run roles.sql with unique role names; yield a URL per role; drop the roles after."""
-    suffix = uuid.uuid4().hex[:8]
-    names = {r: f"{r}_{suffix}" for r in ("owner", "writer", "reader", "commands")}
-    sql = ROLES_SQL.read_text()
-    sql = (
-        sql.replace("projectionist_writer", names["writer"])
-        .replace("projectionist_reader", names["reader"])
-        .replace("projectionist_commands", names["commands"])
-    )
-    sql = re.sub(r"\bprojectionist\b", names["owner"], sql)
-    admin = sa.create_engine(pg_url)
-    try:
-        with admin.begin() as conn:
-            conn.exec_driver_sql(sql)
-        base = sa.engine.make_url(pg_url)
-        yield {
-            r: base.set(username=n).render_as_string(hide_password=False) for r, n in names.items()
-        }
-    finally:
-        with admin.begin() as conn:
-            # One role at a time: PostgreSQL 15 trips over shared default ACLs otherwise.
-            for n in (names["writer"], names["reader"], names["commands"], names["owner"]):
-                conn.exec_driver_sql(f"DROP OWNED BY {n} CASCADE")
-            for n in names.values():
-                conn.exec_driver_sql(f"DROP ROLE IF EXISTS {n}")
-        admin.dispose()
+    with database_roles(pg_url) as urls:
+        yield urls
 
 
 def _create_tables(url: str, topic: str) -> None:
@@ -149,3 +128,52 @@ def test_read_only_role_cannot_write(roles: dict[str, str]) -> None:
         _fails_for_privilege(roles["reader"], statement, read_only=True)
         message = _fails_even_read_write(roles["reader"], statement)
         assert "permission denied" in message, message
+
+
+def test_fresh_install_needs_migrate_then_the_writer_consumes(
+    roles: dict[str, str], bootstrap: str, topic_env: dict[str, str]
+) -> None:
+    """On an empty database the DML-only consumer stops with one line naming `migrate` (exit 2);
+    `migrate` as the owner (twice: idempotent) creates generation 1 of every projection."""
+    topic = topic_env["PROJECTIONIST_BLOG_TOPIC"]
+    writer_env = {**topic_env, "PROJECTIONIST_DATABASE_URL": roles["writer"]}
+    refused = run_cli(["consume", "blog", "--drain", "--timeout", "60"], env=writer_env)
+    assert refused.returncode == 2, refused.stderr[-3000:]
+    error = refused.stderr.strip().splitlines()[-1]
+    assert error.startswith("error: the tables of blog_v1 are missing"), refused.stderr[-3000:]
+    assert "projectionist migrate" in error
+    assert "Traceback" not in refused.stderr
+    owner_env = {**topic_env, "PROJECTIONIST_DATABASE_URL": roles["owner"]}
+    for _ in range(2):
+        migrated = run_cli(["migrate", "--json"], env=owner_env)
+        assert migrated.returncode == 0, migrated.stderr[-3000:]
+        made = json.loads(migrated.stdout)["migrated"]
+        # the shipped projections, and the installed example's (a user's, by entry point)
+        assert made.items() >= {"blog": 1, "orders": 1, "notifications": 1}.items()
+        assert made.get("crm_signups") == 1
+    events = blog_events(posts=40, seed=13)
+    publish(bootstrap, topic, events)
+    result = run_cli(["consume", "blog", "--drain", "--timeout", "60", "--json"], env=writer_env)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert_blog_matches(roles["writer"], events)
+    settings = load_settings(database_url=roles["writer"], bootstrap_servers=bootstrap)
+    for name in ("orders", "notifications", "crm_signups"):
+        processor = build_processor(settings, name)
+        try:
+            processor.ensure_schema()  # the start-up check of a consumer: nothing to create
+        finally:
+            processor.close()
+
+
+def test_a_step_the_role_may_not_do_is_one_line(roles: dict[str, str]) -> None:
+    """`reconcile tag-cloud --repair` with the read-only role: exit 2, one line, no traceback."""
+    owner = {"PROJECTIONIST_DATABASE_URL": roles["owner"]}
+    assert run_cli(["migrate"], env=owner).returncode == 0
+    refused = run_cli(
+        ["reconcile", "tag-cloud", "--repair"],
+        env={"PROJECTIONIST_DATABASE_URL": roles["reader"]},
+    )
+    assert refused.returncode == 2, refused.stderr[-3000:]
+    assert "Traceback" not in refused.stderr
+    (line,) = refused.stderr.strip().splitlines()
+    assert line.startswith("error: the database role may not do this"), line

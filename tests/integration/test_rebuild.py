@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
+from confluent_kafka.admin import AdminClient
 
 from producers import SampleEvent, blog_events, with_noise
 from tests.support import checkpoint_total, json_line, run_cli, start_cli, wait_for
@@ -218,6 +219,14 @@ def test_rollback_restores_previous_rows_exactly(
     cleaned = run_cli(["cleanup", "blog"], env=env)
     assert cleaned.returncode == 0, cleaned.stderr[-3000:]
     assert "dropped generation(s) 2" in cleaned.stdout
+    rebuild_group = f"{env['PROJECTIONIST_GROUP_PREFIX']}.blog_v2"
+    (deleted,) = [ln for ln in cleaned.stdout.splitlines() if "deleted consumer group" in ln]
+    # (the embedded broker also "deletes" groups that never existed, blog_v1 here)
+    assert rebuild_group in deleted, cleaned.stdout
+    assert f"{env['PROJECTIONIST_GROUP_PREFIX']}.blog," not in f"{deleted},", "the live group"
+    groups = AdminClient({"bootstrap.servers": env["PROJECTIONIST_BOOTSTRAP_SERVERS"]})
+    listed = groups.list_consumer_groups(request_timeout=10).result()
+    assert rebuild_group not in {g.group_id for g in listed.valid}, "a retired group is left"
     assert not _rows(sqlite_url, "SELECT name FROM sqlite_master WHERE name = 'posts_v2'")
     again = _rebuild(env, "--drop-previous")
     assert (again["generation"], again["dropped_previous"]) == (3, True)

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import os
+import re
 import socket
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 import sqlalchemy as sa
 
@@ -61,3 +63,37 @@ def checkpoint_total(url: str, projection: str) -> int:
             return int(row)
     finally:
         engine.dispose()
+
+
+ROLES_SQL = Path(__file__).resolve().parents[2] / "deploy" / "sql" / "roles.sql"
+
+
+@contextmanager
+def database_roles(pg_url: str) -> Iterator[dict[str, str]]:
+    """deploy/sql/roles.sql on ``pg_url`` with unique role names (roles are global to the
+    server); a URL per role (owner, writer, reader, commands); the roles dropped after."""
+    suffix = uuid.uuid4().hex[:8]
+    names = {r: f"{r}_{suffix}" for r in ("owner", "writer", "reader", "commands")}
+    sql = ROLES_SQL.read_text()
+    sql = (
+        sql.replace("projectionist_writer", names["writer"])
+        .replace("projectionist_reader", names["reader"])
+        .replace("projectionist_commands", names["commands"])
+    )
+    sql = re.sub(r"\bprojectionist\b", names["owner"], sql)
+    admin = sa.create_engine(pg_url)
+    try:
+        with admin.begin() as conn:
+            conn.exec_driver_sql(sql)
+        base = sa.engine.make_url(pg_url)
+        yield {
+            r: base.set(username=n).render_as_string(hide_password=False) for r, n in names.items()
+        }
+    finally:
+        with admin.begin() as conn:
+            # One role at a time: PostgreSQL 15 trips over shared default ACLs otherwise.
+            for n in (names["writer"], names["reader"], names["commands"], names["owner"]):
+                conn.exec_driver_sql(f"DROP OWNED BY {n} CASCADE")
+            for n in names.values():
+                conn.exec_driver_sql(f"DROP ROLE IF EXISTS {n}")
+        admin.dispose()

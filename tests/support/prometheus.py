@@ -9,6 +9,7 @@ import urllib.error
 import urllib.parse
 import urllib.request
 from pathlib import Path
+from typing import Any
 
 from consumers.kafka.broker import free_port
 from tests.support.waiting import missing, wait_for
@@ -29,12 +30,22 @@ def http_get(url: str, *, timeout_s: float = 5.0) -> tuple[int, str]:
 class PrometheusServer:
     """Debian's ``prometheus`` on a free loopback port with its own config and data dir."""
 
-    def __init__(self, base: Path, *, targets: list[str], scrape_interval_s: int = 1) -> None:
+    def __init__(
+        self,
+        base: Path,
+        *,
+        targets: list[str] | None = None,
+        scrape_interval_s: int = 1,
+        config: dict[str, Any] | None = None,
+    ) -> None:
+        """``config``: a whole configuration (e.g. the shipped one, its targets replaced)
+        instead of one job over ``targets``."""
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self._base = base
-        self._targets = targets
+        self._targets = targets or []
         self._interval = scrape_interval_s
+        self._config = config
         self._proc: subprocess.Popen[bytes] | None = None
 
     def __enter__(self) -> PrometheusServer:
@@ -44,7 +55,8 @@ class PrometheusServer:
         config = self._base / "prometheus.yml"
         config.write_text(
             json.dumps(  # JSON is YAML: no YAML library needed
-                {
+                self._config
+                or {
                     "global": {
                         "scrape_interval": f"{self._interval}s",
                         "evaluation_interval": f"{self._interval}s",
@@ -67,6 +79,7 @@ class PrometheusServer:
                 f"--web.listen-address=127.0.0.1:{self.port}",
                 "--web.console.templates=/dev/null",  # Debian's defaults point into /etc
                 "--web.console.libraries=/dev/null",
+                "--web.enable-lifecycle",  # POST /-/reload after a target change
             ],
             stdout=self._log,
             stderr=subprocess.STDOUT,
@@ -99,6 +112,16 @@ class PrometheusServer:
                 self._proc.kill()
                 self._proc.wait()
         self._log.close()
+
+    def alerts(self) -> list[dict[str, Any]]:
+        """Every alert pending or firing now (``labels``, ``state``)."""
+        status, body = http_get(f"{self.url}/api/v1/alerts")
+        assert status == 200, body
+        alerts: list[dict[str, Any]] = json.loads(body)["data"]["alerts"]
+        return alerts
+
+    def firing(self) -> set[str]:
+        return {a["labels"]["alertname"] for a in self.alerts() if a["state"] == "firing"}
 
     def query(self, promql: str) -> dict[str, float]:
         """Instant query → {label string: value} (empty when no series)."""

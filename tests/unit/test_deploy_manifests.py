@@ -78,7 +78,7 @@ def of_kind(docs: list[Doc], kind: str) -> list[Doc]:
 def pod_templates(docs: list[Doc]) -> Iterator[tuple[str, Doc]]:
     for d in docs:
         name = f"{d['kind']}/{d['metadata']['name']}"
-        if d["kind"] in WORKLOADS:
+        if d["kind"] in (*WORKLOADS, "Job"):
             yield name, d["spec"]["template"]
         elif d["kind"] == "CronJob":
             yield name, d["spec"]["jobTemplate"]["spec"]["template"]
@@ -188,7 +188,9 @@ def test_services_probe_the_observability_endpoints(target: str) -> None:
         (c,) = d["spec"]["template"]["spec"]["containers"]
         ports = {p["name"]: p["containerPort"] for p in c["ports"]}
         assert ports["metrics"] == port
-        assert c["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "metrics"}
+        # the query API's liveness asks the API itself (its own /healthz on port http)
+        live = "http" if d["metadata"]["name"] == "projectionist-query-api" else "metrics"
+        assert c["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": live}
         assert c["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "metrics"}
         assert d["spec"]["template"]["metadata"]["annotations"]["prometheus.io/port"] == str(port)
 
@@ -209,10 +211,17 @@ def test_grace_period_outlasts_the_drain(target: str) -> None:
 
 
 @pytest.mark.parametrize("target", sorted(TARGETS))
-def test_consumers_are_static_members_with_cooperative_sticky(target: str) -> None:
-    """Consumers are StatefulSets whose group.instance.id is the pod name; assignment is cooperative."""
+def test_consumers_are_dynamic_members_with_cooperative_sticky(target: str) -> None:
+    """Consumers are dynamic members (they leave the group on SIGTERM: prompt scale-down) with
+    cooperative assignment; their liveness window outlasts ProjectionistStalled's `for`."""
     docs = render(target)
     assert settings_data(docs)["PROJECTIONIST_ASSIGNMENT_STRATEGY"] == "cooperative-sticky"
+    assert "PROJECTIONIST_GROUP_INSTANCE_ID" not in settings_data(docs)
+    rules = yaml.safe_load((DEPLOY / "observability" / "alerts.yml").read_text())
+    (stalled,) = [
+        r for g in rules["groups"] for r in g["rules"] if r["alert"] == "ProjectionistStalled"
+    ]
+    alert_for_s = int(stalled["for"].removesuffix("m")) * 60
     consumers = [d for d in of_kind(docs, "StatefulSet")]
     assert consumers
     for d in consumers:
@@ -220,10 +229,10 @@ def test_consumers_are_static_members_with_cooperative_sticky(target: str) -> No
         assert c["args"][0] == "consume"
         assert c["args"][1] in _registry_of(c).names()
         env = {e["name"]: e for e in c["env"]}
-        assert (
-            env["PROJECTIONIST_GROUP_INSTANCE_ID"]["valueFrom"]["fieldRef"]["fieldPath"]
-            == "metadata.name"
-        )
+        assert "PROJECTIONIST_GROUP_INSTANCE_ID" not in env
+        probe = c["livenessProbe"]
+        scrape_s = 30  # the ServiceMonitor's interval
+        assert probe["periodSeconds"] * probe["failureThreshold"] >= alert_for_s + scrape_s
         assert d["spec"]["serviceName"] in {s["metadata"]["name"] for s in of_kind(docs, "Service")}
 
 
@@ -263,8 +272,8 @@ def test_user_consumers_join_the_group_their_code_uses(
         registry = _registry_of(c)
         projection = registry.create(c["args"][1])
         ran[projection.name] = (group_id(settings.kafka, projection), projection.topics)
-    assert ran["crm_customers"] == ("projectionist.crm_customers_v1", ("crm.customers",))
-    assert ran["crm_signups"] == ("projectionist.crm_signups_v1", ("crm.customers",))
+    assert ran["crm_customers"] == ("projectionist.crm_customers", ("crm.customers",))
+    assert ran["crm_signups"] == ("projectionist.crm_signups", ("crm.customers",))
     (tables,) = [m for m in of_kind(docs, "ConfigMap") if m["metadata"]["name"].startswith("crm-")]
     assert tables["data"]["customers.toml"] == (EXAMPLE / "customers.toml").read_text()
 
@@ -376,6 +385,7 @@ def test_every_service_has_a_disruption_budget_and_network_policy(target: str) -
     brokers = settings_data(docs)["PROJECTIONIST_BOOTSTRAP_SERVERS"].split(",")
     assert {int(b.rpartition(":")[2]) for b in brokers} <= allowed
     assert {53, 5432} <= allowed
+    assert int(settings_data(docs)["PROJECTIONIST_SMTP_PORT"]) in allowed, "mail is blocked"
 
 
 def test_prod_scrapes_every_metrics_port_with_a_service_monitor() -> None:
@@ -388,18 +398,23 @@ def test_prod_scrapes_every_metrics_port_with_a_service_monitor() -> None:
         for s in of_kind(docs, "Service")
         if any(p["name"] == "metrics" for p in s["spec"]["ports"])
     ]
-    # every consumer StatefulSet, the query API and the outbox relay
-    assert len(with_metrics) == len(of_kind(docs, "StatefulSet")) + 2
+    # every consumer StatefulSet, the query API, the outbox relay, the tag-cloud check and
+    # the rebuild jobs' pods
+    assert len(with_metrics) == len(of_kind(docs, "StatefulSet")) + 4
     for s in with_metrics:
         assert selector.items() <= s["metadata"]["labels"].items(), s["metadata"]["name"]
     assert [e["port"] for e in sm["spec"]["endpoints"]] == ["metrics"]
+    # job="projectionist", as the alert rules expect (up{job="projectionist"})
+    label = sm["spec"]["jobLabel"]
+    assert {s["metadata"]["labels"][label] for s in with_metrics} == {"projectionist"}
 
 
 @pytest.mark.parametrize("target", sorted(TARGETS))
 def test_rebuild_and_reconcile_are_suspended_job_templates(target: str) -> None:
     """rebuild and reconcile never run on a schedule; they are started with create job --from."""
     jobs = {d["metadata"]["name"]: d for d in of_kind(render(target), "CronJob")}
-    assert set(jobs) == {"projectionist-rebuild-blog", "projectionist-reconcile-tag-cloud"}
+    rebuilds = {f"projectionist-rebuild-{p}" for p in ("blog", "orders", "notifications")}
+    assert set(jobs) == {*rebuilds, "projectionist-reconcile-tag-cloud"}
     for job in jobs.values():
         assert job["spec"]["suspend"] is True
         assert job["spec"]["concurrencyPolicy"] == "Forbid"
@@ -407,8 +422,24 @@ def test_rebuild_and_reconcile_are_suspended_job_templates(target: str) -> None:
         n: j["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"][0]["args"]
         for n, j in jobs.items()
     }
-    assert args["projectionist-rebuild-blog"] == ["rebuild", "blog"]
+    for name in rebuilds:
+        assert args[name] == ["rebuild", name.rpartition("-")[2]]
     assert args["projectionist-reconcile-tag-cloud"] == ["reconcile", "tag-cloud", "--repair"]
+
+
+@pytest.mark.parametrize("target", sorted(TARGETS))
+def test_the_schema_step_is_a_job_with_the_owner_role(target: str) -> None:
+    """`projectionist migrate` runs as a Job with the owner credentials and removes itself."""
+    docs = render(target)
+    (job,) = of_kind(docs, "Job")
+    (c,) = job["spec"]["template"]["spec"]["containers"]
+    assert c["args"] == ["migrate"]
+    migrated = _registry_of(c).names()
+    for sts in of_kind(docs, "StatefulSet"):  # every consumer's projection, users' too
+        assert sts["spec"]["template"]["spec"]["containers"][0]["args"][1] in migrated
+    env = {e["name"]: e.get("value") for e in c["env"]}
+    assert env["PROJECTIONIST_DATABASE_URL_FILE"].endswith("/owner-url")
+    assert job["spec"]["ttlSecondsAfterFinished"] > 0
 
 
 @pytest.mark.parametrize("dockerfile", [DEPLOY / "Dockerfile", EXAMPLE / "Dockerfile"])

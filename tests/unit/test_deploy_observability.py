@@ -9,10 +9,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from prometheus_client import CollectorRegistry
 
-from consumers.observability.collector import RunnerCollector
-from consumers.observability.metrics import Metrics
 from tests.support import missing
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -23,9 +20,12 @@ SUFFIXES = {"counter": ("_total",), "histogram": ("", "_bucket", "_sum", "_count
 
 
 def exported_series_names() -> set[str]:
-    registry = CollectorRegistry()
-    Metrics(registry)
-    registry.register(RunnerCollector())
+    """What a process's registry exports (as built by every command: metrics, the
+    runner collector, build info, process collectors)."""
+    from consumers.observability.exporter import Observability
+    from consumers.settings.models import ObservabilitySettings
+
+    registry = Observability(ObservabilitySettings()).registry
     names = set()
     for family in registry.collect():
         names.update(family.name + suffix for suffix in SUFFIXES[family.type])

@@ -380,6 +380,67 @@ def test_endpoints_serve_metrics_and_probe_verdicts() -> None:
         server.close()
 
 
+def test_email_outcomes_of_the_delivery_hook_become_counters() -> None:
+    """The notifications runner's books (mail_sent / mail_failed) feed the e-mail counters."""
+    registry = CollectorRegistry()
+    observer = LoopObserver(Metrics(registry))
+
+    def books(sent: int, failed: int) -> RunnerSnapshot:
+        stats = RunStats()
+        stats.extra.update({"mail_sent": sent, "mail_failed": failed, "mail_retried": 0})
+        return RunnerSnapshot(slot="notifications_v1", stats=stats)
+
+    def value(name: str) -> float | None:
+        return registry.get_sample_value(name, {"projection": "notifications_v1"})
+
+    observer.polled(books(0, 0))
+    assert (
+        value("projectionist_emails_sent_total"),
+        value("projectionist_emails_failed_total"),
+    ) == (0, 0)
+    observer.polled(books(3, 1))
+    observer.polled(books(5, 1))
+    assert (
+        value("projectionist_emails_sent_total"),
+        value("projectionist_emails_failed_total"),
+    ) == (5, 1)
+    observer.polled(RunnerSnapshot(slot="blog_v1"))  # no mail in these books: no series
+    assert (
+        registry.get_sample_value("projectionist_emails_sent_total", {"projection": "blog_v1"})
+        is None
+    )
+
+
+def test_service_probes_follow_the_loop_and_the_database() -> None:
+    """A relay-like loop: not ready until its first round or while a round fails; liveness
+    fails when no round ended for the stall timeout."""
+    from consumers.observability.service import ServiceHealth
+
+    now = [0.0]
+    down: list[str] = []
+
+    def ping() -> None:
+        if down:
+            raise ConnectionError(down[0])
+
+    health = ServiceHealth(
+        "outbox-relay", ping_database=ping, stall_timeout_s=60, has_loop=True, clock=lambda: now[0]
+    )
+    assert not health.readiness().ok
+    health.beat()
+    assert health.readiness().ok
+    assert health.liveness().ok
+    health.beat("BrokerUnavailable: no broker")
+    assert health.readiness() == type(health.readiness())(
+        False, "retrying: BrokerUnavailable: no broker"
+    )
+    health.beat()
+    down.append("refused")
+    assert "database unreachable" in health.readiness().reason
+    now[0] = 61.0
+    assert not health.liveness().ok
+
+
 def test_status_endpoint_serves_the_document_and_its_errors_as_json() -> None:
     """/status?projection=… hands the names to the status source and answers its document;
     an unknown projection is 404 and a database or broker away is 503, both JSON."""

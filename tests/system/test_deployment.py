@@ -1,0 +1,477 @@
+"""The deployment itself: the dev overlay's workloads run as a kubelet would, over a lifecycle.
+
+Every Deployment, StatefulSet, Job and CronJob of ``deploy/k8s/overlays/dev`` runs its
+container's args with the environment the manifests give it (``tests/system/kubelet.py``
+lists the only rewrites: loopback ports instead of one port per pod, the pod's directory
+for mounts, the test's broker and SMTP server for cluster names), against a broker of
+this module, PostgreSQL with the roles of ``deploy/sql/roles.sql`` behind a TCP proxy (to
+cut it), and a real Prometheus loading the shipped ``prometheus.yml`` (targets from a
+file, as service discovery gives them; 1 s intervals) and ``alerts.yml``.
+
+The walk: install (the migrate Job) → every workload ready → produce (directly and
+through the outbox relay) → consume → rebuild (the CronJob template) → the API answers
+from the new generation → reconcile → rollback → cleanup → scale up/down (hand-over
+measured) → database outage → recover → poison → SIGTERM within the grace period.
+
+Alerts whose ``for`` is minutes (ConsumerDown 2m, NotReady 10m, LagGrowing 10m, …) are
+not waited for: their expression is evaluated through the query API in the scenario and
+their ``for`` is checked against the file; alerts without ``for`` must fire for real.
+The prod overlay (SASL_SSL, KEDA) cannot run against the test broker: from it, the KEDA
+trigger's group and topic are taken and their lag computed on the live run.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+import yaml
+from confluent_kafka import TopicPartition
+from confluent_kafka.admin import AdminClient
+
+from consumers.kafka.broker import EmbeddedBroker
+from consumers.kafka.watermarks import FetchedWatermarks
+from producers import blog_events, order_events
+from tests.support import fresh_postgres_database, run_cli, wait_for
+from tests.support.broker import publish, publish_poison
+from tests.support.databases import database_roles
+from tests.support.oracle import blog_actual, blog_oracle
+from tests.support.prometheus import PrometheusServer, http_get
+from tests.support.proxy import TcpProxy
+from tests.support.servers import RecordingSmtp, smtp_server
+from tests.system.kubelet import Kubelet, Pod, find
+from tests.unit.test_deploy_manifests import render
+
+ROOT = Path(__file__).resolve().parents[2]
+OBSERVABILITY = ROOT / "deploy" / "observability"
+WORKLOADS = [
+    ("StatefulSet", "projectionist-blog"),
+    ("StatefulSet", "projectionist-orders"),
+    ("StatefulSet", "projectionist-notifications"),
+    ("Deployment", "projectionist-query-api"),
+    ("Deployment", "projectionist-outbox-relay"),
+    ("Deployment", "projectionist-tag-cloud-check"),
+]
+# The embedded broker answers a group join in about half the session timeout: the test
+# broker's knobs, as in every other tier (a real cluster keeps the shipped 15 s / 3 s).
+BROKER_SPEED = {
+    "PROJECTIONIST_SESSION_TIMEOUT_MS": "6000",
+    "PROJECTIONIST_HEARTBEAT_INTERVAL_MS": "500",
+}
+
+
+@dataclass
+class Deployed:
+    kubelet: Kubelet
+    prometheus: PrometheusServer
+    proxy: TcpProxy
+    bootstrap: str
+    read_models_url: str
+    targets_file: Path
+    pods: dict[str, Pod]
+    smtp: RecordingSmtp
+
+    def scraped(self) -> None:
+        """What service discovery would list: every running pod's metrics port."""
+        groups = [
+            {"targets": [f"127.0.0.1:{p.ports['metrics']}"], "labels": {"pod": p.name}}
+            for p in self.kubelet.running()
+            if "metrics" in p.ports
+        ]
+        tmp = self.targets_file.with_suffix(".tmp")
+        tmp.write_text(json.dumps(groups))
+        tmp.replace(self.targets_file)
+
+
+def _prometheus_config(targets_file: Path, rules: Path) -> dict[str, Any]:
+    shipped = yaml.safe_load((OBSERVABILITY / "prometheus.yml").read_text())
+    shipped["global"] = {"scrape_interval": "1s", "evaluation_interval": "1s"}
+    shipped["rule_files"] = [str(rules)]
+    (job,) = shipped["scrape_configs"]
+    assert job["job_name"] == "projectionist"
+    del job["static_configs"]
+    job["file_sd_configs"] = [{"files": [str(targets_file)], "refresh_interval": "1s"}]
+    return shipped
+
+
+@pytest.fixture(scope="module")
+def deployed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployed]:
+    base = tmp_path_factory.mktemp("system")
+    docs = render("dev")
+    with (
+        EmbeddedBroker() as broker,
+        fresh_postgres_database() as read_db,
+        fresh_postgres_database() as command_db,
+        database_roles(read_db) as roles,
+        smtp_server(auth_require_tls=False, authenticator=_accept_any) as smtp,
+        TcpProxy(_host_port(read_db)) as proxy,
+    ):
+        via = {r: _via(url, proxy.port) for r, url in roles.items()}
+        secrets = {
+            "projectionist-db": {
+                "owner-url": via["owner"],
+                "writer-url": via["writer"],
+                "reader-url": via["reader"],
+                "outbox-url": command_db,
+            },
+            "projectionist-smtp": {"password": "system-test"},
+        }
+        overrides = {
+            "PROJECTIONIST_BOOTSTRAP_SERVERS": broker.bootstrap_servers,
+            "PROJECTIONIST_SMTP_HOST": "127.0.0.1",
+            "PROJECTIONIST_SMTP_PORT": str(smtp.port),
+            **BROKER_SPEED,
+        }
+        kubelet = Kubelet(docs, base, secrets=secrets, overrides=overrides)
+        targets = base / "targets.json"
+        targets.write_text("[]")
+        config = _prometheus_config(targets, OBSERVABILITY / "alerts.yml")
+        prom_dir = base / "prometheus"
+        prom_dir.mkdir()
+        try:
+            with PrometheusServer(prom_dir, config=config) as prometheus:
+                yield Deployed(
+                    kubelet,
+                    prometheus,
+                    proxy,
+                    broker.bootstrap_servers,
+                    roles["owner"],
+                    targets,
+                    {},
+                    smtp,
+                )
+        finally:
+            kubelet.stop_all()
+
+
+def _accept_any(*_args: Any) -> Any:
+    from aiosmtpd.smtp import AuthResult
+
+    return AuthResult(success=True)
+
+
+def _host_port(url: str) -> tuple[str, int]:
+    u = sa.engine.make_url(url)
+    return u.host or "127.0.0.1", u.port or 5432
+
+
+def _via(url: str, port: int) -> str:
+    return sa.engine.make_url(url).set(host="127.0.0.1", port=port).render_as_string(False)
+
+
+def _ready(pod: Pod) -> bool:
+    return pod.alive() and pod.probe("readiness") == 200 and pod.probe("liveness") == 200
+
+
+def _run_job(
+    d: Deployed, kind: str, name: str, *, args: list[str] | None = None, watch: str = ""
+) -> Pod:
+    """Run a Job's (or a CronJob template's) container to completion; with ``watch``, poll
+    its /metrics meanwhile and require that series to have been exported."""
+    pod = d.kubelet.pod(kind, name, args=args).start()
+    d.scraped()
+    seen = False
+    while watch and pod.alive() and not seen:
+        seen = f"\n{watch}{{" in http_get(f"{pod.url('metrics')}/metrics", timeout_s=1)[1]
+        time.sleep(0.02)
+    assert seen or not watch, f"{pod.name} never exported {watch}"
+    code = pod.wait(timeout_s=120)  # far below every Job's activeDeadlineSeconds
+    d.scraped()
+    assert code == 0, f"{pod.name} exited {code}:\n{pod.output[-3000:]}"
+    return pod
+
+
+def _group_lag(bootstrap: str, group: str, topic: str) -> int:
+    """What KEDA's kafka trigger computes: high watermarks minus the group's commits."""
+    marks = FetchedWatermarks({"bootstrap.servers": bootstrap}).watermarks([topic])
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    request = [TopicPartition(topic, p) for (_t, p) in marks]
+    from confluent_kafka import ConsumerGroupTopicPartitions
+
+    (future,) = admin.list_consumer_group_offsets(
+        [ConsumerGroupTopicPartitions(group, request)]
+    ).values()
+    committed = {tp.partition: tp.offset for tp in future.result().topic_partitions}
+    return sum(
+        m.high - (committed[p] if committed.get(p, -1) >= 0 else 0) for (_t, p), m in marks.items()
+    )
+
+
+def test_the_dev_overlay_over_its_lifecycle(deployed: Deployed) -> None:
+    """Install, produce, consume, rebuild, reconcile, rollback, cleanup, scale, outage,
+    recover, poison, stop: probes, API, autoscaler lag and alerts checked at each step."""
+    d = deployed
+    k = d.kubelet
+    prom = d.prometheus
+
+    # -- install: `kubectl apply` starts everything at once; before the schema step the
+    #    API is alive and not ready, and a consumer stops with one line (exit 2) -------
+    api_pod = d.pods["projectionist-query-api"] = k.pod(*WORKLOADS[3]).start()
+    wait_for("the API's liveness", lambda: api_pod.probe("liveness") == 200, timeout_s=30)
+    assert api_pod.probe("readiness") == 503, "ready before its read models exist"
+    early = k.pod("StatefulSet", "projectionist-blog").start()
+    assert early.wait(timeout_s=60) == 2, early.output[-3000:]
+    assert "projectionist migrate" in early.output.strip().splitlines()[-1]
+    _run_job(d, "Job", "projectionist-migrate")
+    for kind, name in WORKLOADS:
+        if name not in d.pods:
+            d.pods[name] = k.pod(kind, name).start()
+    d.scraped()
+    for name, pod in d.pods.items():
+        budget = pod.container.get("startupProbe", {})
+        wait_for(
+            f"{name} ready",
+            lambda pod=pod: _ready(pod) or (not pod.alive() and pytest.fail(pod.output[-3000:])),
+            timeout_s=float(budget.get("periodSeconds", 10) * budget.get("failureThreshold", 6)),
+            every_s=0.5,
+        )
+    wait_for(
+        'up{job="projectionist"} for every pod',
+        lambda: len(prom.query('up{job="projectionist"} == 1')) == len(d.pods),
+        timeout_s=30,
+    )
+
+    # -- produce: directly, and commands through the outbox and the relay -------------
+    events = blog_events(posts=120, seed=2026)
+    publish(d.bootstrap, "blog.posts", events)
+    relay_env = {
+        "PROJECTIONIST_COMMAND_DATABASE_URL": k.secrets["projectionist-db"]["outbox-url"],
+        "PROJECTIONIST_BOOTSTRAP_SERVERS": d.bootstrap,
+    }
+    made = run_cli(["produce", "--count", "30", "--no-relay", "--seed", "7"], env=relay_env)
+    assert made.returncode == 0, made.stderr[-2000:]
+    relay = d.pods["projectionist-outbox-relay"]
+    wait_for(
+        "the relay to publish the outbox",
+        lambda: sum(prom.query("projectionist_relay_published_events_total").values()) >= 30,
+        timeout_s=60,
+    )
+    assert prom.query("max(projectionist_outbox_pending_events)") == {"": 0.0}
+
+    # -- consume: the API answers what the oracle says --------------------------------
+    api = d.pods["projectionist-query-api"].url("http")
+    oracle = blog_oracle(events)
+    some = sorted(oracle.live)[:5]
+    wait_for(
+        "the API to serve the published posts",
+        lambda: all(http_get(f"{api}/posts/{pid}")[0] == 200 for pid in some),
+        timeout_s=90,
+    )
+    actual = blog_actual(d.read_models_url)
+    assert {p: actual.live.get(p) for p in oracle.live} == oracle.live
+    keda = find(render("prod"), "ScaledObject", "projectionist-blog")["spec"]["triggers"][0]
+    group, topic = keda["metadata"]["consumerGroup"], keda["metadata"]["topic"]
+    assert topic == "blog.posts"
+    wait_for("the live group's lag at 0", lambda: _group_lag(d.bootstrap, group, topic) == 0)
+    assert relay.alive()
+    assert prom.firing() == set(), "a healthy install fires no alert"
+
+    # -- rebuild (the CronJob's template, as `kubectl create job --from` runs it) ------
+    engine = sa.create_engine(d.read_models_url)
+    with engine.begin() as conn:  # damage generation 1: the rebuild must repair it
+        conn.execute(sa.text("UPDATE tag_cloud_v1 SET posts_count = posts_count + 100"))
+    engine.dispose()
+    _run_job(
+        d, "CronJob", "projectionist-rebuild-blog", watch="projectionist_rebuild_progress_ratio"
+    )
+    tags = json.loads(http_get(f"{api}/tags?limit=500")[1])
+    expected_cloud = _cloud(d.read_models_url, 2)
+    wait_for(
+        "the API to answer from generation 2",
+        lambda: (
+            {t["tag"]: t["posts_count"] for t in json.loads(http_get(f"{api}/tags?limit=500")[1])}
+            == expected_cloud
+        ),
+        timeout_s=30,
+    )
+    assert tags is not None
+    more = blog_events(posts=30, seed=2027)
+    publish(d.bootstrap, "blog.posts", more)
+    wait_for(
+        "the live group to follow generation 2 (KEDA's lag back to 0)",
+        lambda: _group_lag(d.bootstrap, group, topic) == 0,
+        timeout_s=90,
+    )
+    wait_for(
+        "the blog consumer ready on generation 2",
+        lambda: prom.query('projectionist_ready{projection="blog_v2"} == 1'),
+        timeout_s=60,
+    )
+
+    # -- reconcile (the CronJob with --repair) and the report-only check ---------------
+    _run_job(d, "CronJob", "projectionist-reconcile-tag-cloud")
+    assert prom.query("max(projectionist_tag_cloud_drift_tags)") in ({"": 0.0}, {})
+
+    # -- rollback and cleanup (operator commands, the rebuild Job's environment) ------
+    _run_job(d, "CronJob", "projectionist-rebuild-blog", args=["rollback", "blog"])
+    wait_for(
+        "the blog consumer back on generation 1",
+        lambda: prom.query('projectionist_ready{projection="blog_v1"} == 1'),
+        timeout_s=90,
+    )
+    cleaned = _run_job(d, "CronJob", "projectionist-rebuild-blog", args=["cleanup", "blog"])
+    assert "dropped generation(s) 2" in cleaned.output
+    assert "projectionist.blog_v2" in cleaned.output
+    wait_for(
+        "KEDA's lag at 0 after the rollback",
+        lambda: _group_lag(d.bootstrap, group, topic) == 0,
+        timeout_s=90,
+    )
+
+    # -- scale up to 2, then down to 1: the hand-over is measured ----------------------
+    second = k.pod("StatefulSet", "projectionist-blog", ordinal=1).start()
+    d.scraped()
+    wait_for("a second blog member ready", lambda: _ready(second), timeout_s=120, every_s=0.5)
+    wait_for(
+        "both members own partitions",
+        lambda: len(prom.query("projectionist_assigned_partitions > 0")) >= 2,
+        timeout_s=60,
+    )
+    first = d.pods["projectionist-blog"]
+    stopped_at = time.monotonic()
+    assert second.terminate() == 0, second.output[-3000:]
+    grace = float(second.spec["terminationGracePeriodSeconds"])
+    assert second.stopped_in_s is not None
+    assert second.stopped_in_s < grace
+    wait_for(
+        "the remaining member to own every partition",
+        lambda: _assigned(first) == 4,
+        timeout_s=60,
+        every_s=0.2,
+    )
+    handover_s = time.monotonic() - stopped_at
+    print(f"scale-down hand-over: {handover_s:.1f} s")  # the README quotes this figure
+    d.scraped()
+
+    # -- database outage: not ready (NotReady's expression), lag keeps counting --------
+    d.proxy.cut()
+    outage = blog_events(posts=350, seed=2028)  # > 1000 events: ProjectionistLagGrowing
+    for start in range(0, len(outage), 50):  # small produce batches (see the broker notes)
+        publish(d.bootstrap, "blog.posts", outage[start : start + 50])
+    wait_for("blog not ready", lambda: first.probe("readiness") == 503, timeout_s=60)
+    assert first.probe("liveness") == 200, "an outage is no reason to restart"
+    assert _rule("ProjectionistNotReady")["for"] == "10m"
+    wait_for(
+        "ProjectionistNotReady's expression to hold",
+        lambda: prom.query('max by (projection) (projectionist_ready{projection="blog_v1"}) == 0'),
+        timeout_s=30,
+    )
+    wait_for(
+        "the lag to count the events of the outage",
+        lambda: sum(prom.query('projectionist_lag_events{projection="blog_v1"}').values()) > 0,
+        timeout_s=30,
+    )
+    assert _group_lag(d.bootstrap, group, topic) > 1000, "KEDA sees the backlog"
+    growing = _rule("ProjectionistLagGrowing")
+    assert growing["for"] == "10m"
+    wait_for(
+        "ProjectionistLagGrowing's expression to hold",
+        lambda: prom.query(growing["expr"]),
+        timeout_s=30,
+    )
+    d.proxy.restore()
+    wait_for("blog ready again", lambda: _ready(first), timeout_s=90)
+    wait_for(
+        "KEDA's lag at 0 after the outage",
+        lambda: _group_lag(d.bootstrap, group, topic) == 0,
+        timeout_s=90,
+    )
+    assert (
+        blog_actual(d.read_models_url).live.keys()
+        >= blog_oracle(events + more + outage).live.keys()
+    )
+
+    # -- poison: ProjectionistDeadLetters (no `for`) fires for real ---------------------
+    assert "ProjectionistDeadLetters" not in prom.firing()
+    publish_poison(d.bootstrap, "blog.posts", 2)
+    wait_for(
+        "ProjectionistDeadLetters to fire",
+        lambda: "ProjectionistDeadLetters" in prom.firing(),
+        timeout_s=60,
+    )
+
+    # -- orders and their e-mails; one address refused: ProjectionistEmailFailures ----
+    orders = order_events(orders=12, seed=2029)
+    refused = orders[3].record["customer_email"]
+    d.smtp.reject[refused] = "550 5.1.1 no such mailbox"
+    publish(d.bootstrap, "orders.orders", orders)
+    to_others = sum(1 for e in orders if e.record["customer_email"] != refused)
+    wait_for("the other e-mails sent", lambda: len(d.smtp.received) >= to_others, timeout_s=90)
+    wait_for(
+        "ProjectionistEmailFailures to fire",
+        lambda: "ProjectionistEmailFailures" in prom.firing(),
+        timeout_s=60,
+    )
+    assert all(r.recipients != [refused] for r in d.smtp.received)
+    order = orders[0].record["order_id"]
+    assert http_get(f"{api}/orders/{order}")[0] == 200
+
+    # -- a pod that dies: ProjectionistConsumerDown's expression (its `for` is 2m) -------
+    check = d.pods.pop("projectionist-tag-cloud-check")
+    check.kill()
+    wait_for(
+        "up == 0 for the dead pod",
+        lambda: prom.query(f'up{{job="projectionist",pod="{check.name}"}} == 0'),
+        timeout_s=30,
+    )
+    assert _rule("ProjectionistConsumerDown")["for"] == "2m"
+
+    # -- every dashboard query has had data during the walk ---------------------------
+    # (the rebuild panel's series lives in the rebuild Job's pod, which a rebuild of this
+    # size leaves between two scrapes: its export was checked on the pod itself above)
+    queries = [q for q in _dashboard_queries() if q != "projectionist_rebuild_progress_ratio"]
+    empty = [q for q in queries if not prom.query(f"count_over_time(({q})[10m:1s])")]
+    assert not empty, f"dashboard queries without data: {empty}"
+
+    # -- SIGTERM: every pod stops in its grace period, exit 0 --------------------------
+    for name, pod in d.pods.items():
+        assert pod.terminate() == 0, f"{name}: {pod.output[-3000:]}"
+        assert pod.stopped_in_s is not None
+        assert pod.stopped_in_s < float(pod.spec["terminationGracePeriodSeconds"]), name
+
+
+def _rule(alert: str) -> dict[str, Any]:
+    rules = yaml.safe_load((OBSERVABILITY / "alerts.yml").read_text())
+    (rule,) = [r for g in rules["groups"] for r in g["rules"] if r["alert"] == alert]
+    return dict(rule)
+
+
+def _assigned(pod: Pod) -> int:
+    _status, text = http_get(f"{pod.url('metrics')}/metrics")
+    return int(
+        sum(
+            float(line.rpartition(" ")[2])
+            for line in text.splitlines()
+            if line.startswith("projectionist_assigned_partitions{")
+        )
+    )
+
+
+def _cloud(url: str, generation: int) -> dict[str, int]:
+    engine = sa.create_engine(url)
+    try:
+        with engine.connect() as conn:
+            rows = conn.execute(
+                sa.text(
+                    f"SELECT tag, posts_count FROM tag_cloud_v{generation} WHERE posts_count > 0"
+                )
+            ).all()
+    finally:
+        engine.dispose()
+    return {t: int(n) for t, n in rows}
+
+
+def _dashboard_queries() -> list[str]:
+    board = json.loads((OBSERVABILITY / "grafana-dashboard.json").read_text())
+    out = []
+    for panel in board["panels"]:
+        for target in panel.get("targets", []):
+            expr = target["expr"].replace("$__rate_interval", "1m").replace("$projection", ".*")
+            out.append(expr)
+    return out
