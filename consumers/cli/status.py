@@ -66,7 +66,11 @@ def status(
             "owner",
         )
         for col in columns:
-            table.add_column(col, justify="left" if col in ("role", "state", "owner") else "right")
+            table.add_column(
+                col,
+                justify="left" if col in ("role", "state", "owner") else "right",
+                overflow="fold",  # a narrow terminal or a pipe wraps a cell, never cuts it
+            )
         for gen in entry["generations"]:
             for p in gen["partitions"] or [{}]:
                 table.add_row(
