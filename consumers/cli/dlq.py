@@ -30,7 +30,7 @@ from schemas.errors import ConfigurationError, PoisonError
 
 __all__ = ["HELP", "list_", "purge", "replay", "show"]
 
-HELP = "Dead letters of a projection (<topic><dlq suffix>): list, show, replay, purge."
+HELP = "Dead letters of a projection (`<topic><dlq suffix>`): list, show, replay, purge."
 JsonOpt = Annotated[bool, typer.Option("--json", help="machine-readable output")]
 
 

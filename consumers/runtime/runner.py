@@ -206,7 +206,10 @@ class ProjectionRunner:
                 if drain and self._owned.caught_up(lambda tp: _watermarks(consumer, tp)):
                     break
                 if deadline is not None and time.monotonic() > deadline:
-                    raise BrokerUnavailable(f"drain did not catch up within {timeout_s}s")
+                    held = (
+                        " (the projection is paused: projectionist resume)" if self._paused else ""
+                    )
+                    raise BrokerUnavailable(f"drain did not catch up within {timeout_s}s{held}")
         finally:
             self._close(consumer)
         return self.stats
