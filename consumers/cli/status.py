@@ -34,7 +34,10 @@ def status(
     from consumers.operations.status import StatusReport
 
     settings = command_settings(bootstrap_servers=bootstrap_servers, database_url=database_url)
-    document = StatusReport(settings, projection_registry(settings)).document(projections)
+    registry = projection_registry(settings)
+    for name in projections or []:
+        registry.create(name)  # an unknown name: one line naming the known ones (exit 2)
+    document = StatusReport(settings, registry).document(projections)
     if json_out:
         print(json.dumps(document))
         return
