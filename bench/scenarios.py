@@ -14,6 +14,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from bench import contenders
+from bench.fullstate import publish_fullstate
+from bench.verify import check_peer, check_projectionist
 from bench.workload import PARTITIONS, create_topic, publish, publish_paced
 
 __all__ = ["Bench", "start_worker"]
@@ -73,9 +76,10 @@ class Bench:
     def add(self, scenario: str, db: str, res: dict[str, Any]) -> None:
         self.rows.append({"scenario": scenario, "db": db, **res})
         rate = _rate(res)
+        wrong = "  WRONG: " + "; ".join(res["problems"]) if res.get("problems") else ""
         print(
             f"  {scenario:<26} {db:<9} {res['events']:>9,} events  {rate:>9,.0f}/s  "
-            f"RSS {res['peak_rss_mb']:.0f} MB",
+            f"RSS {res['peak_rss_mb']:.0f} MB{wrong}",
             flush=True,
         )
 
@@ -96,7 +100,8 @@ class Bench:
         }
 
     def live(self) -> None:
-        """The ceiling and live mode, interleaved ``--repeat`` times; each keeps its best.
+        """The ceiling and ``projectionist consume blog --drain``, interleaved ``--repeat``
+        times; each keeps its best.
 
         The shared machine's load comes and goes within a run: interleaving gives the
         ceiling and the projection the same chances, and every run's rate is kept.
@@ -105,8 +110,9 @@ class Bench:
         for _ in range(self.args.repeat):
             runs.setdefault(("ceiling (consume+decode)", "-"), []).append(self.run(mode="ceiling"))
             for db in DATABASES:
-                res = self.run(mode="live", database_url=self.new_db(db))
-                runs.setdefault(("live", db), []).append(res)
+                cfg = {**self.base, "group_prefix": uuid.uuid4().hex}
+                res = contenders.projectionist({**cfg, "database_url": self.new_db(db)}, "consume")
+                runs.setdefault(("consume", db), []).append(res)
         # For reference: consume() alone, to show what the ceiling's decode costs.
         runs[("consume only (no decode)", "-")] = [self.run(mode="ceiling", decode=False)]
         for (scenario, db), results in runs.items():
@@ -177,15 +183,68 @@ class Bench:
             self.add("latency @ rate", db, res)
 
     def rebuild(self) -> None:
+        """``projectionist rebuild blog`` of a 1M-event topic, into fresh databases."""
         topic = f"bench.rebuild.{uuid.uuid4().hex[:6]}"
         pub = publish(self.bootstrap, topic, events=self.args.rebuild_events, seed=4242)
         print(f"  published {pub.events:,} events, {pub.posts:,} posts, {pub.seconds:.1f} s")
         for db in ("sqlite", "postgres"):
-            res = self.run(
-                mode="rebuild",
-                topic=topic,
-                expected=pub.events,
-                database_url=self.new_db(db),
-                settings={"batch_max_messages": self.args.rebuild_batch},
-            )
+            cfg = {**self.base, "topic": topic, "group_prefix": uuid.uuid4().hex}
+            res = contenders.projectionist({**cfg, "database_url": self.new_db(db)}, "rebuild")
             self.add("rebuild", db, res)
+
+    def fullstate(self) -> None:
+        """Issue 15's workload: every peer and Projectionist, ``--repeat`` interleaved rounds.
+
+        Each contender's table is compared with the oracle after its run; a wrong one is
+        marked (``problems``) and judged by no target. Each keeps its best round.
+        """
+        topic = f"bench.fullstate.{uuid.uuid4().hex[:6]}"
+        pub, oracle = publish_fullstate(
+            self.bootstrap,
+            topic,
+            posts=self.args.fullstate_posts,
+            events=self.args.fullstate_events,
+        )
+        print(
+            f"  fullstate: published {pub.events:,} events, {pub.posts:,} posts, "
+            f"{pub.seconds:.1f} s"
+        )
+        base = {**self.base, "topic": topic, "expected": pub.events}
+
+        def fresh(db: str) -> dict[str, Any]:
+            return {**base, "group_prefix": uuid.uuid4().hex, "database_url": self.new_db(db)}
+
+        def pj(db: str, command: str) -> tuple[dict[str, Any], list[str]]:
+            cfg = fresh(db)
+            return contenders.projectionist(cfg, command), check_projectionist(
+                cfg["database_url"], oracle
+            )
+
+        def peer(run: Callable[[dict[str, Any]], dict[str, Any]], table: str) -> Any:
+            cfg = fresh("postgres")
+            return run(cfg), check_peer(cfg["database_url"], table, oracle)
+
+        runs: dict[tuple[str, str], Callable[[], tuple[dict[str, Any], list[str]]]] = {
+            ("fullstate: ceiling", "-"): lambda: (self.run(**base, mode="ceiling", plain=True), []),
+            ("fullstate: hand-written", "postgres"): lambda: peer(
+                contenders.handwritten, "hw_posts"
+            ),
+            ("fullstate: Quix Streams", "postgres"): lambda: peer(contenders.quix, "qx_posts"),
+            ("fullstate: consume", "postgres"): lambda: pj("postgres", "consume"),
+            ("fullstate: consume", "sqlite"): lambda: pj("sqlite", "consume"),
+            ("fullstate: rebuild", "postgres"): lambda: pj("postgres", "rebuild"),
+            ("fullstate: rebuild", "sqlite"): lambda: pj("sqlite", "rebuild"),
+        }
+        results: dict[tuple[str, str], list[dict[str, Any]]] = {}
+        for _ in range(max(1, self.args.fullstate_repeat)):
+            for key, run in runs.items():
+                res, problems = run()
+                res["verified"] = not problems
+                if problems:
+                    res["problems"] = problems
+                results.setdefault(key, []).append(res)
+        for (scenario, db), rs in results.items():
+            good = [r for r in rs if r["verified"]] or rs
+            best = max(good, key=_rate)
+            best["rates_of_all_runs"] = [round(_rate(r)) for r in rs]
+            self.add(scenario, db, best)

@@ -12,13 +12,16 @@ modes) and a final ``RESULT {...}`` line. Modes:
 
 from __future__ import annotations
 
+import io
 import json
 import resource
 import sys
 import time
+from pathlib import Path
 from typing import Any
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
+from fastavro import parse_schema, schemaless_reader
 
 from bench.rebuild import replay
 from consumers.app import build_runner
@@ -33,6 +36,8 @@ from consumers.runtime.transaction import CommitResult
 from consumers.settings.models import Settings
 from projections import BlogProjection, CheckpointStore, make_engine
 from schemas import AvroSerde, SchemaCatalog
+
+V1_SCHEMA = Path(__file__).resolve().parent.parent / "schemas/avro/blog/BlogPostUpdated.v1.avsc"
 
 
 def _settings(cfg: dict[str, Any]) -> Settings:
@@ -69,6 +74,8 @@ def _assign_all(settings: Settings, topic: str, partitions: int) -> Consumer:
 def ceiling(cfg: dict[str, Any]) -> dict[str, Any]:
     settings = _settings(cfg)
     serde = AvroSerde(SchemaCatalog.load())
+    # plain: fastavro's schemaless_reader with the writer's schema, nothing else (issue 15)
+    plain = parse_schema(json.loads(V1_SCHEMA.read_text())) if cfg.get("plain") else None
     consumer = _assign_all(settings, cfg["topic"], cfg["partitions"])
     count, first = 0, None
     try:
@@ -79,7 +86,9 @@ def ceiling(cfg: dict[str, Any]) -> dict[str, Any]:
             decode = cfg.get("decode", True)  # False: the raw consume rate, for reference
             for msg in messages:
                 if msg.error() is None:
-                    if decode:
+                    if plain is not None:
+                        schemaless_reader(io.BytesIO(msg.value()[10:]), plain, None)
+                    elif decode:
                         serde.decode(msg.value())
                     count += 1
     finally:

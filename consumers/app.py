@@ -311,7 +311,9 @@ def command_services(settings: TopicSettings, engine: Engine) -> tuple[BlogServi
     from producers import BlogService, OrderService, Outbox, create_command_tables
     from schemas import AvroSerde, SchemaCatalog
 
-    outbox = Outbox(tables=create_command_tables(engine), serde=AvroSerde(SchemaCatalog.load()))
+    with database_errors():  # the database away at start: one line, not a traceback
+        tables = create_command_tables(engine)
+    outbox = Outbox(tables=tables, serde=AvroSerde(SchemaCatalog.load()))
     return (
         BlogService(engine, outbox=outbox, topic=settings.blog_topic),
         OrderService(engine, outbox=outbox, topic=settings.orders_topic),
@@ -345,7 +347,8 @@ def build_relay(settings: Settings, engine: Engine, stop: Stopper | None) -> Out
         producer_config(settings.kafka), serde=AvroSerde(SchemaCatalog.load())
     )
     tables = CommandTables()
-    tables.create(engine)
+    with database_errors():
+        tables.create(engine)
     return OutboxRelay(
         engine,
         publisher=publisher,

@@ -19,7 +19,7 @@ from typing import Any
 from sqlalchemy import Connection, Engine, select
 from sqlalchemy.exc import IntegrityError
 
-from producers._rules import check_post, normalise_tags, slugify
+from producers._rules import check_id, check_post, normalise_tags, slugify
 from producers.command_errors import AggregateNotFound, InvalidCommand, VersionConflict
 from producers.outbox import CommandResult, Outbox
 from schemas.events import BLOG_POST_DELETED as POST_DELETED
@@ -60,6 +60,8 @@ class BlogService:
         post_id: str | None = None,
     ) -> CommandResult:
         check_post(title=title, description=description, tags=tags, author=author)
+        if post_id is not None:
+            check_id("post_id", post_id)
         post_id = post_id or f"post-{uuid.uuid4().hex}"
         try:
             return self._create(post_id, title, description, author, normalise_tags(tags))

@@ -109,7 +109,12 @@ class CommandTables:
         """Create the tables if missing (serialized on PostgreSQL: replicas start together)."""
         with engine.begin() as conn:
             if conn.dialect.name == "postgresql":
+                # Bounded like projections' ddl_lock (producers cannot import it): a
+                # session holding the lock makes the start fail with a lock timeout
+                # (DatabaseUnavailable at the edge) instead of blocking for good.
+                conn.execute(text("SET LOCAL lock_timeout = '10s'"))
                 conn.execute(text("SELECT pg_advisory_xact_lock(hashtext('projectionist.ddl'))"))
+                conn.execute(text("SET LOCAL lock_timeout = DEFAULT"))
             self.metadata.create_all(conn)
 
 

@@ -16,7 +16,7 @@ from typing import Any
 from sqlalchemy import Engine, select
 from sqlalchemy.exc import IntegrityError
 
-from producers._rules import check_order
+from producers._rules import check_id, check_order
 from producers.command_errors import AggregateNotFound, InvalidCommand, VersionConflict
 from producers.outbox import CommandResult, Outbox
 from schemas.events import ORDER_FULFILLED
@@ -58,6 +58,8 @@ class OrderService:
         check_order(
             customer_id=customer_id, customer_email=customer_email, currency=currency, lines=lines
         )
+        if order_id is not None:
+            check_id("order_id", order_id)
         order_id = order_id or f"order-{uuid.uuid4().hex}"
         t = self.tables
         total = sum(int(x["quantity"]) * int(x["unit_price_minor"]) for x in lines)

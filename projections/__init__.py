@@ -4,7 +4,7 @@
 """
 
 from projections._base import ApplyResult, Projection
-from projections._db import database_errors, is_postgres, make_engine, redact_url
+from projections._db import database_errors, ddl_lock, is_postgres, make_engine, redact_url
 from projections._event import Event
 from projections.blog import BlogProjection
 from projections.notifications.projection import NotificationsProjection
@@ -27,6 +27,7 @@ __all__ = [
     "Topics",
     "create_projection",
     "database_errors",
+    "ddl_lock",
     "is_postgres",
     "make_engine",
     "projection_names",

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from sqlalchemy import Connection, MetaData, Table
@@ -41,6 +41,11 @@ class Projection(ABC):
     has_side_effects: bool = False
     #: True when the runtime must also dedup by event id (non-idempotent writes)
     needs_event_dedup: bool = False
+    #: the record fields ``apply`` reads, per event type; None: it may read any field of
+    #: the newest schema version. Declared, an event written with an older version that
+    #: already has those fields is decoded as written, not resolved to the newest
+    #: (``AvroSerde.reading``): its record then lacks the fields only newer versions add.
+    reads: Mapping[str, frozenset[str]] | None = None
 
     def __init__(self, *, generation: int | None = None) -> None:
         #: physical tables are suffixed with the generation (default: the version)

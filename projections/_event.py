@@ -10,8 +10,7 @@ dispatches on ``event_type``; through :func:`known_events` mypy narrows each eve
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
-from typing import Any, Protocol, cast
+from typing import Any, NamedTuple, Protocol, cast
 
 from schemas.events import (
     BlogPostDeleted,
@@ -33,9 +32,13 @@ __all__ = [
 ]
 
 
-@dataclass(frozen=True, slots=True)
-class Event:
-    """One decoded event at one position of one partition."""
+class Event(NamedTuple):
+    """One decoded event at one position of one partition.
+
+    A named tuple, not a frozen dataclass: one is built per message on the hot path, and
+    a frozen dataclass's ``__init__`` sets each field through ``object.__setattr__``.
+    Immutable either way; ``event._replace(live=False)`` gives a changed copy.
+    """
 
     topic: str
     partition: int

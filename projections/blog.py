@@ -16,9 +16,9 @@ Fold rules (the oracle in the tests states them independently):
 from __future__ import annotations
 
 import json
-from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import Any
 
 from sqlalchemy import (
@@ -33,6 +33,7 @@ from sqlalchemy import (
     Text,
     select,
 )
+from sqlalchemy.exc import DBAPIError
 
 from projections._base import ApplyResult, Projection
 from projections._event import BlogPostDeletedEvent, BlogPostUpdatedEvent, Event, known_events
@@ -44,8 +45,8 @@ from schemas.events import BlogPostDeleted, BlogPostUpdated
 __all__ = ["POST_DELETED", "POST_UPDATED", "BlogProjection", "top_tags"]
 
 
-#: PostgreSQL array type of each ``posts`` column, for the ``unnest`` upsert
-_PG_ARRAY = {
+#: PostgreSQL type of each ``posts`` column, for the binary COPY of the upsert
+_PG_TYPE = {
     "post_id": "text",
     "title": "text",
     "description": "text",
@@ -53,7 +54,7 @@ _PG_ARRAY = {
     "author": "text",
     "created_at": "timestamptz",
     "updated_at": "timestamptz",
-    "version": "bigint",
+    "version": "int8",
     "deleted_at": "timestamptz",
     "last_event_id": "text",
 }
@@ -96,6 +97,24 @@ class BlogProjection(Projection):
 
     name = "blog"
     version = 1
+    #: no ``slug`` (BlogPostUpdated v2): v1 events decode as written, ~1/3 cheaper
+    reads = MappingProxyType(
+        {
+            POST_UPDATED: frozenset(
+                [
+                    "post_id",
+                    "title",
+                    "description",
+                    "tags",
+                    "author",
+                    "creation_date",
+                    "updated_at",
+                    "version",
+                ]
+            ),
+            POST_DELETED: frozenset(("post_id", "version", "deleted_at")),
+        }
+    )
 
     def __init__(self, *, topic: str = "blog.posts", generation: int | None = None) -> None:
         self.topics = (topic,)
@@ -135,8 +154,8 @@ class BlogProjection(Projection):
         if not changes:
             return ApplyResult(applied=0)
         stored = self._load(conn, list(changes))
-        rows: list[dict[str, Any]] = []
-        deltas: Counter[str] = Counter()
+        rows: list[list[Any]] = []
+        deltas: dict[str, int] = {}
         applied = stale = 0
         for post_id, change in changes.items():
             old = stored.get(post_id)
@@ -159,8 +178,10 @@ class BlogProjection(Projection):
             new_tags = (
                 set(change.update["tags"]) if change.delete is None and change.update else set()
             )
-            deltas.subtract(old_tags - new_tags)
-            deltas.update(new_tags - old_tags)
+            for tag in old_tags - new_tags:
+                deltas[tag] = deltas.get(tag, 0) - 1
+            for tag in new_tags - old_tags:
+                deltas[tag] = deltas.get(tag, 0) + 1
         self._upsert_posts(conn, rows)
         self._apply_tag_deltas(conn, deltas)
         return ApplyResult(applied=applied, stale=stale)
@@ -188,7 +209,7 @@ class BlogProjection(Projection):
                 out[post_id] = _Stored(tags, version, deleted_at is not None)
         return out
 
-    def _upsert_posts(self, conn: Connection, rows: list[dict[str, Any]]) -> None:
+    def _upsert_posts(self, conn: Connection, rows: list[list[Any]]) -> None:
         if not rows:
             return
         dialect = conn.dialect
@@ -203,18 +224,51 @@ class BlogProjection(Projection):
             # the dialect's own type (SQLite stores DateTime as its own text format)
             if (p := c.type.dialect_impl(dialect).bind_processor(dialect))
         ]
-        values = [[row[n] for n in names] for row in rows]
+        if tuple(names) != _ROW:  # _next_row builds rows in this order
+            raise RuntimeError(f"posts columns {names} are not {_ROW}")
+        values = rows
         for i, proc in procs:
             for v in values:
                 if v[i] is not None:
                     v[i] = proc(v[i])
         if dialect.name == "postgresql":
-            # %b: binary arrays; psycopg's text-format array dumper escapes in Python.
-            arrays = ", ".join(f"%b::{_PG_ARRAY[n]}[]" for n in names)
+            # Binary COPY into a session-local staging table, then one merge: psycopg
+            # writes COPY rows in C, where its array dumpers (the previous ``unnest``
+            # form) looped over every value in Python.
+            staging = dialect.identifier_preparer.quote(f"pj_staging_{self.posts.name}")
+            cols = ", ".join(names)
             conn.exec_driver_sql(
-                f"INSERT INTO {table} ({', '.join(names)}) SELECT * FROM unnest({arrays}) "
-                + conflict,
-                tuple(list(col) for col in zip(*values, strict=True)),
+                f"CREATE TEMP TABLE IF NOT EXISTS {staging} (LIKE {table}) ON COMMIT DELETE ROWS"
+            )
+            statement = f"COPY {staging} ({cols}) FROM STDIN (FORMAT BINARY)"
+            dbapi_conn = conn.connection.dbapi_connection
+            cursor = dbapi_conn.cursor()  # type: ignore[union-attr]
+            try:
+                with cursor.copy(statement) as copy:
+                    copy.set_types([_PG_TYPE[n] for n in names])
+                    for v in values:
+                        copy.write_row(v)
+            except dialect.loaded_dbapi.Error as exc:
+                # The driver's own error, as SQLAlchemy would wrap it for an execute(), so
+                # the outage / rejected-value classification sees COPY failures too.
+                lost = dialect.is_disconnect(exc, dbapi_conn, cursor)
+                if lost:
+                    conn.invalidate(exc)
+                raise DBAPIError.instance(
+                    statement,
+                    None,
+                    exc,
+                    dialect.loaded_dbapi.Error,
+                    connection_invalidated=lost,
+                    dialect=dialect,
+                ) from exc
+            finally:
+                cursor.close()
+            # Emptied by the merge itself: several applies may share one transaction
+            # (poison isolation retries halves of a batch), ON COMMIT alone is too late.
+            conn.exec_driver_sql(
+                f"WITH moved AS (DELETE FROM {staging} RETURNING {cols}) "
+                f"INSERT INTO {table} ({cols}) SELECT {cols} FROM moved " + conflict
             )
         else:
             marks = ", ".join("?" * len(names))
@@ -223,7 +277,7 @@ class BlogProjection(Projection):
                 [tuple(v) for v in values],
             )
 
-    def _apply_tag_deltas(self, conn: Connection, deltas: Counter[str]) -> None:
+    def _apply_tag_deltas(self, conn: Connection, deltas: dict[str, int]) -> None:
         # Sorted, so concurrent consumers lock tag rows in one order and never deadlock.
         changed = sorted((tag, n) for tag, n in deltas.items() if n != 0)
         if not changed:
@@ -256,8 +310,24 @@ class BlogProjection(Projection):
             )
 
 
-def _next_row(post_id: str, old: _Stored | None, change: _PostChange) -> dict[str, Any] | None:
-    """The post's new row, or None when the batch changes nothing (stale or after delete)."""
+#: the columns of ``posts``, in the order of the rows :func:`_next_row` builds
+_ROW = (
+    "post_id",
+    "title",
+    "description",
+    "tags",
+    "author",
+    "created_at",
+    "updated_at",
+    "version",
+    "deleted_at",
+    "last_event_id",
+)
+
+
+def _next_row(post_id: str, old: _Stored | None, change: _PostChange) -> list[Any] | None:
+    """The post's new row (values in :data:`_ROW` order), or None when the batch changes
+    nothing (stale or after delete). A list, not a dict: no per-row re-ordering."""
     if old is not None and old.deleted:
         return None  # deletion is terminal
     old_version = old.version if old is not None else 0
@@ -266,33 +336,33 @@ def _next_row(post_id: str, old: _Stored | None, change: _PostChange) -> dict[st
         newest = max(d["version"], change.update["version"] if change.update else 0, old_version)
         # A tombstone carries no content, whatever shared its batch: otherwise the row
         # would depend on batch boundaries and a rebuild would not equal the live table.
-        return {
-            "post_id": post_id,
-            "title": None,
-            "description": None,
-            "tags": "[]",
-            "author": None,
-            "created_at": None,
-            "updated_at": d["deleted_at"],
-            "version": newest,
-            "deleted_at": d["deleted_at"],
-            "last_event_id": change.delete_id,
-        }
+        return [
+            post_id,
+            None,  # title
+            None,  # description
+            "[]",  # tags
+            None,  # author
+            None,  # created_at
+            d["deleted_at"],  # updated_at
+            newest,  # version
+            d["deleted_at"],
+            change.delete_id,
+        ]
     u = change.update
     if u is None or u["version"] <= old_version:
         return None
-    return {
-        "post_id": post_id,
-        "title": u["title"],
-        "description": u["description"],
-        "tags": json.dumps(list(dict.fromkeys(u["tags"]))),
-        "author": u["author"],
-        "created_at": u["creation_date"],
-        "updated_at": u["updated_at"],
-        "version": u["version"],
-        "deleted_at": None,
-        "last_event_id": change.update_id,
-    }
+    return [
+        post_id,
+        u["title"],
+        u["description"],
+        json.dumps(list(dict.fromkeys(u["tags"]))),
+        u["author"],
+        u["creation_date"],  # created_at
+        u["updated_at"],
+        u["version"],
+        None,  # deleted_at
+        change.update_id,
+    ]
 
 
 def top_tags(

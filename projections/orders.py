@@ -39,7 +39,9 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    case,
     func,
+    null,
 )
 
 from projections._base import ApplyResult, Projection
@@ -51,6 +53,7 @@ __all__ = ["ORDER_FULFILLED", "OrdersProjection"]
 
 # Eleven columns per summary row; stay far below the bound-parameter limits.
 _ROWS_PER_INSERT = 1_000
+_BIGINT_MAX = 2**63 - 1
 
 
 @dataclass(slots=True)
@@ -165,7 +168,9 @@ class OrdersProjection(Projection):
             index_elements=[t.c.customer_id, t.c.currency],
             set_={
                 "orders_count": t.c.orders_count + insert.excluded.orders_count,
-                "revenue_minor": t.c.revenue_minor + insert.excluded.revenue_minor,
+                "revenue_minor": _checked_sum(
+                    conn, t.c.revenue_minor, insert.excluded.revenue_minor
+                ),
                 "first_order_at": _least(conn, t.c.first_order_at, insert.excluded.first_order_at),
                 "last_order_at": _greatest(conn, t.c.last_order_at, insert.excluded.last_order_at),
             },
@@ -195,7 +200,9 @@ class OrdersProjection(Projection):
             index_elements=[t.c.day, t.c.currency],
             set_={
                 "orders_count": t.c.orders_count + insert.excluded.orders_count,
-                "revenue_minor": t.c.revenue_minor + insert.excluded.revenue_minor,
+                "revenue_minor": _checked_sum(
+                    conn, t.c.revenue_minor, insert.excluded.revenue_minor
+                ),
             },
         )
         conn.execute(
@@ -233,6 +240,19 @@ def _summary_row(event: OrderFulfilledEvent) -> dict[str, Any]:
         "fulfilled_at": r["fulfilled_at"].astimezone(UTC),
         "event_id": str(r["event_id"]),
     }
+
+
+def _checked_sum(conn: Connection, a: Any, b: Any) -> ColumnElement[Any]:
+    """``a + b`` that fails instead of overflowing a BIGINT.
+
+    PostgreSQL refuses the overflow itself; SQLite would silently turn the sum into a
+    float, so there the sum becomes NULL and the NOT NULL column refuses the row: the
+    event is isolated as poison (``RejectedByDatabase``) like on PostgreSQL.
+    """
+    total: ColumnElement[Any] = a + b
+    if conn.dialect.name == "postgresql":
+        return total
+    return case((a > _BIGINT_MAX - b, null()), else_=total)
 
 
 def _least(conn: Connection, a: Any, b: Any) -> ColumnElement[Any]:

@@ -7,7 +7,13 @@ the error tree — plus the two rules every layer shares (``backoff``, ``utc``).
 from schemas._catalog import SchemaCatalog, SchemaVersion
 from schemas._compat import Incompatibility, check_catalog
 from schemas._serde import SINGLE_OBJECT_MAGIC, AvroSerde, DecodedEvent
-from schemas._validation import validate
+from schemas._validation import (
+    MAX_EMAIL_LENGTH,
+    MAX_ID_LENGTH,
+    MAX_ORDER_TOTAL_MINOR,
+    check_email_address,
+    validate,
+)
 from schemas._wire import CONFLUENT_MAGIC, confluent_frame, reframe_single_object
 from schemas.events import (
     BLOG_POST_DELETED,
@@ -26,6 +32,9 @@ __all__ = [
     "BLOG_POST_UPDATED",
     "CONFLUENT_MAGIC",
     "EVENT_TYPES",
+    "MAX_EMAIL_LENGTH",
+    "MAX_ID_LENGTH",
+    "MAX_ORDER_TOTAL_MINOR",
     "ORDER_FULFILLED",
     "SINGLE_OBJECT_MAGIC",
     "AvroSerde",
@@ -39,6 +48,7 @@ __all__ = [
     "SchemaCatalog",
     "SchemaVersion",
     "check_catalog",
+    "check_email_address",
     "confluent_frame",
     "reframe_single_object",
     "validate",

@@ -2,50 +2,123 @@
 
 A schema-valid event that breaks one of these is poison (:class:`InvalidEventError`):
 applying it would corrupt a read model, and retrying will never make it valid.
+
+Some rules follow from the read-model tables, so that a database never has to reject
+a row (widths, NUL, money bounds): identifiers fit their ``VARCHAR(200)`` columns, an
+e-mail address its ``VARCHAR(320)``; no text holds a NUL (PostgreSQL's ``text`` cannot);
+identifiers hold no control characters (they end up in mail headers and URLs); an
+order's money stays below :data:`MAX_ORDER_TOTAL_MINOR`, so one order never overflows a
+``BIGINT`` and the sums in ``customer_stats`` and ``daily_sales`` need more than 922 such
+orders of one customer or day to do so — and then the database refuses the sum (the
+orders projection checks it on SQLite too). A value a database refuses is poison all the
+same (``projections.database_errors``), isolated by the batch's bisection.
 """
 
 from __future__ import annotations
 
+import re
+import unicodedata
 from collections.abc import Callable, Mapping
 from typing import Any
 
 from schemas.errors import InvalidEventError
 from schemas.events import BLOG_POST_DELETED, BLOG_POST_UPDATED, ORDER_FULFILLED
 
-__all__ = ["validate"]
+__all__ = [
+    "MAX_EMAIL_LENGTH",
+    "MAX_ID_LENGTH",
+    "MAX_ORDER_TOTAL_MINOR",
+    "check_email_address",
+    "validate",
+]
 
 Record = Mapping[str, Any]
 
+#: widths of the identifier columns of the read models (post_id, author, order_id …)
+MAX_ID_LENGTH = 200
+#: RFC 5321's limit on a forward path, the width of the e-mail columns
+MAX_EMAIL_LENGTH = 320
+#: 10**16 minor units (100 trillion EUR) per order; a BIGINT holds 922 of them
+MAX_ORDER_TOTAL_MINOR = 10**16
+_MAX_TAG_LENGTH = 64
+
+# One bare addr-spec: no display name, no list, no comment, no quoting, no whitespace.
+_ADDRESS = re.compile(r"[^@\s,;:<>()\[\]\\\"]+@[^@\s,;:<>()\[\]\\\"]+\.[^@\s,;:<>()\[\]\\\".]+")
+
+
+def _no_nul(value: Any, path: str) -> None:
+    """Reject a NUL anywhere in the record: PostgreSQL text cannot store one."""
+    if isinstance(value, str):
+        if "\x00" in value:
+            raise InvalidEventError(f"{path} contains a NUL character")
+    elif isinstance(value, Mapping):
+        for name, item in value.items():
+            _no_nul(item, f"{path}.{name}" if path else str(name))
+    elif isinstance(value, list):
+        for i, item in enumerate(value):
+            _no_nul(item, f"{path}[{i}]")
+
+
+def _identifier(record: Record, name: str, *, empty_ok: bool = False) -> None:
+    value: str = record[name]
+    if not value and not empty_ok:
+        raise InvalidEventError(f"{name} is empty")
+    if len(value) > MAX_ID_LENGTH:
+        raise InvalidEventError(f"{name} is {len(value)} characters, at most {MAX_ID_LENGTH}")
+    if any(unicodedata.category(ch) == "Cc" for ch in value):
+        raise InvalidEventError(f"{name} contains a control character")
+
+
+def check_email_address(value: str) -> str | None:
+    """Why ``value`` is not exactly one plain e-mail address, or ``None`` when it is."""
+    if len(value) > MAX_EMAIL_LENGTH:
+        return f"is {len(value)} characters, at most {MAX_EMAIL_LENGTH}"
+    if _ADDRESS.fullmatch(value) is None:
+        return "is not one plain address like name@example.com (no list, no display name)"
+    return None
+
 
 def _blog_post(record: Record) -> None:
-    if not record["post_id"]:
-        raise InvalidEventError("post_id is empty")
+    _identifier(record, "post_id")
     if record["version"] < 1:
         raise InvalidEventError(f"version must be >= 1, got {record['version']}")
 
 
 def _blog_post_updated(record: Record) -> None:
     _blog_post(record)
+    _identifier(record, "author", empty_ok=True)
     for tag in record["tags"]:
-        if not tag or len(tag) > 64:
-            raise InvalidEventError(f"tag {tag!r} must be 1-64 characters")
+        if not tag or len(tag) > _MAX_TAG_LENGTH:
+            raise InvalidEventError(f"tag {tag[:80]!r} must be 1-{_MAX_TAG_LENGTH} characters")
 
 
 def _order_fulfilled(record: Record) -> None:
-    if not record["order_id"] or not record["customer_id"]:
-        raise InvalidEventError("order_id and customer_id must not be empty")
+    _identifier(record, "order_id")
+    _identifier(record, "customer_id")
+    problem = check_email_address(record["customer_email"])
+    if problem is not None:
+        raise InvalidEventError(f"customer_email {problem}")
     currency = record["currency"]
-    if len(currency) != 3 or not currency.isalpha() or not currency.isupper():
-        raise InvalidEventError(f"currency {currency!r} is not an ISO 4217 code")
+    if not (
+        len(currency) == 3 and currency.isascii() and currency.isalpha() and currency.isupper()
+    ):
+        raise InvalidEventError(f"currency {currency[:10]!r} is not an ISO 4217 code")
     if not record["lines"]:
         raise InvalidEventError("an order needs at least one line")
     total = 0
     for line in record["lines"]:
+        sku = line["sku"]
+        if len(sku) > MAX_ID_LENGTH:
+            raise InvalidEventError(f"a sku is {len(sku)} characters, at most {MAX_ID_LENGTH}")
         if line["quantity"] <= 0:
-            raise InvalidEventError(f"line {line['sku']!r} has quantity {line['quantity']}")
+            raise InvalidEventError(f"line {sku!r} has quantity {line['quantity']}")
         if line["unit_price_minor"] < 0:
-            raise InvalidEventError(f"line {line['sku']!r} has a negative price")
+            raise InvalidEventError(f"line {sku!r} has a negative price")
         total += line["quantity"] * line["unit_price_minor"]
+        if total > MAX_ORDER_TOTAL_MINOR:
+            raise InvalidEventError(
+                f"the order's lines sum to more than {MAX_ORDER_TOTAL_MINOR} minor units"
+            )
     if total != record["total_minor"]:
         raise InvalidEventError(f"total_minor {record['total_minor']} != sum of lines {total}")
 
@@ -62,6 +135,7 @@ def validate(event_type: str, record: Record) -> None:
     rule = _RULES.get(event_type)
     if rule is not None:
         try:
+            _no_nul(record, "")
             rule(record)
         except (KeyError, TypeError) as exc:  # a field the rule needs is missing or mistyped
             raise InvalidEventError(f"{event_type}: {exc!r}") from exc

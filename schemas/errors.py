@@ -15,6 +15,7 @@ branches live here; a branch that belongs to one layer is defined in that layer
     │   ├── UndecodableError      bytes that are not a known framing / not valid Avro
     │   ├── UnknownSchemaError    a fingerprint or schema id no catalog knows
     │   ├── InvalidEventError     decodes, but breaks a domain rule (negative quantity …)
+    │   ├── RejectedByDatabase    the database refuses a row for good (width, NUL, overflow)
     │   └── KeyParked             an earlier event of the key was dead-lettered (park-key)
     │                                                      [consumers.runtime.poison]
     ├── FencedError               lost the compare-and-set on a checkpoint (zombie writer)
@@ -55,6 +56,7 @@ __all__ = [
     "InvalidEventError",
     "PoisonError",
     "ProjectionistError",
+    "RejectedByDatabase",
     "RetryableError",
     "UndecodableError",
     "UnknownSchemaError",
@@ -91,6 +93,14 @@ class UnknownSchemaError(PoisonError):
 
 class InvalidEventError(PoisonError):
     """The event decodes but breaks a rule of its domain."""
+
+
+class RejectedByDatabase(PoisonError):
+    """The database refuses a value of this event for good (a data or constraint error).
+
+    Validation keeps most such values out; this is the net under it, translated at the
+    database edge and isolated per event by the batch's bisection like any other poison.
+    """
 
 
 class FencedError(ProjectionistError):

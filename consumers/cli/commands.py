@@ -92,6 +92,7 @@ def serve_commands(
     """
     import uvicorn
 
+    from consumers.cli.serving import server_config
     from producers.command_api import create_command_app
 
     settings = command_settings(
@@ -112,12 +113,12 @@ def serve_commands(
         relay_thread = threading.Thread(target=runner.run_forever, name="relay", daemon=True)
         relay_thread.start()
     server = uvicorn.Server(
-        uvicorn.Config(
+        server_config(
             create_command_app(blog=blog, orders=orders),
             host=host,
             port=int(port),
+            api=settings.api,
             log_level="warning",
-            access_log=False,
         )
     )
     # Off the main thread uvicorn leaves signals alone (it would re-raise SIGTERM after

@@ -12,7 +12,7 @@ import typer
 from rich.console import Console
 
 from consumers.observability.logs import configure_logging
-from consumers.settings.models import Settings, load_settings
+from consumers.settings.models import Settings, check_files, load_settings
 
 __all__ = [
     "PROJECTION_HELP",
@@ -50,6 +50,7 @@ console = Console(stderr=False)
 def command_settings(**overrides: object) -> Settings:
     """The environment with the command's flags on top (``None``: flag not given)."""
     loaded = load_settings(**overrides)
+    check_files(loaded)
     configure_logging(fmt=loaded.observability.log_format, level=loaded.observability.log_level)
     return loaded
 

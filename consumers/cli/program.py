@@ -16,6 +16,7 @@ from typing import Any
 import typer
 import typer.core
 import typer.rich_utils
+from confluent_kafka import KafkaError, KafkaException
 from rich.console import Console
 from rich.markup import escape
 
@@ -114,6 +115,14 @@ def main() -> None:
         app()
     except ConfigurationError as exc:
         err.print(f"[red]error:[/] {escape(str(exc))}")
+        sys.exit(2)
+    except KafkaException as exc:
+        error = exc.args[0] if exc.args and isinstance(exc.args[0], KafkaError) else None
+        if error is None or error.code() != KafkaError._INVALID_ARG:
+            raise
+        # librdkafka refuses its configuration when a client is created: a TLS file that
+        # is missing or unreadable, a value out of its range. A user mistake (exit 2).
+        err.print(f"[red]error:[/] the Kafka client refuses its settings: {escape(error.str())}")
         sys.exit(2)
     except DataLossError as exc:
         err.print(f"[red]data loss detected:[/] {escape(str(exc))}")

@@ -37,6 +37,7 @@ def serve(
     """Serve the query API (HTTP + OpenAPI at /docs) over the read models until SIGTERM."""
     import uvicorn
 
+    from consumers.cli.serving import server_config
     from projections.query.api import create_app
 
     settings = command_settings(
@@ -57,13 +58,15 @@ def serve(
     )
     console.print(f"query API on http://{settings.api.api_address} (OpenAPI at /docs)")
     try:
-        uvicorn.run(
-            api,
-            host=host.strip("[]"),
-            port=int(port),
-            log_level=settings.observability.log_level.lower(),
-            access_log=False,
-        )
+        uvicorn.Server(
+            server_config(
+                api,
+                host=host.strip("[]"),
+                port=int(port),
+                api=settings.api,
+                log_level=settings.observability.log_level.lower(),
+            )
+        ).run()
     finally:
         reads.engine.dispose()
 

@@ -21,7 +21,7 @@ from sqlalchemy import Connection
 
 from consumers.kafka.dead_letters import DeadLetter
 from consumers.runtime.batch import PreparedBatch
-from projections import Event, Projection, TopicPartition
+from projections import Event, Projection, TopicPartition, database_errors
 from projections.progress.parked_keys import key_text
 from schemas.errors import PoisonError
 
@@ -43,7 +43,8 @@ def find_rejected(
     """
     savepoint = conn.begin_nested()
     try:
-        projection.apply(conn, events)
+        with database_errors():  # a value the database refuses is poison (RejectedByDatabase)
+            projection.apply(conn, events)
     except PoisonError as exc:
         savepoint.rollback()
         if len(events) == 1:

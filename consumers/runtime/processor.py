@@ -16,7 +16,7 @@ import os
 from collections.abc import Mapping, Sequence
 from datetime import timedelta
 
-from sqlalchemy import Engine, text
+from sqlalchemy import Engine
 
 from consumers.kafka.dead_letters import DeadLetterSink
 from consumers.kafka.message import MessageLike
@@ -24,7 +24,14 @@ from consumers.runtime.batch import BatchPreparer, PreparedBatch
 from consumers.runtime.stats import RunStats
 from consumers.runtime.steps import AuditLogStep, LedgerStep, ParkingStep, ReplayMarksStep, Step
 from consumers.runtime.transaction import BatchTransaction, CommitResult, PendingCommit
-from projections import CheckpointStore, EventLedger, Projection, TopicPartition, database_errors
+from projections import (
+    CheckpointStore,
+    EventLedger,
+    Projection,
+    TopicPartition,
+    database_errors,
+    ddl_lock,
+)
 from projections.generations.replay_marks import ReplayMark
 from projections.progress.audit_log import AppliedLog
 from projections.progress.parked_keys import ParkedKeys
@@ -56,6 +63,8 @@ class BatchProcessor:
         self.stats = stats
         self._checkpoints = checkpoints
         self._dead_letters = dead_letters
+        if projection.reads is not None:
+            serde = serde.reading(projection.reads)
         self._preparer = BatchPreparer(serde=serde, projection=projection.name)
         self._replay = ReplayMarksStep()
         steps: list[Step] = [self._replay]
@@ -107,10 +116,7 @@ class BatchProcessor:
     def ensure_schema(self) -> None:
         """Create the checkpoint table, the steps' tables and the projection's tables."""
         with database_errors(), self.engine.begin() as conn:
-            if conn.dialect.name == "postgresql":
-                # Replicas start together; CREATE TABLE IF NOT EXISTS still races in
-                # PostgreSQL's catalog, so DDL is serialized with an advisory lock.
-                conn.execute(text("SELECT pg_advisory_xact_lock(hashtext('projectionist.ddl'))"))
+            ddl_lock(conn)  # bounded: the runner's retry loop sees SIGTERM and --timeout
             self._checkpoints.create(conn)
             for step in self.steps:
                 step.create(conn)

@@ -162,9 +162,9 @@ class ProjectionRunner:
         self.stats.started_at = self.stats.started_at or time.time()
         tune_gc_for_batches()
         processor = self._processor
-        self._retry_until_done(processor.ensure_schema, "create tables")
-        consumer = self._factory(self._conf)
         deadline = None if timeout_s is None else time.monotonic() + timeout_s
+        self._retry_until_done(processor.ensure_schema, "create tables", deadline=deadline)
+        consumer = self._factory(self._conf)
         projection = processor.projection
         try:
             if self._manual is not None:
@@ -399,12 +399,16 @@ class ProjectionRunner:
         )
 
     # -- helpers ---------------------------------------------------------------------------
-    def _retry_until_done(self, fn: Callable[[], T], what: str) -> T:
+    def _retry_until_done(
+        self, fn: Callable[[], T], what: str, *, deadline: float | None = None
+    ) -> T:
         attempt = 0
         while True:
             try:
                 return fn()
             except RetryableError as exc:
+                if deadline is not None and time.monotonic() > deadline:
+                    raise  # --timeout: give up with the last reason
                 attempt += 1
                 self.stats.retries += 1
                 self._ready = False

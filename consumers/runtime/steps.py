@@ -96,7 +96,7 @@ class ReplayMarksStep(Step):
             elif mark.skips(event.offset):
                 skipped += 1  # applied before, outside the replay window
             elif event.live and mark.replays(event.offset):
-                events.append(replace(event, live=False))
+                events.append(event._replace(live=False))
             else:
                 events.append(event)
         letters: list[DeadLetter] = []

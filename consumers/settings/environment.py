@@ -64,6 +64,8 @@ def secret_file_values(
             raise ConfigurationError(
                 f"{env_name}_FILE: cannot read {path}: {exc.strerror or type(exc).__name__}"
             ) from None
+        except UnicodeDecodeError:
+            raise ConfigurationError(f"{env_name}_FILE: {path} is not UTF-8 text") from None
         values[field] = text.removesuffix("\n").removesuffix("\r")
         if not values[field]:
             raise ConfigurationError(f"{env_name}_FILE: {path} is empty")

@@ -13,7 +13,11 @@ keyword arguments work too (``Settings(bootstrap_servers=…)``, ``load_settings
 
 from __future__ import annotations
 
+import difflib
 import os
+import re
+from collections.abc import Mapping
+from email.utils import parseaddr
 from pathlib import Path
 from typing import Any, Literal
 
@@ -28,7 +32,8 @@ from pydantic import (
 )
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
-from consumers.settings.environment import FlatEnvironment, secret_file_values
+from consumers.settings.environment import PREFIX, FlatEnvironment, secret_file_values
+from schemas import check_email_address
 from schemas.errors import ConfigurationError
 
 __all__ = [
@@ -47,6 +52,9 @@ __all__ = [
     "RegistrySettings",
     "Settings",
     "TopicSettings",
+    "check_files",
+    "check_variable_names",
+    "known_variables",
     "load_settings",
     "setting_fields",
 ]
@@ -59,8 +67,22 @@ def _empty_is_unset(value: object) -> object:
     return None if value == "" else value
 
 
+#: no setting needs more; larger numbers overflow timedelta, sleep() or librdkafka's ints
+_MAX_FLOAT = 1e9
+_MAX_INT = 2**31 - 1
+
+
 class _Concern(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
+
+    @field_validator("*", mode="after")
+    @classmethod
+    def _bounded(cls, value: object) -> object:
+        if isinstance(value, float) and abs(value) > _MAX_FLOAT:
+            raise ValueError(f"at most {_MAX_FLOAT:g}")
+        if isinstance(value, int) and not isinstance(value, bool) and abs(value) > _MAX_INT:
+            raise ValueError(f"at most {_MAX_INT}")
+        return value
 
 
 class KafkaSettings(_Concern):
@@ -113,6 +135,14 @@ class TopicSettings(_Concern):
     topic_partitions: int = Field(default=4, ge=1, description="partitions for created topics")
     dlq_suffix: str = ".dlq"
 
+    @field_validator("blog_topic", "orders_topic")
+    @classmethod
+    def _topic_name(cls, value: str) -> str:
+        # Kafka's own rule for topic names (and "." / ".." are not allowed)
+        if not re.fullmatch(r"[A-Za-z0-9._-]{1,249}", value) or value in (".", ".."):
+            raise ValueError(f"{value[:60]!r} is not a topic name (1-249 of A-Z a-z 0-9 . _ -)")
+        return value
+
     def names(self) -> list[str]:
         """The event topics (not their dead-letter topics)."""
         return [self.blog_topic, self.orders_topic]
@@ -146,7 +176,7 @@ class ProcessingSettings(_Concern):
     """What a batch's transaction does besides apply: dedup, dead-letter mode, audit."""
 
     ledger_retention_hours: float = Field(
-        default=168, gt=0, description="how long event ids are kept for dedup"
+        default=168, gt=0, le=876_000, description="how long event ids are kept for dedup"
     )
     dead_letter_mode: DeadLetterMode = Field(
         default="skip",
@@ -192,6 +222,13 @@ class ApiSettings(_Concern):
     )
     api_max_limit: int = Field(default=500, ge=1, le=10_000, description="cap on ?limit=")
     api_read_only: bool = Field(default=True, description="serve through a read-only session")
+    # Slow clients (both HTTP APIs): a connection may not hold a socket by sending slowly.
+    http_header_timeout_s: float = Field(
+        default=10.0, gt=0, le=300, description="longest wait for a request's headers"
+    )
+    http_body_timeout_s: float = Field(
+        default=30.0, gt=0, le=3600, description="longest wait for each piece of a request body"
+    )
 
     @field_validator("api_address")
     @classmethod
@@ -228,6 +265,18 @@ class MailSettings(_Concern):
     )
 
     _unset = field_validator("smtp_username", "smtp_ca_file", mode="before")(_empty_is_unset)
+
+    @field_validator("mail_from")
+    @classmethod
+    def _one_address(cls, value: str) -> str:
+        _name, address = parseaddr(value)
+        problem = check_email_address(address) if address else "has no address"
+        if problem is not None or "," in value:
+            raise ValueError(
+                f"{value[:80]!r} is not one sender like 'Shop <shop@example.com>' "
+                "or shop@example.com"
+            )
+        return value
 
     @model_validator(mode="after")
     def _one_tls_mode(self) -> MailSettings:
@@ -395,16 +444,66 @@ class Settings(BaseSettings):
         return out
 
 
+#: PROJECTIONIST_* names that are not settings of a process (the example's Docker build arg)
+_NOT_SETTINGS = frozenset({"PROJECTIONIST_IMAGE"})
+
+
+def known_variables() -> set[str]:
+    """Every variable a process reads: each setting, and a ``_FILE`` twin per secret."""
+    fields = setting_fields()
+    names = {f"{PREFIX}{n.upper()}" for n in fields}
+    names |= {f"{PREFIX}{n.upper()}_FILE" for n, f in fields.items() if _is_secret(f)}
+    return names | _NOT_SETTINGS
+
+
+def check_variable_names(environ: Mapping[str, str]) -> None:
+    """Refuse a ``PROJECTIONIST_*`` variable no setting has: a typo would be ignored silently
+    (``PROJECTIONIST_DATABASE_URI`` ran against a new ``./projectionist.db``)."""
+    known = known_variables()
+    for name in sorted(environ):
+        upper = name.upper()
+        if not upper.startswith(PREFIX) or upper in known:
+            continue
+        close = difflib.get_close_matches(upper, known, n=1, cutoff=0.6)
+        hint = f"; did you mean {close[0]}?" if close else "; `projectionist --help` lists them"
+        raise ConfigurationError(f"unknown setting {name[:80]}{hint}")
+
+
+def _is_secret(field: Any) -> bool:
+    return "SecretStr" in str(field.annotation)
+
+
 def load_settings(**overrides: object) -> Settings:
     """Environment (and ``*_FILE`` secrets) first, then non-None ``overrides`` on top."""
+    check_variable_names(os.environ)
     given = {k: v for k, v in overrides.items() if v is not None}
-    secret_fields = [n for n, f in setting_fields().items() if "SecretStr" in str(f.annotation)]
+    secret_fields = [n for n, f in setting_fields().items() if _is_secret(f)]
     given = {**secret_file_values(os.environ, secret_fields, given=given), **given}
     try:
-        return Settings(**given)  # type: ignore[arg-type]
+        settings = Settings(**given)  # type: ignore[arg-type]
     except ValidationError as exc:
         problems = "; ".join(f"{_where(err['loc'])}: {err['msg']}" for err in exc.errors())
         raise ConfigurationError(f"invalid settings: {problems}") from None
+    return settings
+
+
+#: settings that name a file the process must read (TLS material)
+_FILE_SETTINGS = ("ssl_ca_location", "ssl_certificate_location", "ssl_key_location", "smtp_ca_file")
+
+
+def check_files(settings: Settings) -> None:
+    """A TLS file that is not there fails at the first connection, deep in a client library
+    and over and over; say so once, at start (the CLI calls this; loading settings for a
+    manifest check on another machine does not)."""
+    flat = settings.flat()
+    for name in _FILE_SETTINGS:
+        path = flat.get(name)
+        if (
+            isinstance(path, str)
+            and path
+            and not (os.path.isfile(path) and os.access(path, os.R_OK))
+        ):
+            raise ConfigurationError(f"{PREFIX}{name.upper()}: {path} is not a readable file")
 
 
 def _where(loc: tuple[int | str, ...]) -> str:

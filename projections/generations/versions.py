@@ -32,6 +32,7 @@ from sqlalchemy import (
 )
 
 from projections._base import Projection
+from projections._db import ddl_lock
 from projections._sql import insert_for
 from projections.generations.heartbeats import HEARTBEATS, OWNERS
 from projections.generations.pauses import PAUSES
@@ -95,8 +96,7 @@ class VersionStore:
 
     def create(self, conn: Connection) -> None:
         """The pointer, replay-mark, heartbeat, owner and pause tables (one DDL lock)."""
-        if conn.dialect.name == "postgresql":
-            conn.execute(text("SELECT pg_advisory_xact_lock(hashtext('projectionist.ddl'))"))
+        ddl_lock(conn)
         for table in (VERSIONS, REPLAY_MARKS, HEARTBEATS, OWNERS, PAUSES):
             table.create(conn, checkfirst=True)
 

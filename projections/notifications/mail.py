@@ -8,6 +8,8 @@ exception tree:
   connection dropped, or a 4xx answer (greylisting, mailbox busy). Retried with backoff.
 * :class:`MailRejected` (permanent): a 5xx answer to the recipient or the message
   (no such mailbox, policy). Recorded as failed, never retried.
+* :class:`~schemas.errors.ConfigurationError`: credentials for a server that offers no
+  AUTH, an SMTP CA file that does not load. The process stops with a one-line error.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from dataclasses import dataclass
 from email.message import EmailMessage
 from typing import Protocol
 
-from schemas.errors import ProjectionistError, RetryableError
+from schemas.errors import ConfigurationError, ProjectionistError, RetryableError
 
 __all__ = [
     "MailConnection",
@@ -95,12 +97,25 @@ class SmtpMailer:
             except BaseException:
                 smtp.close()
                 raise
+        except smtplib.SMTPNotSupportedError:
+            # Credentials for a server that offers no AUTH: retrying cannot help (many
+            # servers offer AUTH only after STARTTLS). A mistake in the settings.
+            raise ConfigurationError(
+                f"SMTP {c.host}:{c.port} offers no AUTH but a username is set: enable "
+                "PROJECTIONIST_SMTP_STARTTLS / _SSL, or unset PROJECTIONIST_SMTP_USERNAME"
+            ) from None
         except (smtplib.SMTPException, OSError) as exc:  # ssl.SSLError is an OSError
             raise MailUnavailable(f"SMTP {c.host}:{c.port}: {_describe(exc)}") from exc
         return _SmtpConnection(smtp)
 
     def _tls(self) -> ssl.SSLContext:
-        return ssl.create_default_context(cafile=self.config.ca_file)
+        try:
+            return ssl.create_default_context(cafile=self.config.ca_file)
+        except (OSError, ValueError) as exc:  # missing, unreadable or not PEM: for good
+            raise ConfigurationError(
+                f"PROJECTIONIST_SMTP_CA_FILE: cannot load {self.config.ca_file}: "
+                f"{type(exc).__name__}"
+            ) from None
 
 
 class _SmtpConnection:

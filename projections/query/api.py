@@ -1,8 +1,10 @@
 """The query API: read-only HTTP over the read models, with an OpenAPI document at ``/docs``.
 
 Every answer is JSON. Bad input gets a 4xx with ``{"error": code, "detail": …}``, never
-a 500; limits are capped at ``max_limit``. A database that is away (or a read model
-not created yet) answers 503 with ``Retry-After``.
+a 500: 422 for a parameter of the wrong type or range, 400 for a cursor this API did not
+issue, a NUL in any parameter or an impossible date range; limits are capped at
+``max_limit``. A database that is away (or a read model not created yet) answers 503
+with ``Retry-After``. Each operation's OpenAPI entry documents exactly these answers.
 
 **Read-your-writes.** A client that just issued a command passes the position it got
 back: ``min_version`` for a post, ``event_id`` for the orders views. The request then
@@ -29,6 +31,7 @@ from uuid import UUID
 from fastapi import FastAPI, Path, Query, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel
 from sqlalchemy.exc import SQLAlchemyError
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -49,6 +52,39 @@ EventIdQuery = Annotated[
     UUID | None,
     Query(description="read-your-writes: wait until the orders projection applied this event"),
 ]
+
+
+class Invalid(BaseModel):
+    where: str
+    problem: str
+
+
+class Problem(BaseModel):
+    """Every answer other than 200: a code, and a sentence (or, for 422, what was wrong where)."""
+
+    error: str
+    detail: str | list[Invalid]
+
+
+_WHAT = {
+    400: "a NUL in the path or a parameter, a cursor this API did not issue, a bad range",
+    404: "no such row (or projection)",
+    410: "the post was deleted",
+    422: "a parameter of the wrong type or out of range",
+    503: "the database is away, or the projection has not applied the event yet",
+}
+
+
+def _documented(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    out: dict[int | str, dict[str, Any]] = {}
+    for status in statuses:
+        entry: dict[str, Any] = {"model": Problem, "description": _WHAT[status]}
+        if status == 503:
+            entry["headers"] = {
+                "Retry-After": {"description": "seconds", "schema": {"type": "string"}}
+            }
+        out[status] = entry
+    return out
 
 
 class ApiError(Exception):
@@ -85,6 +121,7 @@ def create_app(
             "orders, customers and daily sales. Money is exact: `*_minor` integers in "
             "the currency's minor unit, plus a decimal string."
         ),
+        responses=_documented(400),
     )
     _install_error_handlers(app)
 
@@ -114,13 +151,23 @@ def create_app(
     if status is not None:
         _add_status_route(app, status)
 
-    @app.get("/tags", tags=["blog"], summary="The tag cloud, most posts first")
+    @app.get(
+        "/tags",
+        tags=["blog"],
+        summary="The tag cloud, most posts first",
+        responses=_documented(422, 503),
+    )
     async def tags(
         limit: Annotated[int, Query(ge=1, description=f"at most {max_limit}")] = 20,
     ) -> list[dict[str, Any]]:
         return await run_in_threadpool(reads.tags, limit_of(limit))
 
-    @app.get("/posts/{post_id}", tags=["blog"], summary="One post")
+    @app.get(
+        "/posts/{post_id}",
+        tags=["blog"],
+        summary="One post",
+        responses=_documented(404, 410, 422, 503),
+    )
     async def post(
         post_id: IdPath,
         response: Response,
@@ -145,7 +192,12 @@ def create_app(
             raise ApiError(410, "gone", f"post {post_id!r} was deleted")
         return row
 
-    @app.get("/posts", tags=["blog"], summary="Live posts, newest first (keyset pagination)")
+    @app.get(
+        "/posts",
+        tags=["blog"],
+        summary="Live posts, newest first (keyset pagination)",
+        responses=_documented(422, 503),
+    )
     async def posts(
         tag: Annotated[str | None, Query(min_length=1, max_length=64)] = None,
         limit: Annotated[int, Query(ge=1, description=f"at most {max_limit}")] = 20,
@@ -161,7 +213,12 @@ def create_app(
             raise ApiError(400, "bad_cursor", str(exc)) from None
         return {"items": page.items, "next_cursor": page.next_cursor}
 
-    @app.get("/orders/{order_id}", tags=["orders"], summary="One order's summary")
+    @app.get(
+        "/orders/{order_id}",
+        tags=["orders"],
+        summary="One order's summary",
+        responses=_documented(404, 422, 503),
+    )
     async def order(
         order_id: IdPath,
         response: Response,
@@ -174,7 +231,12 @@ def create_app(
             raise ApiError(404, "not_found", f"no order {order_id!r}")
         return row
 
-    @app.get("/customers/{customer_id}", tags=["orders"], summary="A customer's statistics")
+    @app.get(
+        "/customers/{customer_id}",
+        tags=["orders"],
+        summary="A customer's statistics",
+        responses=_documented(404, 422, 503),
+    )
     async def customer(
         customer_id: IdPath,
         response: Response,
@@ -187,7 +249,12 @@ def create_app(
             raise ApiError(404, "not_found", f"no orders for customer {customer_id!r}")
         return row
 
-    @app.get("/sales/daily", tags=["orders"], summary="Orders and revenue per day and currency")
+    @app.get(
+        "/sales/daily",
+        tags=["orders"],
+        summary="Orders and revenue per day and currency",
+        responses=_documented(400, 422, 503),
+    )
     async def daily_sales(
         response: Response,
         start: Annotated[date, Query(alias="from", description="first day, YYYY-MM-DD")],
@@ -209,6 +276,7 @@ def create_app(
         "/notifications",
         tags=["notifications"],
         summary="Order e-mails by status (failed: permanently rejected, needs a human)",
+        responses=_documented(422, 503),
     )
     async def notifications(
         status: Annotated[Literal["pending", "sent", "failed", "suppressed"], Query()] = "failed",
@@ -232,6 +300,7 @@ def _add_status_route(app: FastAPI, source: StatusSource) -> None:
             "running), and per partition the checkpoint, high watermark, lag, ages, "
             "dead letters and the owning process. Built at most every 2 s."
         ),
+        responses=_documented(404, 422, 503),
     )
     async def status_document(
         projection: Annotated[
@@ -287,6 +356,14 @@ def _body(
 
 
 def _install_error_handlers(app: FastAPI) -> None:
+    @app.middleware("http")
+    async def _no_nul(request: Request, call_next: Callable[[Request], Any]) -> Any:
+        # A NUL names no row, and PostgreSQL cannot even compare one: bad input, not an
+        # outage. One check for the path and every parameter, before any route runs.
+        if "\x00" in request.url.path or any("\x00" in v for v in request.query_params.values()):
+            return _body(400, "bad_request", "the path or a parameter contains NUL")
+        return await call_next(request)
+
     @app.exception_handler(ApiError)
     async def _api_error(_request: Request, exc: ApiError) -> JSONResponse:
         return _body(exc.status, exc.code, exc.detail, exc.headers)

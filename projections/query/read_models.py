@@ -25,6 +25,8 @@ from schemas.utc import as_utc
 
 __all__ = ["BadCursor", "PostsPage", "ReadModels"]
 
+_MAX_ID = 200  # the width of the id columns
+
 
 class BadCursor(ValueError):
     """A pagination cursor this API did not issue (or one that was tampered with)."""
@@ -237,9 +239,17 @@ def _decode_cursor(cursor: str) -> tuple[datetime, str]:
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
         created, post_id = json.loads(raw)
-        if not isinstance(post_id, str):
+        if not isinstance(post_id, str) or not 0 < len(post_id) <= _MAX_ID or "\x00" in post_id:
             raise TypeError("post_id")
         when = as_utc(datetime.fromisoformat(created))
-    except (binascii.Error, ValueError, TypeError, UnicodeDecodeError) as exc:
+        when = when.astimezone(UTC)  # 9999-12-31T23:59:59-14:00 overflows here
+    except (
+        binascii.Error,
+        ValueError,
+        TypeError,
+        UnicodeDecodeError,
+        OverflowError,
+        RecursionError,
+    ) as exc:
         raise BadCursor(f"cursor {cursor[:40]!r} is not one this API issued") from exc
-    return when.astimezone(UTC), post_id
+    return when, post_id

@@ -30,10 +30,12 @@ ROLES_SQL = Path(__file__).resolve().parents[2] / "deploy" / "sql" / "roles.sql"
 def roles(pg_url: str) -> Iterator[dict[str, str]]:
     """Run roles.sql with unique role names; yield a URL per role; drop the roles after."""
     suffix = uuid.uuid4().hex[:8]
-    names = {r: f"{r}_{suffix}" for r in ("owner", "writer", "reader")}
+    names = {r: f"{r}_{suffix}" for r in ("owner", "writer", "reader", "commands")}
     sql = ROLES_SQL.read_text()
-    sql = sql.replace("projectionist_writer", names["writer"]).replace(
-        "projectionist_reader", names["reader"]
+    sql = (
+        sql.replace("projectionist_writer", names["writer"])
+        .replace("projectionist_reader", names["reader"])
+        .replace("projectionist_commands", names["commands"])
     )
     sql = re.sub(r"\bprojectionist\b", names["owner"], sql)
     admin = sa.create_engine(pg_url)
@@ -47,7 +49,7 @@ def roles(pg_url: str) -> Iterator[dict[str, str]]:
     finally:
         with admin.begin() as conn:
             # One role at a time: PostgreSQL 15 trips over shared default ACLs otherwise.
-            for n in (names["writer"], names["reader"], names["owner"]):
+            for n in (names["writer"], names["reader"], names["commands"], names["owner"]):
                 conn.exec_driver_sql(f"DROP OWNED BY {n} CASCADE")
             for n in names.values():
                 conn.exec_driver_sql(f"DROP ROLE IF EXISTS {n}")

@@ -99,3 +99,46 @@ def test_timestamps_decode_as_utc(serde: AvroSerde) -> None:
     assert decoded.record["updated_at"].tzinfo == UTC
     assert decoded.record["updated_at"] == ev.record["updated_at"]
     assert isinstance(ev.record["creation_date"], datetime)
+
+
+_BLOG_READS = {"blog.BlogPostUpdated": frozenset(("post_id", "title", "tags", "version"))}
+
+
+def test_a_reader_of_old_fields_decodes_old_events_as_written(serde: AvroSerde) -> None:
+    """Declared reads that v1 already has: a v1 event decodes without v2's slug, same values."""
+    ev = next(e for e in blog_events(posts=3, seed=9) if e.event_type == "blog.BlogPostUpdated")
+    record = {k: v for k, v in ev.record.items() if k != "slug"}
+    v1 = serde.encode(ev.event_type, record, version=1)
+    reader = serde.reading(_BLOG_READS)
+    as_written = reader.decode(v1)
+    resolved = serde.decode(v1)
+    assert "slug" not in as_written.record
+    assert resolved.record["slug"] is None
+    assert as_written.record == {k: v for k, v in resolved.record.items() if k != "slug"}
+    # a v2 event still carries its slug: it is the newest version, read as written anyway
+    v2 = reader.decode(serde.encode(ev.event_type, {**record, "slug": "s"}))
+    assert v2.record["slug"] == "s"
+
+
+def test_a_reader_of_a_newer_field_still_resolves(serde: AvroSerde) -> None:
+    """Reading a field only v2 declares (slug): v1 events resolve to v2 and get its default."""
+    ev = next(e for e in blog_events(posts=3, seed=9) if e.event_type == "blog.BlogPostUpdated")
+    record = {k: v for k, v in ev.record.items() if k != "slug"}
+    v1 = serde.encode(ev.event_type, record, version=1)
+    reader = serde.reading({"blog.BlogPostUpdated": frozenset(("post_id", "slug"))})
+    assert reader.decode(v1).record["slug"] is None
+    # and an event type the declaration does not name resolves as before
+    assert serde.reading({}).decode(v1).record["slug"] is None
+
+
+def test_the_blog_projection_declares_fields_its_events_have() -> None:
+    """Every field BlogProjection.reads names exists in the newest schema of its event type
+    (a misspelt name would make every old event resolve again, silently slower)."""
+    from projections import BlogProjection
+
+    catalog = SchemaCatalog.load()
+    reads = BlogProjection.reads or {}
+    assert reads
+    for event_type, fields in reads.items():
+        names = {f["name"] for f in catalog.latest(event_type).source["fields"]}
+        assert fields <= names, fields - names

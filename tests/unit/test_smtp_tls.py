@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 
 from projections.notifications.mail import MailUnavailable, SmtpConfig, SmtpMailer
+from schemas.errors import ConfigurationError
 from tests.support import missing
 from tests.support.servers import RecordingSmtp, smtp_server
 
@@ -116,7 +117,6 @@ def test_starttls_and_login_deliver(
     [
         ({"password": "wrong"}, "bad credentials"),
         ({"ca_file": None}, "an untrusted certificate"),
-        ({"starttls": False}, "a server that requires STARTTLS"),
     ],
 )
 def test_security_failures_are_retryable_and_send_nothing(
@@ -125,7 +125,7 @@ def test_security_failures_are_retryable_and_send_nothing(
     change: dict[str, Any],
     why: str,
 ) -> None:
-    """Wrong password, untrusted certificate or missing TLS fail as MailUnavailable; nothing is sent."""
+    """Wrong password or untrusted certificate fail as MailUnavailable; nothing is sent."""
     config: dict[str, Any] = {
         "host": "127.0.0.1",
         "port": starttls_server.port,
@@ -138,6 +138,26 @@ def test_security_failures_are_retryable_and_send_nothing(
     with pytest.raises(MailUnavailable):
         _send(SmtpConfig(**{**config, **change}))
     assert starttls_server.received == [], why
+
+
+def test_credentials_without_auth_on_offer_are_a_configuration_error(
+    starttls_server: RecordingSmtp, certificate: tuple[Path, Path]
+) -> None:
+    """Credentials but no STARTTLS, to a server that offers AUTH only after STARTTLS: a
+    one-line configuration error, not an outage retried forever; nothing is sent."""
+    config = SmtpConfig(
+        host="127.0.0.1",
+        port=starttls_server.port,
+        starttls=False,
+        username=USER,
+        password=PASSWORD,
+        ca_file=str(certificate[0]),
+        timeout_s=5,
+    )
+    with pytest.raises(ConfigurationError, match="offers no AUTH") as caught:
+        _send(config)
+    assert PASSWORD not in str(caught.value)
+    assert starttls_server.received == []
 
 
 def test_implicit_tls(certificate: tuple[Path, Path]) -> None:
