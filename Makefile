@@ -52,8 +52,10 @@ deploy-check: venv  ## render and validate the Kubernetes overlays, lint the Doc
 soak: venv
 	$(BIN)/pytest -m soak tests/faults
 
-# The benchmark of issue 9: embedded broker, PostgreSQL at 127.0.0.1:5432 (or
-# DATABASE_URL), temp SQLite. ~6 min; BENCH_ARGS=--quick for ~1 min. Writes docs/bench.*
+# The benchmark of issues 9 and 15: embedded broker, PostgreSQL at 127.0.0.1:5432 (or
+# DATABASE_URL), temp SQLite; the Quix Streams peer in .venv-quix (made on first use from
+# bench/quix-requirements.txt). ~10 min; BENCH_ARGS=--quick for ~2 min. Writes docs/bench.*
+# and the README's Performance figures.
 bench: venv
 	$(BIN)/pip install --disable-pip-version-check -q -c requirements.lock matplotlib
 	$(BIN)/python bench/run.py $(BENCH_ARGS)
@@ -62,4 +64,4 @@ lock: venv  ## refresh requirements.lock from the current virtualenv
 	$(BIN)/pip freeze --exclude-editable | grep -v '^projectionist' > requirements.lock
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache *.egg-info projectionist-demo.db*
+	rm -rf $(VENV) .venv-quix .pytest_cache .mypy_cache .ruff_cache *.egg-info projectionist-demo.db*

@@ -72,7 +72,7 @@ def render(payload: dict[str, Any], profile: dict[str, Any] | None = None) -> st
     rows: list[dict[str, Any]] = payload["rows"]
     sizes = payload.get("sizes", {})
     lines = [
-        f"Run of **{payload['date']}**, {payload['machine']}; load average (1 / 5 / 15 min) "
+        f"Run finished **{payload['date']}**, {payload['machine']}; load average (1 / 5 / 15 min) "
         f"{_load(payload.get('load_average_start'))} at the start, "
         f"{_load(payload.get('load_average_end'))} at the end. Sizes: fullstate "
         f"{sizes.get('fullstate_events', 0):,} events, own workload {sizes.get('events', 0):,} "

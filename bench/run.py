@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import json
 import os
 import platform
 import sys
@@ -26,7 +27,7 @@ sys.path.insert(0, str(ROOT))
 
 import sqlalchemy as sa  # noqa: E402
 
-from bench.readme import render, replace_section  # noqa: E402
+from bench.readme import load_profile, render, replace_section  # noqa: E402
 from bench.report import print_table, targets, write_chart, write_json  # noqa: E402
 from bench.scenarios import Bench  # noqa: E402
 from consumers.kafka.broker import EmbeddedBroker  # noqa: E402
@@ -138,7 +139,8 @@ def report(bench: Bench, started: float, load_start: tuple[float, float, float])
     print(f"wrote {args.out / f'bench{suffix}.json'} and bench{suffix}.png")
     if not args.quick and not args.only and args.out.resolve() == (ROOT / "docs").resolve():
         readme = ROOT / "README.md"
-        readme.write_text(replace_section(readme.read_text(), render(payload)))
+        section = render(json.loads(json.dumps(payload, default=str)), load_profile(args.out))
+        readme.write_text(replace_section(readme.read_text(), section))
         print("wrote the README's Performance figures (bench/readme.py)")
 
 

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 from consumers.kafka.admin import ensure_topics
 from consumers.kafka.config import client_config, producer_config
+from consumers.kafka.dead_letters import dead_letter_topic
 from consumers.settings.models import Settings
 from producers import EventPublisher, SampleEvent, blog_events, with_noise
 from schemas import AvroSerde, SchemaCatalog
@@ -55,7 +56,11 @@ def blog_workload(*, events: int, seed: int = 42) -> Iterator[SampleEvent]:
 
 def create_topic(bootstrap: str, topic: str) -> None:
     settings = Settings(bootstrap_servers=bootstrap)
-    ensure_topics(client_config(settings.kafka), [topic, topic + ".dlq"], partitions=PARTITIONS)
+    ensure_topics(
+        client_config(settings.kafka),
+        [topic, dead_letter_topic(topic, "blog", ".dlq")],
+        partitions=PARTITIONS,
+    )
 
 
 def _publisher(bootstrap: str) -> EventPublisher:

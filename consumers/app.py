@@ -27,13 +27,18 @@ from sqlalchemy import Engine
 
 from consumers.kafka.admin import ensure_topics
 from consumers.kafka.config import client_config, consumer_config, producer_config
-from consumers.kafka.dead_letters import KafkaDeadLetterSink
+from consumers.kafka.dead_letters import (
+    KafkaDeadLetterSink,
+    check_dead_letter_topics,
+    dead_letter_topic,
+)
 from consumers.runtime.control import GenerationControl
 from consumers.runtime.processor import BatchProcessor
 from consumers.runtime.runner import ProjectionRunner, RunObserver
 from consumers.runtime.snapshot import RunnerSnapshot
 from consumers.runtime.stats import RunStats
 from consumers.runtime.stop import StopSignal
+from consumers.runtime.wedge import WedgeWatch
 from consumers.settings.models import (
     DatabaseSettings,
     ExtensionSettings,
@@ -44,10 +49,8 @@ from consumers.settings.models import (
     TopicSettings,
 )
 from projections import (
-    BlogProjection,
     CheckpointStore,
     NotificationsProjection,
-    OrdersProjection,
     Projection,
     TopicPartition,
     Topics,
@@ -55,7 +58,6 @@ from projections import (
     database_errors,
     make_engine,
 )
-from projections.generations.versions import active_generation
 from projections.loading import (
     entry_point_projections,
     entry_point_schema_folders,
@@ -67,7 +69,7 @@ from projections.notifications.mail import SmtpConfig, SmtpMailer
 from projections.query.read_models import ReadModels
 from projections.registry import ProjectionRegistry
 from schemas import AvroSerde, SchemaCatalog
-from schemas.errors import DatabaseUnavailable, RetryableError
+from schemas.errors import RetryableError
 
 if TYPE_CHECKING:
     from producers import BlogService, OrderService, OutboxRelay
@@ -80,6 +82,7 @@ __all__ = [
     "build_serde",
     "command_engine",
     "command_services",
+    "dead_letter_topics",
     "group_id",
     "mail_delivery_hook",
     "projection_registry",
@@ -108,7 +111,16 @@ def projection_registry(
     extra += referenced_projections(ext.projection_references())
     if ext.table_files():
         extra += table_projections(ext.table_files(), catalog or schema_catalog(ext))
-    return ProjectionRegistry(topics_from(settings.topics), extra)
+    registry = ProjectionRegistry(topics_from(settings.topics), extra)
+    check_dead_letter_topics(
+        {n: registry.create(n).topics for n in registry.names()}, settings.topics.dlq_suffix
+    )
+    return registry
+
+
+def dead_letter_topics(settings: TopicSettings, projection: Projection) -> list[str]:
+    """``projection``'s own dead-letter topics, one per topic it consumes."""
+    return [dead_letter_topic(t, projection.name, settings.dlq_suffix) for t in projection.topics]
 
 
 def build_serde(settings: RegistrySettings, catalog: SchemaCatalog | None = None) -> AvroSerde:
@@ -201,6 +213,7 @@ def build_runner(
         observer=observer,
         assignment=assignment,
         control=GenerationControl(processor, live=live) if watch_generation else None,
+        wedge=WedgeWatch(processor, grace_s=settings.observability.readiness_grace_s),
     )
 
 
@@ -222,24 +235,16 @@ def _chain(
 def build_read_models(
     database: DatabaseSettings, topics_settings: TopicSettings, *, read_only: bool
 ) -> ReadModels:
-    """Reads over the tables of each projection's active generation (after rebuilds)."""
+    """Reads over the tables of each projection's active generation, resolved per request."""
     topics = topics_from(topics_settings)
     engine = make_engine(database.url(), read_only=read_only)
-    generations = {n: create_projection(n).version for n in ("blog", "orders", "notifications")}
-    try:
-        with database_errors(), engine.connect() as conn:
-            generations = {n: active_generation(conn, n, v) for n, v in generations.items()}
-    except DatabaseUnavailable:
-        pass  # serve anyway: every request answers 503 until the database is back
-    blog = create_projection("blog", topics=topics, generation=generations["blog"])
-    orders = create_projection("orders", topics=topics, generation=generations["orders"])
-    notifications = create_projection(
-        "notifications", topics=topics, generation=generations["notifications"]
-    )
-    assert isinstance(blog, BlogProjection)
-    assert isinstance(orders, OrdersProjection)
-    assert isinstance(notifications, NotificationsProjection)
-    return ReadModels(engine=engine, blog=blog, orders=orders, notifications=notifications)
+    names = ("blog", "orders", "notifications")
+
+    def projection_at(name: str, generation: int) -> Projection:
+        return create_projection(name, topics=topics, generation=generation)
+
+    defaults = {n: create_projection(n).version for n in names}
+    return ReadModels(engine=engine, projection_at=projection_at, defaults=defaults)
 
 
 # The e-mail delivery of the notifications projection runs after every poll, so recorded

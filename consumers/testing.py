@@ -33,7 +33,7 @@ from typing import Any
 from sqlalchemy import create_engine, select
 from sqlalchemy.engine import make_url
 
-from consumers.kafka.dead_letters import DeadLetter
+from consumers.kafka.dead_letters import DeadLetter, Refused
 from consumers.runtime.processor import BatchProcessor
 from consumers.runtime.stats import RunStats
 from projections import CheckpointStore, Projection, make_engine
@@ -99,15 +99,20 @@ def feed(
         stored = processor.load_positions(partitions_of)
         positions: dict[tuple[str, int], int | None] = {tp: stored.get(tp) for tp in partitions_of}
         messages = _messages(serde, topic, events, positions)
+        dead: list[DeadLetter] = []
         for start in range(0, len(messages), max(1, batch_size)):
             batch = processor.prepare(messages[start : start + batch_size], positions)
-            positions.update(processor.commit(batch).positions)
+            committed = processor.commit(batch)
+            positions.update(committed.positions)
+            # as committed, not as sent: a letter dead-lettered before (another generation
+            # on this database) is not sent again, but it is this feed's dead letter too
+            dead.extend(committed.batch.dead_letters)
         tables = _read_tables(processor, projection)
     finally:
         processor.close()
     letters = [
         (msg.index, f"{type(letter.error).__name__}: {letter.error}")
-        for letter in sink.sent
+        for letter in dead
         if isinstance(msg := letter.message, Message)
     ]
     return Fed(tables, stats, sorted(letters))
@@ -228,8 +233,9 @@ class Message:
 class _CollectedDeadLetters:
     sent: list[DeadLetter] = field(default_factory=list)
 
-    def send(self, letters: Sequence[DeadLetter]) -> None:
+    def send(self, letters: Sequence[DeadLetter]) -> list[Refused]:
         self.sent.extend(letters)
+        return []
 
     def close(self) -> None:
         pass

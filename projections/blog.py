@@ -10,7 +10,11 @@ Fold rules (the oracle in the tests states them independently):
 * an update applies only when its ``version`` is greater than the stored version;
 * a delete is terminal: the post becomes a tombstone (``deleted_at`` set, no tags)
   and no later update, whatever its version, resurrects it;
-* so the result does not depend on duplicates or arrival order.
+* the tombstone is the post's **first delete in log order**: its ``version``,
+  ``deleted_at`` and event id are that delete's, and nothing later (an update with a
+  higher version, a second delete) is recorded on it;
+* so the result does not depend on duplicates or on where batches begin and end: a
+  rebuild equals the live table, tombstones included.
 """
 
 from __future__ import annotations
@@ -83,9 +87,9 @@ class _PostChange:
     def add(self, event: BlogPostUpdatedEvent | BlogPostDeletedEvent) -> None:
         self.events.append(event)
         if event.event_type == POST_DELETED:
-            deleted = event.record
-            if self.delete is None or deleted["version"] > self.delete["version"]:
-                self.delete, self.delete_id = deleted, event.event_id
+            # The first delete in log order is the tombstone, as when it ends a batch.
+            if self.delete is None:
+                self.delete, self.delete_id = event.record, event.event_id
         else:
             updated = event.record
             if self.update is None or updated["version"] > self.update["version"]:
@@ -333,9 +337,9 @@ def _next_row(post_id: str, old: _Stored | None, change: _PostChange) -> list[An
     old_version = old.version if old is not None else 0
     if change.delete is not None:
         d = change.delete
-        newest = max(d["version"], change.update["version"] if change.update else 0, old_version)
-        # A tombstone carries no content, whatever shared its batch: otherwise the row
-        # would depend on batch boundaries and a rebuild would not equal the live table.
+        # The tombstone is the delete alone (its version, no content), whatever shared
+        # its batch: otherwise the row would depend on batch boundaries and a rebuild
+        # would not equal the live table.
         return [
             post_id,
             None,  # title
@@ -344,7 +348,7 @@ def _next_row(post_id: str, old: _Stored | None, change: _PostChange) -> list[An
             None,  # author
             None,  # created_at
             d["deleted_at"],  # updated_at
-            newest,  # version
+            d["version"],  # version: the first delete's (see the module doc)
             d["deleted_at"],
             change.delete_id,
         ]

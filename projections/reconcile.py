@@ -91,15 +91,29 @@ class DriftReport:
 
 
 class TagCloudReconciler:
-    """Recounts ``tag_cloud`` from the live posts of one ``blog`` projection generation."""
+    """Recounts ``tag_cloud`` from the live posts of one ``blog`` projection generation.
 
-    def __init__(self, *, engine: Engine, projection: BlogProjection) -> None:
+    With ``follow`` (the CLI's way), each run first asks it for the generation to check
+    (the active one, resolved in the run's transaction), so a rebuild, a rollback or a
+    cleanup between two runs is followed; without it, ``projection`` is checked always.
+    """
+
+    def __init__(
+        self,
+        *,
+        engine: Engine,
+        projection: BlogProjection,
+        follow: Callable[[Connection], BlogProjection] | None = None,
+    ) -> None:
         self.engine = engine
         self.projection = projection
+        self._follow = follow
 
     def run(self, *, repair: bool = False) -> DriftReport:
         started = time.monotonic()
         with database_errors(), self.engine.begin() as conn:
+            if self._follow is not None:
+                self.projection = self._follow(conn)
             if conn.dialect.name == "postgresql":
                 posts = conn.dialect.identifier_preparer.quote(self.projection.posts.name)
                 conn.execute(text(f"LOCK TABLE {posts} IN SHARE MODE"))

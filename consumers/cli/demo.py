@@ -28,7 +28,7 @@ from rich.progress import (
 )
 from rich.table import Table
 
-from consumers.app import build_runner
+from consumers.app import build_runner, dead_letter_topics, topics_from
 from consumers.cli.options import BootstrapOpt, command_settings, console
 from consumers.kafka.admin import ensure_topics
 from consumers.kafka.broker import EmbeddedBroker
@@ -46,7 +46,8 @@ from producers import (
     create_command_tables,
 )
 from producers.loadgen import LoadProgress, drive_commands
-from projections import database_errors, make_engine
+from projections import create_projection, database_errors, make_engine
+from projections.registry import SHIPPED
 from schemas import AvroSerde, SchemaCatalog
 
 __all__ = ["demo", "run_demo"]
@@ -126,9 +127,10 @@ def run_demo(settings: Settings, *, commands: int, console: Console, stop: StopS
     totals = RunStats()
     with _broker(settings, console) as bootstrap, _progress(console) as progress:
         topics = [settings.topics.blog_topic, settings.topics.orders_topic]
+        shipped = [create_projection(n, topics=topics_from(settings.topics)) for n in SHIPPED]
         ensure_topics(
             client_config(settings.kafka, bootstrap_servers=bootstrap),
-            topics + [t + settings.topics.dlq_suffix for t in topics],
+            topics + [d for p in shipped for d in dead_letter_topics(settings.topics, p)],
             partitions=settings.topics.topic_partitions,
         )
         serde = AvroSerde(SchemaCatalog.load())

@@ -102,6 +102,8 @@ dlq_app = typer.Typer(help=dlq.HELP, no_args_is_help=True)
 dlq_app.command("list")(dlq.list_)
 dlq_app.command()(dlq.show)
 dlq_app.command()(dlq.replay)
+dlq_app.command()(dlq.unpark)
+dlq_app.command()(dlq.skip)
 dlq_app.command()(dlq.purge)
 app.add_typer(dlq_app, name="dlq")
 

@@ -6,15 +6,18 @@ import json
 from typing import Annotated
 
 import typer
+from sqlalchemy import Connection
 
 from consumers.app import build_read_models, topics_from
 from consumers.cli.options import DatabaseOpt, command_settings, console
 from consumers.runtime.stop import StopSignal
 from projections import (
     BlogProjection,
+    Topics,
     create_projection,
     make_engine,
 )
+from projections.generations.versions import active_generations
 from schemas.errors import ConfigurationError
 
 __all__ = ["reconcile_tag_cloud", "serve"]
@@ -90,10 +93,16 @@ def reconcile_tag_cloud(
     if what != "tag-cloud":
         raise ConfigurationError(f"cannot reconcile {what!r}; known: tag-cloud")
     settings = command_settings(database_url=database_url, reconcile_interval_s=interval)
-    blog = create_projection("blog", topics=topics_from(settings.topics))
-    assert isinstance(blog, BlogProjection)
+    topics = topics_from(settings.topics)
+    blog = _blog(topics, None)
     engine = make_engine(settings.database.url())
-    reconciler = TagCloudReconciler(engine=engine, projection=blog)
+
+    def active_blog(conn: Connection) -> BlogProjection:
+        """The generation queries read now: reconcile checks what the API serves."""
+        generation = active_generations(conn, {"blog": blog.version})["blog"]
+        return blog if generation == blog.generation else _blog(topics, generation)
+
+    reconciler = TagCloudReconciler(engine=engine, projection=blog, follow=active_blog)
     stop = StopSignal()
     stop.install()
     drifted = False
@@ -112,3 +121,9 @@ def reconcile_tag_cloud(
         engine.dispose()
     if drifted:
         raise typer.Exit(1)
+
+
+def _blog(topics: Topics, generation: int | None) -> BlogProjection:
+    blog = create_projection("blog", topics=topics, generation=generation)
+    assert isinstance(blog, BlogProjection)
+    return blog

@@ -105,11 +105,16 @@ def topics(
     partitions: Annotated[int | None, typer.Option(min=1, help="partitions per new topic")] = None,
 ) -> None:
     """Create every projection's topics and their dead-letter topics if they do not exist."""
-    from consumers.app import projection_registry
+    from consumers.app import dead_letter_topics, projection_registry
 
     settings = command_settings(bootstrap_servers=bootstrap_servers, topic_partitions=partitions)
-    names = projection_registry(settings).topics()
-    names += [n + settings.topics.dlq_suffix for n in names]
+    registry = projection_registry(settings)
+    names = registry.topics()
+    names += [
+        dlq
+        for n in registry.names()
+        for dlq in dead_letter_topics(settings.topics, registry.create(n))
+    ]
     created = ensure_topics(
         client_config(settings.kafka), names, partitions=settings.topics.topic_partitions
     )

@@ -93,3 +93,9 @@ def status(
                     dash(p.get("owner")),
                 )
         console.print(table)
+        dead = entry["dead_letters"]
+        if dead["distinct"] or dead["messages"]:
+            console.print(
+                f"dead letters: {dead['distinct']} distinct ({dead['refused']} refused by the "
+                f"broker, kept in the database), {dead['messages']} messages on the topic"
+            )

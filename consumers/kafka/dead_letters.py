@@ -1,9 +1,19 @@
 """Dead letters on Kafka: the sink that writes them and the reader that reads them back.
 
-**Writing.** Poison messages go to ``<topic><suffix>`` with the original bytes
+**Topics.** Each projection has its own dead-letter topic per source topic,
+``<topic>.<projection><suffix>`` (:func:`dead_letter_topic`), so two projections of one
+topic never mix their letters and ``dlq purge`` of one leaves the other's alone. An
+empty suffix, or a dead-letter topic that is also a source topic, is refused
+(:func:`check_dead_letter_topics`): letters would be consumed again as events.
+
+**Writing.** Poison messages go to their projection's dead-letter topic with the original bytes
 untouched; headers say where the message came from and why it failed. ``send``
 returns only once the broker has acknowledged every dead letter, because the caller
-advances the checkpoint past them right after: a dead letter is never lost. A crash
+advances the checkpoint past them right after: a dead letter is never lost. A letter
+the broker refuses *for good* (:data:`PERMANENT_REFUSALS`: too large, an invalid
+record) is returned as :class:`Refused` instead of being retried forever; the caller
+keeps it in the database (``projections.progress.dead_letter_log``), so one such
+message never blocks its partition. Any other failure is an outage: retried. A crash
 between the acknowledgement and the database commit can send the same dead letter
 twice; the ``dlq.original.*`` headers identify such copies, and ``dlq replay`` skips them.
 
@@ -16,7 +26,7 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -35,11 +45,15 @@ from schemas.errors import BrokerUnavailable, ConfigurationError
 
 __all__ = [
     "HEADER_PREFIX",
+    "PERMANENT_REFUSALS",
     "DeadLetter",
     "DeadLetterRecord",
     "DeadLetterSink",
     "KafkaDeadLetterSink",
+    "Refused",
+    "check_dead_letter_topics",
     "dead_letter_headers",
+    "dead_letter_topic",
     "read_dead_letters",
 ]
 
@@ -56,8 +70,57 @@ class DeadLetter:
     reason: str = "poison"  # or "parked": an earlier event of the same key failed
 
 
+def dead_letter_topic(topic: str, projection: str, suffix: str) -> str:
+    """Where ``projection``'s dead letters from ``topic`` go: ``<topic>.<projection><suffix>``."""
+    return f"{topic}.{projection}{suffix}"
+
+
+def check_dead_letter_topics(projections: Mapping[str, Sequence[str]], suffix: str) -> None:
+    """Refuse (one line) an empty suffix or a dead-letter topic that is a source topic.
+
+    ``projections``: each projection's name and the topics it consumes.
+    """
+    if not suffix:
+        raise ConfigurationError(
+            "PROJECTIONIST_DLQ_SUFFIX must not be empty (dead-letter topics are "
+            "<topic>.<projection><suffix>; e.g. .dlq)"
+        )
+    sources = {t for topics in projections.values() for t in topics}
+    for name, topics in sorted(projections.items()):
+        for topic in topics:
+            dlq = dead_letter_topic(topic, name, suffix)
+            if dlq in sources:
+                raise ConfigurationError(
+                    f"dead-letter topic {dlq!r} of projection {name!r} is also a source "
+                    "topic: dead letters would be consumed again; change PROJECTIONIST_DLQ_SUFFIX"
+                )
+
+
+@dataclass(frozen=True, slots=True)
+class Refused:
+    """A dead letter the broker will never take, and its answer."""
+
+    letter: DeadLetter
+    reason: str
+
+
+#: error codes that no retry can change: the letter itself is the problem
+PERMANENT_REFUSALS = frozenset(
+    {
+        KafkaError.MSG_SIZE_TOO_LARGE,  # the client's message.max.bytes, or the broker's
+        KafkaError.INVALID_MSG_SIZE,
+        KafkaError.RECORD_LIST_TOO_LARGE,
+        KafkaError.INVALID_RECORD,
+        KafkaError.INVALID_TIMESTAMP,  # outside the topic's timestamp window
+    }
+)
+
+
 class DeadLetterSink(Protocol):
-    def send(self, letters: Sequence[DeadLetter]) -> None: ...
+    def send(self, letters: Sequence[DeadLetter]) -> Sequence[Refused]:
+        """Send and wait for every ack; return the letters refused for good."""
+        ...
+
     def close(self) -> None: ...
 
 
@@ -95,30 +158,42 @@ class KafkaDeadLetterSink:
         self._suffix = suffix
         self._timeout_s = timeout_s
 
-    def topic_for(self, topic: str) -> str:
-        return topic + self._suffix
+    def topic_for(self, letter: DeadLetter) -> str:
+        return dead_letter_topic(letter.message.topic() or "", letter.projection, self._suffix)
 
-    def send(self, letters: Sequence[DeadLetter]) -> None:
+    def send(self, letters: Sequence[DeadLetter]) -> list[Refused]:
         if not letters:
-            return
+            return []
         failures: list[KafkaError] = []
+        refused: list[Refused] = []
 
-        def on_delivery(err: KafkaError | None, _msg: Message) -> None:
-            if err is not None:
-                failures.append(err)
+        def on_delivery(letter: DeadLetter) -> Callable[[KafkaError | None, Message], None]:
+            def report(err: KafkaError | None, _msg: Message) -> None:
+                if err is None:
+                    return
+                if err.code() in PERMANENT_REFUSALS:
+                    refused.append(Refused(letter, _describe(err)))
+                else:
+                    failures.append(err)
 
-        try:
-            for letter in letters:
+            return report
+
+        for letter in letters:
+            try:
                 self._producer.produce(
-                    self.topic_for(letter.message.topic() or ""),
+                    self.topic_for(letter),
                     key=letter.message.key(),
                     value=letter.message.value(),
                     headers=dead_letter_headers(letter),
-                    on_delivery=on_delivery,
+                    on_delivery=on_delivery(letter),
                 )
-        except KafkaException as exc:
-            self._recover(exc.args[0])
-            raise BrokerUnavailable(f"cannot send dead letters: {exc}") from exc
+            except KafkaException as exc:
+                error = exc.args[0]
+                if isinstance(error, KafkaError) and error.code() in PERMANENT_REFUSALS:
+                    refused.append(Refused(letter, _describe(error)))
+                    continue
+                self._recover(error)
+                raise BrokerUnavailable(f"cannot send dead letters: {exc}") from exc
         deadline = time.monotonic() + self._timeout_s
         while self._producer.flush(0.5) > 0:
             if time.monotonic() > deadline:
@@ -126,6 +201,7 @@ class KafkaDeadLetterSink:
         if failures:
             self._recover(*failures)
             raise BrokerUnavailable(f"dead letters were not accepted: {failures[0]}")
+        return refused
 
     def _recover(self, *errors: KafkaError) -> None:
         """A fatal producer error (e.g. the broker lost our producer id) needs a new producer;
@@ -135,6 +211,10 @@ class KafkaDeadLetterSink:
 
     def close(self) -> None:
         self._producer.flush(10)
+
+
+def _describe(error: KafkaError) -> str:
+    return f"{error.name()}: {error.str()}"[:500]
 
 
 # -- reading a dead-letter topic back ------------------------------------------------------

@@ -12,22 +12,25 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from confluent_kafka import OFFSET_END, Consumer, KafkaException, TopicPartition
+from confluent_kafka import OFFSET_END, Consumer, KafkaError, KafkaException, TopicPartition
 
 from projections import TopicPartition as TP
 from schemas.errors import BrokerUnavailable, ConfigurationError
 
 __all__ = [
+    "VERIFY_LIMIT",
     "FetchedWatermarks",
+    "RecordTimes",
     "WatermarkSource",
     "Watermarks",
     "event_times",
     "offsets_for_time",
     "partial_history",
+    "verify_time_offsets",
 ]
 
 
@@ -98,6 +101,15 @@ class FetchedWatermarks:
         return out
 
 
+#: records read past the broker's answer while looking for the asked time (a broker that
+#: answers per batch, not per record, is off by at most a batch)
+VERIFY_LIMIT = 10_000
+
+#: reads ``(offset, timestamp_ms)`` of the records of a partition from an offset on, in
+#: order, to the end of the partition (at most ``limit`` of them)
+RecordTimes = Callable[[TP, int, int], Iterable[tuple[int, int]]]
+
+
 def offsets_for_time(
     client_conf: Mapping[str, Any],
     partitions: Iterable[TP],
@@ -106,7 +118,7 @@ def offsets_for_time(
     timeout_s: float = 30.0,
 ) -> dict[TP, int | None]:
     """Per partition, the first offset whose timestamp is at or after ``timestamp_ms``
-    (None: no such event yet). Kafka resolves per record; some brokers per batch."""
+    (None: no such event yet), checked against the records (:func:`verify_time_offsets`)."""
     tps = list(partitions)
     if not tps:
         return {}
@@ -119,7 +131,82 @@ def offsets_for_time(
         raise BrokerUnavailable(f"cannot look up offsets for a time: {exc}") from exc
     finally:
         consumer.close()
-    return {(f.topic, f.partition): (f.offset if f.offset >= 0 else None) for f in found}
+    answer = {(f.topic, f.partition): (f.offset if f.offset >= 0 else None) for f in found}
+    return verify_time_offsets(
+        answer,
+        timestamp_ms,
+        lambda tp, start, limit: _record_times(client_conf, tp, start, limit, timeout_s),
+    )
+
+
+def verify_time_offsets(
+    answer: Mapping[TP, int | None], timestamp_ms: int, read: RecordTimes
+) -> dict[TP, int | None]:
+    """The broker's ``offsets_for_times`` answer, checked against the record timestamps.
+
+    A replay must never rewind further than asked because a broker answered wrongly (the
+    embedded test broker answers offset 0 for a time after the last event, and resolves
+    per batch by append time). So the record at each answered offset is read: at or after
+    the time, the answer stands; older, the first later record at or after the time is
+    taken, and when there is none the answer is "end" (None). An answer that cannot be
+    checked within :data:`VERIFY_LIMIT` records is refused with one line.
+    """
+    out: dict[TP, int | None] = {}
+    for tp, offset in answer.items():
+        if offset is None:
+            out[tp] = None
+            continue
+        out[tp] = None
+        seen = 0
+        for seen, (at, ts) in enumerate(read(tp, offset, VERIFY_LIMIT), start=1):  # noqa: B007
+            if ts >= timestamp_ms:
+                out[tp] = at
+                break
+        else:
+            if seen >= VERIFY_LIMIT:
+                raise ConfigurationError(
+                    f"the broker answered offset {offset} of {tp[0]}[{tp[1]}] for that time, "
+                    f"but no record among the next {VERIFY_LIMIT} is that recent: "
+                    "give offsets instead (--from 0=120,1=80)"
+                )
+    return out
+
+
+def _record_times(
+    client_conf: Mapping[str, Any], tp: TP, start: int, limit: int, timeout_s: float
+) -> Iterator[tuple[int, int]]:
+    """``(offset, timestamp_ms)`` from ``start`` to the partition's end (fetch watermarks)."""
+    consumer = Consumer(
+        {
+            **client_conf,
+            "group.id": f"projectionist.times.{uuid.uuid4().hex[:8]}",
+            "enable.auto.commit": False,
+            "auto.offset.reset": "earliest",
+            "enable.partition.eof": True,
+        }
+    )
+    try:
+        consumer.assign([TopicPartition(tp[0], tp[1], start)])
+        deadline = time.monotonic() + timeout_s
+        given = 0
+        while given < limit:
+            if time.monotonic() > deadline:
+                raise BrokerUnavailable(f"cannot read {tp[0]}[{tp[1]}] to check a time")
+            for msg in consumer.consume(500, 0.2):
+                err = msg.error()
+                if err is not None:
+                    if err.code() == KafkaError._PARTITION_EOF:
+                        return
+                    continue
+                ts_type, ts = msg.timestamp()
+                given += 1
+                yield msg.offset() or 0, (ts if ts_type else -1)
+                if given >= limit:
+                    return
+    except KafkaException as exc:
+        raise BrokerUnavailable(f"cannot read event times: {exc}") from exc
+    finally:
+        consumer.close()
 
 
 def event_times(

@@ -67,6 +67,7 @@ class RunnerCollector(Collector):
         for attr, reason in SKIP_REASONS.items():
             f["events_skipped"].add_metric([slot, reason], getattr(s, attr))
         f["events_dead_lettered"].add_metric([slot], s.dead_lettered)
+        f["dead_letters_refused"].add_metric([slot], s.dead_letters_refused)
         f["transaction_retries"].add_metric([slot], s.retries)
         f["fenced_batches"].add_metric([slot], s.fenced)
         f["rebalances"].add_metric([slot], s.rebalances)
@@ -85,6 +86,7 @@ class RunnerCollector(Collector):
                 f["lag_events"].add_metric(labels, lag[(topic, partition)])
         f["ready"].add_metric([slot], float(w.health.readiness().ok))
         f["stalled"].add_metric([slot], float(not w.health.liveness().ok))
+        f["wedged"].add_metric([slot], float(snapshot.wedged))
         kafka = w.observer.kafka
         if kafka is not None:
             f["kafka_brokers_up"].add_metric([slot], kafka.brokers_up)

@@ -10,9 +10,11 @@
 * **Readiness** fails while the database or the broker is unreachable, while the
   loop is retrying a failed transaction, and while the group has no assignment — a
   partition-less spell shorter than ``readiness_grace_s`` (a normal rebalance) does
-  not flap it. A paused consumer is **ready** (``ok (paused by an operator)``): it is
-  healthy and holds on purpose; unready pods would stall a rollout made during the
-  pause (a migration) and page for a decision an operator took. The
+  not flap it. Past the grace, with events waiting and no consumer moving the
+  checkpoints, the answer says ``wedged`` (``consumers.runtime.wedge``): a stuck group,
+  not an idle spare replica. A paused consumer is **ready** (``ok (paused by an
+  operator)``): it is healthy and holds on purpose; unready pods would stall a rollout
+  made during the pause (a migration) and page for a decision an operator took. The
   ``ProjectionistPaused`` alert reminds of a pause left on.
 
 Both are computed when asked (probe or scrape), from the latest plain
@@ -138,12 +140,9 @@ class ProjectionHealth:
     def _readiness(self) -> Verdict:
         now = self._clock()
         loop = self.observer.snapshot
-        if loop.positions:
-            self._assigned_seen_at = now
-        elif self._assigned_seen_at is None:
-            return Verdict(False, "no partitions assigned yet")
-        elif now - self._assigned_seen_at > self.settings.readiness_grace_s:
-            return Verdict(False, "no partitions assigned")
+        unassigned = self._assignment(now, loop)
+        if unassigned is not None:
+            return unassigned
         if loop.positions and not loop.ready:
             return Verdict(False, "retrying after a database or broker failure")
         error = self._database_error(now)
@@ -157,6 +156,22 @@ class ProjectionHealth:
         ):
             return Verdict(False, "no Kafka broker reachable")
         return Verdict(True, "paused by an operator") if loop.paused else Verdict(True)
+
+    def _assignment(self, now: float, loop: RunnerSnapshot) -> Verdict | None:
+        """Not ready for want of partitions (past the grace), or None."""
+        if loop.wedged and not loop.positions:  # the loop applied the grace already
+            return Verdict(
+                False,
+                f"wedged: no partitions assigned while {loop.unassigned_lag} events wait "
+                "and no consumer moves the checkpoints (a stuck consumer group)",
+            )
+        if loop.positions:
+            self._assigned_seen_at = now
+        elif self._assigned_seen_at is None:
+            return Verdict(False, "no partitions assigned yet")
+        elif now - self._assigned_seen_at > self.settings.readiness_grace_s:
+            return Verdict(False, "no partitions assigned")
+        return None
 
     def _database_error(self, now: float) -> str | None:
         if now - self._ping_at >= self.settings.ping_interval_s:

@@ -55,6 +55,12 @@ RUNNER_FAMILIES: dict[str, tuple[str, str, tuple[str, ...]]] = {
         "Poison messages sent to the dead-letter topic.",
         ("projection",),
     ),
+    "dead_letters_refused": (
+        "counter",
+        "Dead letters the broker refused for good (e.g. too large), kept in the database "
+        "instead (`dlq list` shows them).",
+        ("projection",),
+    ),
     "transaction_retries": (
         "counter",
         "Retries after a transient database or broker failure.",
@@ -108,6 +114,12 @@ RUNNER_FAMILIES: dict[str, tuple[str, str, tuple[str, ...]]] = {
     "stalled": (
         "gauge",
         "Liveness failure as /healthz answers it (1: loop stuck, or behind without progress).",
+        ("projection",),
+    ),
+    "wedged": (
+        "gauge",
+        "Stuck group as /readyz answers it (1: no partitions past the readiness grace "
+        "while events wait and no consumer moves the checkpoints).",
         ("projection",),
     ),
     "kafka_brokers_up": (

@@ -95,7 +95,8 @@ class LoopObserver:
         ages: dict[str, Any] = {}
         for ev in batch.events:
             by_type[(ev.topic, ev.event_type)] += 1
-            if ev.timestamp_ms is not None:
+            # only live events: a replayed or rebuilt one is old by design, not late
+            if ev.live and ev.timestamp_ms is not None:
                 hist = ages.get(ev.topic) or ages.setdefault(
                     ev.topic, m.event_age.labels(slot, ev.topic)
                 )

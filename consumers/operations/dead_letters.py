@@ -22,12 +22,13 @@ from sqlalchemy import Engine
 from consumers.kafka.dead_letters import DeadLetterRecord
 from consumers.runtime.poison import find_rejected
 from projections import Event, EventLedger, Projection, database_errors
+from projections.progress.dead_letter_log import DeadLetterLog
 from projections.progress.dlq_replays import ReplayLedger
 from projections.progress.parked_keys import ParkedKeys, key_text
 from schemas import AvroSerde
 from schemas.errors import PoisonError
 
-__all__ = ["ReplayResult", "replay_dead_letters"]
+__all__ = ["KeyRelease", "ReplayResult", "release_key", "replay_dead_letters"]
 
 Origin = tuple[str, int, int]
 
@@ -113,3 +114,31 @@ def replay_dead_letters(
             if replays.replayed(conn, slot, sorted(parked)) == parked:
                 result.unparked += parking.unpark(conn, slot, tp, key)
     return result
+
+
+@dataclass
+class KeyRelease:
+    unparked: int = 0  # partitions on which the key was parked
+    skipped: int = 0  # dead letters of the key marked as never to be replayed
+
+
+def release_key(engine: Engine, projection: Projection, key: bytes, *, skip: bool) -> KeyRelease:
+    """``dlq unpark`` / ``dlq skip``: unpark ``key`` on every partition of ``projection``.
+
+    With ``skip`` its dead letters (as ``dead_letter_log`` knows them) are also claimed
+    in ``dlq_replays``, so no later ``dlq replay`` applies them: the operator gave up on
+    them. Without it they stay replayable. One transaction.
+    """
+    replays, parking, log = ReplayLedger(), ParkedKeys(), DeadLetterLog()
+    slot, hex_key = projection.slot, key_text(key)
+    out = KeyRelease()
+    with database_errors(), engine.begin() as conn:
+        for table in (replays, parking, log):
+            table.create(conn)
+        for tp, parked, _first in parking.all(conn, slot):
+            if parked == hex_key:
+                out.unparked += parking.unpark(conn, slot, tp, parked)
+        if skip:
+            origins = [letter.origin for letter in log.letters(conn, projection.name, key=key)]
+            out.skipped = len(replays.claim(conn, slot, origins))
+    return out

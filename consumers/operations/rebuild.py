@@ -35,6 +35,7 @@ from projections import (
 )
 from projections.generations.heartbeats import HeartbeatStore
 from projections.generations.versions import VersionStore, active_generation
+from projections.progress.dead_letter_log import DeadLetterLog
 from projections.registry import ProjectionRegistry
 from schemas.errors import ConfigurationError, DataLossError
 
@@ -95,6 +96,7 @@ def prepare_current(engine: Engine, projections: ProjectionRegistry, name: str) 
         generation = active_generation(conn, name, default)
         current = projections.create(name, generation=generation)
         CheckpointStore().create(conn)
+        DeadLetterLog().create(conn)
         # not create_tables(): a table that needs a rebuild to change must not stop one
         current.metadata.create_all(conn)
         VersionStore().ensure(conn, current)

@@ -1,10 +1,12 @@
 """``projectionist status``: per projection and partition, where it is and how far behind.
 
 Joins what the database knows (generation, role, state, pause, checkpoints, owners:
-``projections.generations.status``) with what the broker reports (high watermarks of the
-topics and of their dead-letter topics, via a :class:`WatermarkSource`).
-:class:`StatusReport` is the one ``status --json`` document, for the command and for
-``GET /status`` on the query API and on each consumer's metrics port.
+``projections.generations.status``; distinct dead letters: ``dead_letter_log``) with what
+the broker reports (high watermarks of the topics and of the projection's own
+dead-letter topics, via a :class:`WatermarkSource`). Dead letters are counted once per
+origin: copies on the topic (a crash between ack and commit) are shown apart as
+``messages``. :class:`StatusReport` is the one ``status --json`` document, for the
+command and for ``GET /status`` on the query API and on each consumer's metrics port.
 """
 
 from __future__ import annotations
@@ -15,10 +17,12 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 from consumers.kafka.config import client_config
+from consumers.kafka.dead_letters import dead_letter_topic
 from consumers.kafka.watermarks import FetchedWatermarks, Watermarks, WatermarkSource, event_times
 from consumers.settings.models import DatabaseSettings, Settings
-from projections import TopicPartition, database_errors, make_engine
+from projections import Projection, TopicPartition, database_errors, make_engine
 from projections.generations.status import age_s, read_status
+from projections.progress.dead_letter_log import DeadLetterLog
 from projections.registry import ProjectionRegistry
 from schemas.errors import ConfigurationError
 
@@ -43,8 +47,8 @@ def collect_status(
             projection = projections.create(name)
             with database_errors(), engine.connect() as conn:
                 status = read_status(conn, name, projection.version)
+                dead = DeadLetterLog().per_partition(conn, name)
             marks = _marks(watermarks, projection.topics)
-            dead = _dead_letters(watermarks, projection.topics, dlq_suffix)
             row = status.version
             entry: dict[str, Any] = {
                 "projection": name,
@@ -53,6 +57,11 @@ def collect_status(
                 "rebuilding_generation": row.rebuilding_generation if row else None,
                 "epoch": row.epoch if row else 0,
                 "paused": status.pause.as_dict() if status.pause else None,
+                "dead_letters": {
+                    "distinct": sum(n for n, _ in dead.values()),
+                    "refused": sum(r for _, r in dead.values()),
+                    "messages": _messages(watermarks, projection, dlq_suffix),
+                },
                 "generations": [],
             }
             for gen in status.generations:
@@ -75,7 +84,7 @@ def collect_status(
                             "last_event_age_s": round(now - times[tp] / 1000, 1)
                             if tp in times
                             else None,
-                            "dead_letters": dead.get(tp[0]),
+                            "dead_letters": dead.get(tp, (0, 0))[0],
                             "owner": gen.owners.get(tp),
                         }
                     )
@@ -170,10 +179,7 @@ def _marks(source: WatermarkSource, topics: Iterable[str]) -> dict[TopicPartitio
         return {}  # the topic does not exist (yet): no watermarks to show
 
 
-def _dead_letters(source: WatermarkSource, topics: Iterable[str], suffix: str) -> dict[str, int]:
-    """Messages in each topic's dead-letter topic (shared by the projections of the topic)."""
-    out = {}
-    for topic in topics:
-        marks = _marks(source, [topic + suffix])
-        out[topic] = sum(m.high - m.low for m in marks.values())
-    return out
+def _messages(source: WatermarkSource, projection: Projection, suffix: str) -> int:
+    """Messages on the projection's own dead-letter topics (copies included)."""
+    topics = [dead_letter_topic(t, projection.name, suffix) for t in projection.topics]
+    return sum(m.high - m.low for m in _marks(source, topics).values())

@@ -71,13 +71,17 @@ class GenerationControl:
         #: the pause row as last read (live consumers only): the loop holds while it is set
         self.paused = False
         self._owned: frozenset[TopicPartition] | None = None
+        self._wedged = False
         self._epoch: int | None = None
         self._next_check = 0.0
         self._next_beat = 0.0
         self._checked = False
 
-    def check(self, owned: Collection[TopicPartition] = ()) -> ControlAction | None:
-        """``owned``: the partitions the runner owns now (recorded for ``status``)."""
+    def check(
+        self, owned: Collection[TopicPartition] = (), *, wedged: bool = False
+    ) -> ControlAction | None:
+        """``owned``: the partitions the runner owns now (recorded for ``status``);
+        ``wedged``: its group holds it without partitions (its heartbeat says so)."""
         now = time.monotonic()
         if now < self._next_check:
             return None
@@ -93,8 +97,22 @@ class GenerationControl:
                     row = self.versions.read(conn, projection.name)
                 paused = self.live and self.pauses.read(conn, projection.name) is not None
                 owning = frozenset(owned)
-                if now >= self._next_beat or paused != self.paused or owning != self._owned:
-                    state = "paused" if paused else "live" if self.live else "rebuilding"
+                if (
+                    now >= self._next_beat
+                    or paused != self.paused
+                    or owning != self._owned
+                    or wedged != self._wedged
+                ):
+                    state = (
+                        "paused"
+                        if paused
+                        else "rebuilding"
+                        if not self.live
+                        else "wedged"
+                        if wedged
+                        else "live"
+                    )
+                    self._wedged = wedged
                     self.heartbeats.beat(conn, projection.slot, self.instance, state)
                     self.heartbeats.own(conn, projection.slot, self.instance, owning)
                     self._owned = owning

@@ -34,6 +34,7 @@ from projections import (
 )
 from projections.generations.replay_marks import ReplayMark
 from projections.progress.audit_log import AppliedLog
+from projections.progress.dead_letter_log import DeadLetterLog
 from projections.progress.parked_keys import ParkedKeys
 from schemas import AvroSerde
 
@@ -76,6 +77,7 @@ class BatchProcessor:
         if applied_log:
             steps.append(AuditLogStep(AppliedLog()))
         self.steps: Sequence[Step] = tuple(steps)
+        self._letter_log = DeadLetterLog()
         self._tx = BatchTransaction(
             engine=engine,
             projection=projection,
@@ -83,6 +85,7 @@ class BatchProcessor:
             dead_letters=dead_letters,
             stats=stats,
             steps=self.steps,
+            letter_log=self._letter_log,
         )
         self._epoch = 0
         #: tells consumer sessions apart in the audit log: process id and epoch
@@ -118,6 +121,7 @@ class BatchProcessor:
         with database_errors(), self.engine.begin() as conn:
             ddl_lock(conn)  # bounded: the runner's retry loop sees SIGTERM and --timeout
             self._checkpoints.create(conn)
+            self._letter_log.create(conn)
             for step in self.steps:
                 step.create(conn)
             self.projection.create_tables(conn)

@@ -33,6 +33,7 @@ from consumers.runtime.snapshot import RunnerSnapshot
 from consumers.runtime.stats import RunStats
 from consumers.runtime.stop import StopSignal
 from consumers.runtime.transaction import CommitResult, PendingCommit
+from consumers.runtime.wedge import WedgeWatch
 from consumers.settings.models import LoopSettings
 from projections import TopicPartition as TP
 from schemas.backoff import Backoff
@@ -69,7 +70,9 @@ ControlAction = Literal["reseek", "switch", "pause", "resume"]
 class RunnerControl(Protocol):
     """Checked between batches (it throttles itself); see ``consumers.runtime.control``."""
 
-    def check(self, owned: Collection[TP] = ()) -> ControlAction | None: ...
+    def check(
+        self, owned: Collection[TP] = (), *, wedged: bool = False
+    ) -> ControlAction | None: ...
     def close(self) -> None: ...
 
 
@@ -89,6 +92,7 @@ class ProjectionRunner:
         observer: RunObserver | None = None,
         assignment: Sequence[TP] | None = None,
         control: RunnerControl | None = None,
+        wedge: WedgeWatch | None = None,
     ) -> None:
         self._processor = processor
         #: the run's books (``drain()`` and ``run_forever()`` return them too)
@@ -103,6 +107,7 @@ class ProjectionRunner:
         self._observer = observer
         self._owned = Assignment()
         self._pending: PendingCommit | None = None
+        self._deadline: float | None = None  # drain --timeout, also while a batch retries
         self._assigned_at = 0.0
         self._ready = False
         self._last_poll_at = 0.0
@@ -111,6 +116,8 @@ class ProjectionRunner:
         #: manual assignment of exactly these partitions (a rebuild), instead of a group
         self._manual = list(assignment) if assignment is not None else None
         self._control = control
+        #: group mode only: tells a stuck group from an idle spare (``runtime.wedge``)
+        self._wedge = wedge if assignment is None else None
         self._switched = False
         #: an operator paused the projection: fetching is paused, polling goes on
         self._paused = False
@@ -150,6 +157,8 @@ class ProjectionRunner:
             assigned_at=self._assigned_at,
             switched=self._switched,
             paused=self._paused,
+            wedged=self._wedge is not None and self._wedge.wedged,
+            unassigned_lag=self._wedge.lag if self._wedge is not None else 0,
             stats=stats,
         )
 
@@ -163,6 +172,7 @@ class ProjectionRunner:
         tune_gc_for_batches()
         processor = self._processor
         deadline = None if timeout_s is None else time.monotonic() + timeout_s
+        self._deadline = deadline
         self._retry_until_done(processor.ensure_schema, "create tables", deadline=deadline)
         consumer = self._factory(self._conf)
         projection = processor.projection
@@ -193,6 +203,8 @@ class ProjectionRunner:
                     # fetched before the pause took effect: dropped, resume re-reads them
                     # from checkpoint + 1, so the checkpoint holds still while paused
                     messages = []
+                if self._wedge is not None:
+                    self._wedge.observe(consumer, bool(self._owned.positions))
                 if self._observer is not None:
                     self._measure(consumer)
                     self._observer.polled(self.snapshot())  # probes: the loop is polling
@@ -219,7 +231,8 @@ class ProjectionRunner:
         an operator paused or resumed the projection."""
         if self._control is None:
             return None
-        action = self._control.check(list(self._owned.positions))
+        wedged = self._wedge is not None and self._wedge.wedged
+        action = self._control.check(list(self._owned.positions), wedged=wedged)
         if action == "reseek":
             self._reposition(consumer, reload=True)
         elif action == "pause":
@@ -285,6 +298,11 @@ class ProjectionRunner:
                     attempt += 1
                     self.stats.retries += 1
                     self._ready = False
+                    if self._deadline is not None and time.monotonic() > self._deadline:
+                        # --drain --timeout: an outage that outlasts it ends the run
+                        raise BrokerUnavailable(
+                            f"drain did not catch up in time: the batch still fails ({exc})"
+                        ) from exc
                     delay = self._backoff.delay(attempt)  # jitter: replicas must not retry in step
                     log.warning(
                         "batch failed, retrying",

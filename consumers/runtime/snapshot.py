@@ -35,5 +35,10 @@ class RunnerSnapshot:
     switched: bool = False
     #: an operator paused the projection (``projectionist pause``): polling, not fetching
     paused: bool = False
+    #: no assignment past the readiness grace while events wait and nobody consumes
+    #: them (``consumers.runtime.wedge``)
+    wedged: bool = False
+    #: events past the checkpoints while unassigned, as of the last wedge check
+    unassigned_lag: int = 0
     #: a copy of the run's books at that moment
     stats: RunStats = field(default_factory=RunStats)

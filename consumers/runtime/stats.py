@@ -22,6 +22,10 @@ class RunStats:
     ignored: int = 0  # event types this projection does not read
     dead_lettered: int = 0
     parked: int = 0  # dead-lettered because an earlier event of the key was (park-key)
+    #: of dead_lettered: refused for good by the broker (kept in the database instead)
+    dead_letters_refused: int = 0
+    #: dead letters not sent again: an earlier generation or run sent them already
+    dead_letters_known: int = 0
     batches: int = 0
     retries: int = 0
     fenced: int = 0

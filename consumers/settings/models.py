@@ -133,7 +133,16 @@ class TopicSettings(_Concern):
     blog_topic: str = "blog.posts"
     orders_topic: str = "orders.orders"
     topic_partitions: int = Field(default=4, ge=1, description="partitions for created topics")
-    dlq_suffix: str = ".dlq"
+    dlq_suffix: str = Field(
+        default=".dlq", description="dead-letter topics are <topic>.<projection><suffix>"
+    )
+
+    @field_validator("dlq_suffix")
+    @classmethod
+    def _dlq_suffix(cls, value: str) -> str:
+        if not value:
+            raise ValueError("must not be empty: dead letters must never go back to a source topic")
+        return value
 
     @field_validator("blog_topic", "orders_topic")
     @classmethod

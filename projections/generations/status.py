@@ -71,6 +71,8 @@ def read_status(conn: Connection, name: str, default_generation: int) -> Project
         state = (
             "rebuilding"
             if "rebuilding" in states
+            else "wedged"  # a live process whose group gives it no partitions while events wait
+            if "wedged" in states
             else "live"
             if "live" in states
             else "paused"

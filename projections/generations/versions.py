@@ -43,6 +43,7 @@ __all__ = [
     "VersionRow",
     "VersionStore",
     "active_generation",
+    "active_generations",
     "logical_names",
 ]
 
@@ -89,6 +90,27 @@ def active_generation(conn: Connection, projection: str, default: int) -> int:
         select(VERSIONS.c.active_generation).where(VERSIONS.c.projection == projection)
     ).scalar_one_or_none()
     return default if found is None else int(found)
+
+
+def active_generations(
+    conn: Connection, defaults: Mapping[str, int], *, table_exists: bool = False
+) -> dict[str, int]:
+    """The active generation of each of ``defaults``' projections, in one query.
+
+    For readers that resolve it per request or per run (the query API, reconcile, the
+    dead-letter tools): a projection never rebuilt reads its ``default`` generation.
+    ``table_exists`` skips the catalog lookup for a caller that saw the table already
+    (it is never dropped).
+    """
+    if not table_exists and not inspect(conn).has_table(VERSIONS.name):
+        return dict(defaults)
+    rows = conn.execute(
+        select(VERSIONS.c.projection, VERSIONS.c.active_generation).where(
+            VERSIONS.c.projection.in_(list(defaults))
+        )
+    )
+    found = {name: int(generation) for name, generation in rows}
+    return {name: found.get(name, default) for name, default in defaults.items()}
 
 
 class VersionStore:

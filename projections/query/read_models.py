@@ -1,8 +1,8 @@
 """Pure SQL reads over the read models: what the query API serves, nothing it writes.
 
-The tables come from the projection objects this is given (``projection.table_name``
-with the projection's generation), so pointing the API at another generation, e.g. an
-"active generation" after a rebuild, is a matter of passing other projection objects.
+Every read resolves each projection's *active* generation in its own connection
+(one small query on ``projection_versions``) and reads that generation's tables, so a
+running API follows a rebuild, a rollback and a cleanup without a restart.
 """
 
 from __future__ import annotations
@@ -10,20 +10,26 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from typing import Any
 
-from sqlalchemy import Connection, Engine, MetaData, and_, or_, select
+from sqlalchemy import Connection, Engine, MetaData, and_, inspect, or_, select
 
+from projections._base import Projection
 from projections.blog import BlogProjection, top_tags
+from projections.generations.versions import VERSIONS, active_generations
 from projections.money import format_amount
 from projections.notifications.projection import NotificationsProjection
 from projections.orders import OrdersProjection
 from projections.progress.ledger import ledger_table
 from schemas.utc import as_utc
 
-__all__ = ["BadCursor", "PostsPage", "ReadModels"]
+__all__ = ["ActiveTables", "BadCursor", "PostsPage", "ProjectionAt", "ReadModels"]
+
+#: (projection name, generation) -> that generation's projection object
+ProjectionAt = Callable[[str, int], Projection]
 
 _MAX_ID = 200  # the width of the id columns
 
@@ -38,37 +44,100 @@ class PostsPage:
     next_cursor: str | None
 
 
+@dataclass(frozen=True, slots=True)
+class ActiveTables:
+    """The projections (hence tables) of the active generations, at one moment."""
+
+    blog: BlogProjection
+    orders: OrdersProjection
+    notifications: NotificationsProjection
+
+
 class ReadModels:
     """Reads over the blog, orders and notifications read models of one database."""
 
     def __init__(
-        self,
+        self, *, engine: Engine, projection_at: ProjectionAt, defaults: Mapping[str, int]
+    ) -> None:
+        """``defaults``: each projection's generation before any rebuild (its code version)."""
+        self.engine = engine
+        self._projection_at = projection_at
+        self._defaults = dict(defaults)
+        self._built: dict[tuple[str, int], Projection] = {}
+        self._versions_seen = False
+        self._ledger = ledger_table(MetaData())
+
+    @classmethod
+    def over(
+        cls,
         *,
         engine: Engine,
         blog: BlogProjection,
         orders: OrdersProjection,
-        notifications: NotificationsProjection | None = None,
-    ) -> None:
-        self.engine = engine
-        self.blog = blog
-        self.orders = orders
-        self.notifications = notifications
-        self._ledger = ledger_table(MetaData())
+        notifications: NotificationsProjection,
+    ) -> ReadModels:
+        """Reads over these projections (tests, tools); after a rebuild, the active
+        generation is built like them (same class and topic)."""
+        given: dict[str, Projection] = {
+            "blog": blog,
+            "orders": orders,
+            "notifications": notifications,
+        }
+
+        def projection_at(name: str, generation: int) -> Projection:
+            held = given[name]
+            if generation == held.generation:
+                return held
+            return type(held)(topic=held.topics[0], generation=generation)  # type: ignore[call-arg]
+
+        defaults = {name: p.generation for name, p in given.items()}
+        return cls(engine=engine, projection_at=projection_at, defaults=defaults)
+
+    def active(self, conn: Connection | None = None) -> ActiveTables:
+        """The active generations now (in ``conn``, or a connection of its own)."""
+        if conn is None:
+            with self.engine.connect() as own:
+                return self.active(own)
+        if not self._versions_seen:  # once there, the table stays: one catalog lookup
+            self._versions_seen = inspect(conn).has_table(VERSIONS.name)
+        generations = (
+            active_generations(conn, self._defaults, table_exists=True)
+            if self._versions_seen
+            else self._defaults
+        )
+        blog, orders, notifications = (self._at(n, generations[n]) for n in _NAMES)
+        assert isinstance(blog, BlogProjection)
+        assert isinstance(orders, OrdersProjection)
+        assert isinstance(notifications, NotificationsProjection)
+        return ActiveTables(blog, orders, notifications)
+
+    def _at(self, name: str, generation: int) -> Projection:
+        built = self._built.get((name, generation))
+        if built is None:  # the generations in use are few; concurrent builds are harmless
+            built = self._built[(name, generation)] = self._projection_at(name, generation)
+        return built
 
     # -- blog --------------------------------------------------------------------------------
     def tags(self, limit: int) -> list[dict[str, Any]]:
         with self.engine.connect() as conn:
-            return [{"tag": t, "posts_count": n} for t, n in top_tags(conn, self.blog, limit)]
+            blog = self.active(conn).blog
+            return [{"tag": t, "posts_count": n} for t, n in top_tags(conn, blog, limit)]
 
     def post(self, post_id: str) -> dict[str, Any] | None:
-        p = self.blog.posts
         with self.engine.connect() as conn:
+            p = self.active(conn).blog.posts
             row = conn.execute(select(p).where(p.c.post_id == post_id)).mappings().first()
         return None if row is None else _post(dict(row))
 
     def posts(self, *, tag: str | None, limit: int, cursor: str | None) -> PostsPage:
         """Live posts, newest first (created_at, then post_id, both descending)."""
-        p = self.blog.posts
+        with self.engine.connect() as conn:
+            return self._posts(conn, tag=tag, limit=limit, cursor=cursor)
+
+    def _posts(
+        self, conn: Connection, *, tag: str | None, limit: int, cursor: str | None
+    ) -> PostsPage:
+        p = self.active(conn).blog.posts
         query = select(p).where(p.c.deleted_at.is_(None))
         if tag is not None:
             # tags is a JSON array of strings; match the element with its quotes.
@@ -83,8 +152,7 @@ class ReadModels:
                 )
             )
         query = query.order_by(p.c.created_at.desc(), p.c.post_id.desc()).limit(limit + 1)
-        with self.engine.connect() as conn:
-            rows = [dict(r) for r in conn.execute(query).mappings()]
+        rows = [dict(r) for r in conn.execute(query).mappings()]
         more = len(rows) > limit
         rows = rows[:limit]
         next_cursor = _encode_cursor(rows[-1]["created_at"], rows[-1]["post_id"]) if more else None
@@ -92,8 +160,8 @@ class ReadModels:
 
     # -- orders ------------------------------------------------------------------------------
     def order(self, order_id: str) -> dict[str, Any] | None:
-        t = self.orders.order_summaries
         with self.engine.connect() as conn:
+            t = self.active(conn).orders.order_summaries
             row = conn.execute(select(t).where(t.c.order_id == order_id)).mappings().first()
         if row is None:
             return None
@@ -109,8 +177,8 @@ class ReadModels:
         }
 
     def customer(self, customer_id: str) -> dict[str, Any] | None:
-        t = self.orders.customer_stats
         with self.engine.connect() as conn:
+            t = self.active(conn).orders.customer_stats
             rows = list(
                 conn.execute(
                     select(t).where(t.c.customer_id == customer_id).order_by(t.c.currency)
@@ -135,11 +203,11 @@ class ReadModels:
         }
 
     def daily_sales(self, *, start: date, end: date, currency: str | None) -> list[dict[str, Any]]:
-        t = self.orders.daily_sales
-        query = select(t).where(and_(t.c.day >= start, t.c.day <= end))
-        if currency is not None:
-            query = query.where(t.c.currency == currency)
         with self.engine.connect() as conn:
+            t = self.active(conn).orders.daily_sales
+            query = select(t).where(and_(t.c.day >= start, t.c.day <= end))
+            if currency is not None:
+                query = query.where(t.c.currency == currency)
             rows = list(conn.execute(query.order_by(t.c.day, t.c.currency)).mappings())
         return [
             {
@@ -155,9 +223,11 @@ class ReadModels:
     # -- notifications -------------------------------------------------------------------------
     def notification_outbox(self, *, status: str, limit: int) -> list[dict[str, Any]]:
         """E-mails in one status (``failed`` surfaces permanent rejections), oldest first."""
-        if self.notifications is None:
-            return []
-        t = self.notifications.outbox
+        with self.engine.connect() as conn:
+            return self._outbox(conn, status=status, limit=limit)
+
+    def _outbox(self, conn: Connection, *, status: str, limit: int) -> list[dict[str, Any]]:
+        t = self.active(conn).notifications.outbox
         query = (
             select(
                 t.c.event_id,
@@ -173,8 +243,7 @@ class ReadModels:
             .order_by(t.c.recorded_at, t.c.event_id)
             .limit(limit)
         )
-        with self.engine.connect() as conn:
-            rows = [dict(r) for r in conn.execute(query).mappings()]
+        rows = [dict(r) for r in conn.execute(query).mappings()]
         for row in rows:
             row["recorded_at"] = _iso(row["recorded_at"])
             row["sent_at"] = _iso(row["sent_at"])
@@ -183,8 +252,8 @@ class ReadModels:
     # -- positions (read-your-writes) ----------------------------------------------------------
     def post_version(self, post_id: str) -> tuple[int, bool] | None:
         """The stored version of a post and whether it is deleted; None: not projected yet."""
-        p = self.blog.posts
         with self.engine.connect() as conn:
+            p = self.active(conn).blog.posts
             row = conn.execute(
                 select(p.c.version, p.c.deleted_at).where(p.c.post_id == post_id)
             ).first()
@@ -197,15 +266,16 @@ class ReadModels:
         means "visible". Ids older than the ledger retention are purged: such an old
         position can no longer be confirmed (the API then answers 503 after its wait).
         """
-        return self._event_recorded(self.orders.slot, event_id)
-
-    def _event_recorded(self, slot: str, event_id: str) -> bool:
         t = self._ledger
         with self.engine.connect() as conn:
+            slot = self.active(conn).orders.slot
             return _has_row(
                 conn,
                 select(t.c.event_id).where(and_(t.c.projection == slot, t.c.event_id == event_id)),
             )
+
+
+_NAMES = ("blog", "orders", "notifications")
 
 
 def _has_row(conn: Connection, query: Any) -> bool:

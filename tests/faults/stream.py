@@ -11,6 +11,7 @@ from confluent_kafka import KafkaError, Message, Producer
 
 from consumers.kafka.admin import ensure_topics
 from consumers.kafka.config import client_config, producer_config
+from consumers.kafka.dead_letters import dead_letter_topic
 from consumers.settings.models import Settings
 from producers import SampleEvent, blog_events
 from schemas import AvroSerde, SchemaCatalog
@@ -106,7 +107,11 @@ def publish(
 ) -> list[Published]:
     """Publish in order and return each message's partition and offset from its ack."""
     settings = Settings(bootstrap_servers=bootstrap)
-    ensure_topics(client_config(settings.kafka), [topic, topic + ".dlq"], partitions=partitions)
+    ensure_topics(
+        client_config(settings.kafka),
+        [topic, dead_letter_topic(topic, "blog", ".dlq")],
+        partitions=partitions,
+    )
     producer = Producer(producer_config(settings.kafka))
     acked: dict[int, Published] = {}
     failures: list[str] = []

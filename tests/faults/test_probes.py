@@ -14,7 +14,7 @@ from tests.support.broker import publish
 from tests.support.oracle import blog_actual, blog_oracle
 from tests.support.prometheus import http_get
 from tests.support.proxy import tcp_proxy
-from tests.support.runners import SLOT, FreezableConsumer, running
+from tests.support.runners import SLOT, FreezableConsumer, UnassignedConsumer, running
 from tests.support.settings import settings_for
 
 
@@ -184,3 +184,45 @@ def test_readiness_follows_a_database_outage_and_liveness_does_not(
             )
             assert http_get(f"{url}/healthz")[0] == 200
     assert blog_actual(pg_url) == blog_oracle(first + second)
+
+
+def test_a_group_that_assigns_nothing_while_events_wait_is_wedged(
+    bootstrap: str, sqlite_url: str
+) -> None:
+    """No partitions past the readiness grace, events waiting, no checkpoint moving:
+    /readyz says wedged and projectionist_wedged is 1; once the group assigns, both clear
+    and every event is applied."""
+    topic = unique("blog")
+    events = blog_events(posts=20, seed=9)
+    publish(bootstrap, topic, events)
+    settings = settings_for(bootstrap, topic, sqlite_url, readiness_grace_s=1.0)
+    consumers: list[UnassignedConsumer] = []
+
+    def factory(conf: dict[str, Any]) -> UnassignedConsumer:
+        consumers.append(UnassignedConsumer(conf))
+        return consumers[-1]
+
+    with running(settings, consumer_factory=factory) as (_runner, url):
+        _status, body = wait_for(
+            "/readyz to say wedged",
+            lambda: (r := http_get(f"{url}/readyz"))[0] == 503 and "wedged" in r[1] and r,
+            timeout_s=30,
+        )
+        # at least one per partition: the embedded broker answers "latest" per batch
+        waiting = int(body.split(" events wait")[0].rsplit(" ", 1)[1])
+        assert 0 < waiting <= len(events), body
+        metrics = http_get(f"{url}/metrics")[1]
+        assert f'projectionist_wedged{{projection="{SLOT}"}} 1.0' in metrics
+        assert http_get(f"{url}/healthz")[0] == 200, "a wedge is not cured by a restart loop"
+        consumers[0].let_in()
+        wait_for(
+            "every event applied and /readyz 200",
+            lambda: (
+                checkpoint_total(sqlite_url, SLOT) == len(events)
+                and http_get(f"{url}/readyz")[0] == 200
+            ),
+            timeout_s=60,
+        )
+        metrics = http_get(f"{url}/metrics")[1]
+        assert f'projectionist_wedged{{projection="{SLOT}"}} 0.0' in metrics
+    assert blog_actual(sqlite_url) == blog_oracle(events)

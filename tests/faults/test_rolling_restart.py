@@ -37,6 +37,7 @@ import yaml
 
 from consumers.kafka.admin import ensure_topics
 from consumers.kafka.config import client_config, producer_config
+from consumers.kafka.dead_letters import dead_letter_topic
 from consumers.settings.models import Settings
 from producers import EventPublisher, SampleEvent, blog_events
 from projections import CheckpointStore
@@ -207,7 +208,7 @@ def test_rolling_restart_then_sigkill_loses_nothing_and_applies_nothing_twice(
     topic = topic_env["PROJECTIONIST_BLOG_TOPIC"]
     ensure_topics(
         client_config(Settings(bootstrap_servers=bootstrap).kafka),
-        [topic, topic + ".dlq"],
+        [topic, dead_letter_topic(topic, "blog", ".dlq")],
         partitions=PARTITIONS,
     )
     install_audit(pg_url)

@@ -26,12 +26,14 @@ def _state(pid: int) -> str:
 
 
 def test_frozen_consumer_cannot_commit_its_stale_batch(
-    seed: int, bootstrap: str, fault_env: dict[str, str], pg_url: str, tmp_path: Path
+    seed: int, bootstrap: str, audited_env: dict[str, str], pg_url: str, tmp_path: Path
 ) -> None:
     """SIGSTOP past the session timeout, partitions move, SIGCONT: the stale batch is fenced."""
     rng = random.Random(seed)
     items = build_stream(rng, posts=500, poison=6, duplicates=0.03, late_versions=0.03)
     half = len(items) // 2
+    # audited: the proof that the zombie committed nothing reads the per-offset log
+    fault_env = audited_env
     topic = fault_env["PROJECTIONIST_BLOG_TOPIC"]
     published = publish(bootstrap, topic, items[:half])
     freeze = tmp_path / "freeze"
@@ -101,4 +103,5 @@ def test_frozen_consumer_cannot_commit_its_stale_batch(
         stats=[survivor_stats, zombie_stats],
         # a resumed zombie sends its batch's dead letters before its transaction is fenced
         dead_letter_copies_allowed=True,
+        audited=True,
     )

@@ -63,7 +63,7 @@ def queries(database: str) -> Iterator[TestClient]:
     engine = make_engine(database)
     for p in (blog, orders, notifications):
         p.metadata.create_all(engine)
-    reads = ReadModels(engine=engine, blog=blog, orders=orders, notifications=notifications)
+    reads = ReadModels.over(engine=engine, blog=blog, orders=orders, notifications=notifications)
     with TestClient(create_app(reads, wait_timeout_s=0.05)) as client:
         yield client
     engine.dispose()

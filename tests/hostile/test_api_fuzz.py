@@ -52,7 +52,7 @@ def query_schema(database: str) -> Iterator[Any]:
     for folder in folders:
         folder.close()
     engine = make_engine(database, read_only=True)
-    reads = ReadModels(engine=engine, blog=blog, orders=orders, notifications=notifications)
+    reads = ReadModels.over(engine=engine, blog=blog, orders=orders, notifications=notifications)
     app = create_app(reads, wait_timeout_s=0.05, max_limit=50)
     yield schemathesis.openapi.from_asgi("/openapi.json", app)
     engine.dispose()

@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from consumers.kafka.dead_letters import read_dead_letters
+from consumers.kafka.dead_letters import dead_letter_topic, read_dead_letters
 from producers import SampleEvent, blog_events, order_events
 from schemas import BLOG_POST_DELETED, BLOG_POST_UPDATED, ORDER_FULFILLED
 from tests.support import json_line, run_cli
@@ -168,14 +168,14 @@ def _clean_output(text: str, secrets: list[str]) -> None:
 
 
 def _check_dead_letters(
-    env: dict[str, str], topic: str, dead: list[tuple[str, SampleEvent]]
+    env: dict[str, str], topic: str, projection: str, dead: list[tuple[str, SampleEvent]]
 ) -> None:
     from consumers.kafka.config import client_config
     from consumers.settings.models import Settings
 
     letters = read_dead_letters(
         client_config(Settings(bootstrap_servers=env["PROJECTIONIST_BOOTSTRAP_SERVERS"]).kafka),
-        topic + ".dlq",
+        dead_letter_topic(topic, projection, ".dlq"),  # the projection's own DLQ topic
     )
     by_key = {(lt.key or b"").decode(): lt for lt in letters}
     assert Counter((lt.key or b"").decode() for lt in letters) == Counter(ev.key for _, ev in dead)
@@ -208,8 +208,8 @@ def test_hostile_events_are_dead_lettered_and_the_rest_applies(
         assert stats["dead_lettered"] == len(dead), stats
     assert_blog_matches(url, [e for e in blog_stream if e not in [ev for _, ev in BLOG_DEAD]])
     assert_orders_match(url, [e for e in orders_stream if e not in [ev for _, ev in ORDERS_DEAD]])
-    _check_dead_letters(env, blog_topic, BLOG_DEAD)
-    _check_dead_letters(env, orders_topic, ORDERS_DEAD)
+    _check_dead_letters(env, blog_topic, "blog", BLOG_DEAD)
+    _check_dead_letters(env, orders_topic, "orders", ORDERS_DEAD)
 
     with smtp_server() as smtp:
         mail_env = {

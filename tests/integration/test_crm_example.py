@@ -24,6 +24,7 @@ from consumers.app import schema_catalog
 from consumers.kafka.admin import purge_topics
 from consumers.kafka.broker import free_port
 from consumers.kafka.config import client_config, producer_config
+from consumers.kafka.dead_letters import dead_letter_topic
 from consumers.settings.models import load_settings
 from producers import EventPublisher
 from schemas import AvroSerde
@@ -154,8 +155,9 @@ def test_crm_example_end_to_end(bootstrap: str, topic_env: dict[str, str], pg_ur
     created = run_cli(["topics"], env=env)
     assert created.returncode == 0, created.stderr[-2000:]
     conf = client_config(load_settings(bootstrap_servers=bootstrap).kafka)
-    assert {TOPIC, TOPIC + ".dlq"} <= set(AdminClient(conf).list_topics(timeout=10).topics)
-    purge_topics(conf, [TOPIC, TOPIC + ".dlq"])  # a broker kept across runs starts empty too
+    dlq = dead_letter_topic(TOPIC, "crm_customers", ".dlq")
+    assert {TOPIC, dlq} <= set(AdminClient(conf).list_topics(timeout=10).topics)
+    purge_topics(conf, [TOPIC, dlq])  # a broker kept across runs starts empty too
 
     rng = random.Random(1616)
     events = _history(rng, customers=150)

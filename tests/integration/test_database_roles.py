@@ -19,6 +19,7 @@ from sqlalchemy.exc import DBAPIError
 from producers import blog_events
 from projections import CheckpointStore, Topics, create_projection, make_engine
 from projections.generations.versions import VersionStore
+from projections.progress.dead_letter_log import DeadLetterLog
 from tests.support import checkpoint_total, run_cli
 from tests.support.broker import publish
 from tests.support.oracle import assert_blog_matches
@@ -62,6 +63,7 @@ def _create_tables(url: str, topic: str) -> None:
     try:
         with engine.begin() as conn:
             CheckpointStore().create(conn)
+            DeadLetterLog().create(conn)
             projection = create_projection("blog", topics=Topics(blog=topic, orders="unused"))
             projection.metadata.create_all(conn)
             VersionStore().ensure(conn, projection)  # the generation pointer and its views

@@ -58,6 +58,13 @@ def test_replay_from_time_reapplies_exactly_the_later_events(
         assert plan["events_to_reapply"] == len(after)
         assert {p["partition"]: p["rewind_to"] for p in plan["partitions"]} == dict(split)
         assert checkpoint_total(sqlite_url, "blog_v1") == len(events), "--dry-run changed state"
+        # a time after the last event: the embedded broker answers offset 0, which the
+        # record timestamps refute, so nothing is planned
+        future = run_cli(
+            ["replay", "blog", "--from", "2030-01-01T00:00:00Z", "--dry-run", "--json"], env=env
+        )
+        assert future.returncode == 0, future.stderr[-3000:]
+        assert json.loads(future.stdout)["events_to_reapply"] == 0
 
         done = run_cli(["replay", "blog", "--from", at], env=env)
         assert done.returncode == 0, done.stderr[-3000:]
@@ -123,9 +130,11 @@ def test_status_json_and_table(bootstrap: str, topic_env: dict[str, str], db_url
         "rebuilding_generation",
         "epoch",
         "paused",
+        "dead_letters",
         "generations",
     }
     assert status["paused"] is None
+    assert status["dead_letters"] == {"distinct": 0, "refused": 0, "messages": 0}
     (gen,) = status["generations"]
     assert (gen["generation"], gen["slot"], gen["role"], gen["state"]) == (
         1,

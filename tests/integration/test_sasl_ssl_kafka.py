@@ -21,6 +21,7 @@ from confluent_kafka.admin import AdminClient
 
 from consumers.kafka.admin import ensure_topics
 from consumers.kafka.config import client_config, producer_config
+from consumers.kafka.dead_letters import dead_letter_topic
 from consumers.settings.models import Settings
 from producers import EventPublisher, blog_events
 from schemas import AvroSerde, SchemaCatalog
@@ -124,7 +125,11 @@ def test_consumer_drains_over_sasl_ssl(
         ssl_ca_location=str(ca),
     )
     topic = unique("blog")
-    ensure_topics(client_config(settings.kafka), [topic, topic + ".dlq"], partitions=2)
+    ensure_topics(
+        client_config(settings.kafka),
+        [topic, dead_letter_topic(topic, "blog", ".dlq")],
+        partitions=2,
+    )
     events = blog_events(posts=100, seed=4)
     publisher = EventPublisher(
         producer_config(settings.kafka), serde=AvroSerde(SchemaCatalog.load())

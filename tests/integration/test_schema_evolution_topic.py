@@ -7,6 +7,7 @@ import random
 from consumers.app import build_runner
 from consumers.kafka.admin import ensure_topics
 from consumers.kafka.config import client_config, producer_config
+from consumers.kafka.dead_letters import dead_letter_topic
 from consumers.settings.models import Settings
 from producers import EventPublisher, blog_events, with_noise
 from producers.schema_registry import RegistryFraming, registry_client
@@ -29,7 +30,9 @@ def test_mixed_versions_and_framings_on_one_topic(bootstrap: str, sqlite_url: st
         heartbeat_interval_ms=500,
     )
     ensure_topics(
-        client_config(settings.kafka), [topic, topic + settings.topics.dlq_suffix], partitions=3
+        client_config(settings.kafka),
+        [topic, dead_letter_topic(topic, "blog", settings.topics.dlq_suffix)],
+        partitions=3,
     )
     catalog = SchemaCatalog.load()
     serde = AvroSerde(catalog)

@@ -15,6 +15,7 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
 
 from consumers.kafka.admin import ensure_topics
 from consumers.kafka.config import client_config, producer_config
+from consumers.kafka.dead_letters import dead_letter_topic
 from consumers.settings.models import Settings
 from producers import EventPublisher, SampleEvent
 from schemas import AvroSerde, SchemaCatalog
@@ -53,9 +54,17 @@ def kafka_bootstrap() -> Iterator[str]:
         yield broker.bootstrap_servers
 
 
+#: the shipped projections that may consume a test topic: each has its own dead-letter topic
+DLQ_OWNERS = ("blog", "orders", "notifications")
+
+
 def publish(bootstrap: str, topic: str, events: list[SampleEvent], *, partitions: int = 4) -> None:
     settings = Settings(bootstrap_servers=bootstrap)
-    ensure_topics(client_config(settings.kafka), [topic, topic + ".dlq"], partitions=partitions)
+    ensure_topics(
+        client_config(settings.kafka),
+        [topic, *(dead_letter_topic(topic, p, ".dlq") for p in DLQ_OWNERS)],
+        partitions=partitions,
+    )
     publisher = EventPublisher(
         producer_config(settings.kafka), serde=AvroSerde(SchemaCatalog.load())
     )

@@ -2,7 +2,8 @@
 
 Written independently of ``projections`` from the fold rules in its docs: the newest
 version of a post wins, a delete is terminal, duplicates and stale versions change
-nothing, and the tag cloud counts live posts per tag.
+nothing, and the tag cloud counts live posts per tag. A tombstone is the post's first
+delete in log order: its version is that delete's, whatever came after it.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from __future__ import annotations
 import json
 from collections import Counter
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import sqlalchemy as sa
@@ -23,15 +24,19 @@ class BlogModel:
     live: dict[str, dict[str, Any]]  # post_id -> expected columns
     deleted: set[str]
     tag_cloud: dict[str, int]
+    #: post_id -> the tombstone's version (the first delete's)
+    tombstones: dict[str, int] = field(default_factory=dict)
 
 
 def blog_oracle(events: Iterable[SampleEvent]) -> BlogModel:
     newest: dict[str, dict[str, Any]] = {}
     deleted: set[str] = set()
+    tombstones: dict[str, int] = {}
     for ev in events:
         r = ev.record
         if ev.event_type == "blog.BlogPostDeleted":
             deleted.add(r["post_id"])
+            tombstones.setdefault(r["post_id"], r["version"])
         elif ev.event_type == "blog.BlogPostUpdated":
             current = newest.get(r["post_id"])
             if current is None or r["version"] > current["version"]:
@@ -50,14 +55,14 @@ def blog_oracle(events: Iterable[SampleEvent]) -> BlogModel:
     cloud: Counter[str] = Counter()
     for row in live.values():
         cloud.update(row["tags"])
-    return BlogModel(live, deleted, dict(cloud))
+    return BlogModel(live, deleted, dict(cloud), tombstones)
 
 
 def blog_actual(url: str, generation: int = 1) -> BlogModel:
     engine = sa.create_engine(url)
     try:
         with engine.connect() as conn:
-            live, deleted = {}, set()
+            live, deleted, tombstones = {}, set(), {}
             for row in conn.execute(
                 sa.text(
                     f"SELECT post_id, title, description, tags, author, version, deleted_at FROM posts_v{generation}"
@@ -65,6 +70,7 @@ def blog_actual(url: str, generation: int = 1) -> BlogModel:
             ).mappings():
                 if row["deleted_at"] is not None:
                     deleted.add(row["post_id"])
+                    tombstones[row["post_id"]] = row["version"]
                 else:
                     live[row["post_id"]] = {
                         "title": row["title"],
@@ -79,7 +85,7 @@ def blog_actual(url: str, generation: int = 1) -> BlogModel:
                     sa.text(f"SELECT tag, posts_count FROM tag_cloud_v{generation}")
                 )
             }
-        return BlogModel(live, deleted, cloud)
+        return BlogModel(live, deleted, cloud, tombstones)
     finally:
         engine.dispose()
 
@@ -98,6 +104,11 @@ def assert_blog_matches(url: str, events: Iterable[SampleEvent], generation: int
     assert actual.deleted == expected.deleted, (
         f"tombstones differ: missing {sorted(expected.deleted - actual.deleted)[:5]}, "
         f"extra {sorted(actual.deleted - expected.deleted)[:5]}"
+    )
+    versions = [p for p in expected.tombstones if expected.tombstones[p] != actual.tombstones[p]]
+    assert not versions, (
+        f"{len(versions)} tombstone versions differ, e.g. {versions[0]}: expected "
+        f"{expected.tombstones[versions[0]]}, got {actual.tombstones[versions[0]]}"
     )
     diff = {
         t: (expected.tag_cloud.get(t), actual.tag_cloud.get(t))

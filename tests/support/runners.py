@@ -71,3 +71,32 @@ class FreezableConsumer:
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._consumer, name)
+
+
+class UnassignedConsumer:
+    """A real Consumer whose group hands it no partitions (a stuck group, as the embedded
+    broker leaves one after quick member churn) until :meth:`let_in`; then it joins."""
+
+    def __init__(self, conf: dict[str, Any]) -> None:
+        self._consumer = Consumer(conf)
+        self._subscription: tuple[Any, dict[str, Any]] | None = None
+        self._let_in = threading.Event()
+
+    def subscribe(self, topics: Any, **callbacks: Any) -> None:
+        self._subscription = (topics, callbacks)
+
+    def let_in(self) -> None:
+        self._let_in.set()
+
+    def consume(self, num_messages: int, timeout: float) -> list[Any]:
+        if self._let_in.is_set() and self._subscription is not None:  # on the loop's thread
+            topics, callbacks = self._subscription
+            self._subscription = None
+            self._consumer.subscribe(topics, **callbacks)
+        if self._subscription is not None:
+            self._let_in.wait(timeout)  # the fault: member of no assignment
+            return []
+        return list(self._consumer.consume(num_messages, timeout))
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._consumer, name)

@@ -115,3 +115,19 @@ def test_pause_and_resume_reach_a_live_runner_and_status(engine: sa.Engine) -> N
     rebuild.close()
     with engine.connect() as conn:
         assert HeartbeatStore().owners(conn, "blog_v1", fresh_s=60) == {}
+
+
+def test_a_wedged_runner_shows_in_status(engine: sa.Engine) -> None:
+    """The heartbeat of a runner its group holds without partitions says wedged, and so
+    does status; once assigned again it is live."""
+    from projections.generations.status import read_status
+
+    control = GenerationControl(_processor(engine, 1), instance="pod-a", heartbeat_s=0)
+    control._next_check = 0.0
+    control.check(wedged=True)
+    with engine.connect() as conn:
+        assert read_status(conn, "blog", 1).generations[0].state == "wedged"
+    control._next_check = 0.0
+    control.check(wedged=False)
+    with engine.connect() as conn:
+        assert read_status(conn, "blog", 1).generations[0].state == "live"
