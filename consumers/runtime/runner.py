@@ -204,7 +204,9 @@ class ProjectionRunner:
                     # from checkpoint + 1, so the checkpoint holds still while paused
                     messages = []
                 if self._wedge is not None:
-                    self._wedge.observe(consumer, bool(self._owned.positions))
+                    # paused, nobody moves the checkpoints by design: no wedge judgment
+                    # (an unassigned spare replica would otherwise turn "wedged")
+                    self._wedge.observe(consumer, bool(self._owned.positions) or self._paused)
                 if self._observer is not None:
                     self._measure(consumer)
                     self._observer.polled(self.snapshot())  # probes: the loop is polling
