@@ -41,7 +41,7 @@ from schemas.utc import as_utc
 __all__ = ["HELP", "REASONS", "list_", "purge", "replay", "show", "skip", "unpark"]
 
 HELP = (
-    "Dead letters of a projection (<topic>.<projection><dlq suffix>, and those the broker "
+    "Dead letters of a projection (`<topic>.<projection><dlq suffix>`, and those the broker "
     "refused, in the database): list, show, replay, unpark, skip, purge."
 )
 JsonOpt = Annotated[bool, typer.Option("--json", help="machine-readable output")]

@@ -34,7 +34,10 @@ def status(
     from consumers.operations.status import StatusReport
 
     settings = command_settings(bootstrap_servers=bootstrap_servers, database_url=database_url)
-    document = StatusReport(settings, projection_registry(settings)).document(projections)
+    registry = projection_registry(settings)
+    for name in projections or []:
+        registry.create(name)  # an unknown name: one line naming the known ones (exit 2)
+    document = StatusReport(settings, registry).document(projections)
     if json_out:
         print(json.dumps(document))
         return
@@ -66,7 +69,11 @@ def status(
             "owner",
         )
         for col in columns:
-            table.add_column(col, justify="left" if col in ("role", "state", "owner") else "right")
+            table.add_column(
+                col,
+                justify="left" if col in ("role", "state", "owner") else "right",
+                overflow="fold",  # a narrow terminal or a pipe wraps a cell, never cuts it
+            )
         for gen in entry["generations"]:
             for p in gen["partitions"] or [{}]:
                 table.add_row(

@@ -33,7 +33,8 @@ class Probe(Protocol):
     def readiness(self) -> Verdict: ...
 
 
-#: the ``status --json`` document for some projections (None: all of them)
+#: the ``status --json`` document for some projections (None: all of them); raises
+#: ``LookupError`` for an unknown projection, ``ProjectionistError`` when it cannot be built
 StatusSource = Callable[[Sequence[str] | None], dict[str, Any]]
 
 log = structlog.get_logger(__name__)
@@ -126,9 +127,10 @@ def _status_answer(status: StatusSource, query: dict[str, list[str]]) -> Answer:
     try:
         doc = status(query.get("projection") or None)
         return 200, _JSON, json.dumps(doc).encode()
-    except ConfigurationError as exc:
-        return 404, _JSON, json.dumps({"error": "unknown_projection", "detail": str(exc)}).encode()
-    except ProjectionistError as exc:  # database or broker away: the dashboard retries
+    except LookupError as exc:
+        detail = str(exc.args[0]) if exc.args else str(exc)
+        return 404, _JSON, json.dumps({"error": "unknown_projection", "detail": detail}).encode()
+    except ProjectionistError as exc:  # database or broker away, or no Kafka configured
         detail = f"status unavailable: {type(exc).__name__}: {exc}"
         return 503, _JSON, json.dumps({"error": "unavailable", "detail": detail}).encode()
 

@@ -129,12 +129,15 @@ class StatusReport:
     def document(self, names: Sequence[str] | None = None) -> dict[str, Any]:
         """``{"projections": [...]}`` for ``names`` (default: every projection).
 
-        An unknown name raises :class:`ConfigurationError`; a database or broker that
-        does not answer raises a ``RetryableError``.
+        An unknown name raises :class:`LookupError` (HTTP 404); a database or broker that
+        does not answer raises a ``RetryableError``, a setting that cannot work (no Kafka
+        to talk to) a ``ConfigurationError`` (both HTTP 503).
         """
-        wanted = tuple(names) if names else tuple(self._projections.names())
-        for name in wanted:
-            self._projections.create(name)  # an unknown name: one line naming the known ones
+        known = self._projections.names()
+        wanted = tuple(names) if names else tuple(known)
+        unknown = [n for n in wanted if n not in known]
+        if unknown:
+            raise LookupError(f"unknown projection {unknown[0]!r}; known: {', '.join(known)}")
         with self._lock:
             cached = self._cache.get(wanted)
             if cached is not None and time.monotonic() - cached[0] < self._ttl_s:

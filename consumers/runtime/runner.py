@@ -207,7 +207,9 @@ class ProjectionRunner:
                     # from checkpoint + 1, so the checkpoint holds still while paused
                     messages = []
                 if self._wedge is not None:
-                    self._wedge.observe(consumer, bool(self._owned.positions))
+                    # paused, nobody moves the checkpoints by design: no wedge judgment
+                    # (an unassigned spare replica would otherwise turn "wedged")
+                    self._wedge.observe(consumer, bool(self._owned.positions) or self._paused)
                 if self._observer is not None:
                     self._measure(consumer)
                     self._observer.polled(self.snapshot())  # probes: the loop is polling
@@ -221,7 +223,10 @@ class ProjectionRunner:
                 if drain and self._owned.caught_up(lambda tp: _watermarks(consumer, tp)):
                     break
                 if deadline is not None and time.monotonic() > deadline:
-                    raise BrokerUnavailable(f"drain did not catch up within {timeout_s}s")
+                    held = (
+                        " (the projection is paused: projectionist resume)" if self._paused else ""
+                    )
+                    raise BrokerUnavailable(f"drain did not catch up within {timeout_s}s{held}")
         finally:
             self._close(consumer)
         return self.stats

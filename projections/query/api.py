@@ -37,7 +37,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from projections.query.read_models import BadCursor, ReadModels
-from schemas.errors import ConfigurationError, ProjectionistError
+from schemas.errors import ProjectionistError
 
 __all__ = ["ApiError", "create_app"]
 
@@ -100,7 +100,8 @@ class ApiError(Exception):
         self.headers = headers
 
 
-#: the ``status --json`` document for some projections (None: all of them)
+#: the ``status --json`` document for some projections (None: all of them); raises
+#: ``LookupError`` for an unknown projection, ``ProjectionistError`` when it cannot be built
 StatusSource = Callable[[list[str] | None], dict[str, Any]]
 
 
@@ -308,8 +309,9 @@ def _add_status_route(app: FastAPI, source: StatusSource) -> None:
     ) -> dict[str, Any]:
         try:
             return await run_in_threadpool(source, projection)
-        except ConfigurationError as exc:
-            raise ApiError(404, "unknown_projection", str(exc)) from None
+        except LookupError as exc:
+            detail = str(exc.args[0]) if exc.args else str(exc)
+            raise ApiError(404, "unknown_projection", detail) from None
         except ProjectionistError as exc:
             detail = f"status unavailable: {type(exc).__name__}: {exc}"
             raise ApiError(503, "unavailable", detail, headers={"Retry-After": "5"}) from None

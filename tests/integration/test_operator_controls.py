@@ -88,6 +88,10 @@ def test_pause_holds_two_running_consumers_and_resume_catches_up(
 
             wait_for("two consumers to own the partitions and catch up", two_owners, timeout_s=90)
             entry = _entry(api)  # the query API serves the same document
+            for base in (api, metrics[1]):
+                unknown = _get(f"{base}/status?projection=nope")
+                assert unknown.status_code == 404, unknown.text
+                assert unknown.json()["error"] == "unknown_projection"
             assert entry["paused"] is None
             assert entry["generations"][0]["state"] == "live"
             owners_before = {p["partition"]: p["owner"] for p in _partitions(entry)}

@@ -18,6 +18,7 @@ from __future__ import annotations
 import os
 import re
 import shlex
+import shutil
 import signal
 import subprocess
 import sys
@@ -30,7 +31,7 @@ import typer.main
 
 from consumers.cli.program import app
 from consumers.kafka.broker import free_port
-from tests.support import TEST_ENV, wait_for
+from tests.support import TEST_ENV, missing, wait_for
 
 README = Path(__file__).resolve().parents[2] / "README.md"
 SHELL_LANGS = {"sh", "bash", "shell", "console"}
@@ -200,6 +201,9 @@ def _run(block: Block, script: Path) -> str:
 def test_unannotated_shell_blocks_run_as_written(tmp_path: Path) -> None:
     """Every unannotated block exits 0 under `bash -e` and leaves no process behind; the
     "Try it by hand" answers are the ones the README promises."""
+    for tool in ("bash", "curl"):
+        if shutil.which(tool) is None:
+            missing(f"{tool} is not installed: the README's commands use it")
     ran = []
     for n, block in enumerate(RUNNABLE):
         out = _run(block, tmp_path / f"block-{n}.sh")

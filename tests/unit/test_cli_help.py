@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from typing import Any
 
@@ -44,8 +45,14 @@ def test_help_shows_every_option_whole(path: list[str], command: Any) -> None:
     assert "<bool>" not in out
     written = [_text(command), *(getattr(p, "help", None) or "" for p in command.params)]
     if hasattr(command, "commands"):
-        written += [_text(sub) for sub in command.commands.values()]
+        # a group lists the first line of each sub-command's help
+        written += [_text(sub).strip().splitlines()[0] for sub in command.commands.values()]
     assert out.count("…") == "".join(written).count("…"), "a name, default or text was cut"
+    # nothing written is swallowed by the markup (a "<topic>" taken for an HTML tag, a
+    # "[env X]" for a style), and nothing is cut: every word of every help text shows
+    shown = set(re.findall(r"[\w<>\[\]]+", out))
+    lost = {w for text in written for w in re.findall(r"[\w<>\[\]]+", text)} - shown
+    assert not lost, f"words of the help text missing from the output: {sorted(lost)}"
     for param in command.params:
         for opt in [*param.opts, *getattr(param, "secondary_opts", [])]:
             if opt.startswith("--"):

@@ -477,12 +477,15 @@ def test_status_endpoint_serves_the_document_and_its_errors_as_json() -> None:
         assert get("/status") == (200, {"projections": [{"projection": "blog", "paused": None}]})
         assert get("/status?projection=blog&projection=orders")[0] == 200
         assert asked == [None, ["blog", "orders"]]
-        failure.append(ConfigurationError("unknown projection 'nope'"))
+        failure.append(LookupError("unknown projection 'nope'"))
         code, body = get("/status?projection=nope")
         assert (code, body["error"]) == (404, "unknown_projection")
         failure[0] = DatabaseUnavailable("connection refused")
         code, body = get("/status")
         assert (code, body["error"]) == (503, "unavailable")
         assert "connection refused" in body["detail"]
+        failure[0] = ConfigurationError("no Kafka to talk to")
+        code, body = get("/status")
+        assert (code, body["error"]) == (503, "unavailable"), "a setting is not a missing name"
     finally:
         server.close()
