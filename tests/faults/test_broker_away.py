@@ -3,23 +3,15 @@
 from __future__ import annotations
 
 import random
-import socket
 import time
 
-from consumers.kafka.broker import EmbeddedBroker
+from consumers.kafka.broker import EmbeddedBroker, free_port
 from tests.faults.checker import Report, finish
 from tests.faults.fleet import DRAIN, Fleet
 from tests.faults.stream import build_stream, publish
 from tests.support import checkpoint_total, run_cli, wait_for
 
 AWAY_S = 4.0
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 def test_broker_restart_that_lost_history_stops_the_projection(
@@ -29,7 +21,7 @@ def test_broker_restart_that_lost_history_stops_the_projection(
     rng = random.Random(seed)
     first = build_stream(rng, posts=300, duplicates=0.03, late_versions=0.03)
     recreated = build_stream(rng, posts=40)
-    port = _free_port()
+    port = free_port()
     topic = fault_env["PROJECTIONIST_BLOG_TOPIC"]
     env = {**fault_env, "PROJECTIONIST_BOOTSTRAP_SERVERS": f"127.0.0.1:{port}"}
     fleet = Fleet(env)

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import signal
-import socket
 import time
 from pathlib import Path
 
 import sqlalchemy as sa
 
-from consumers.kafka.broker import EmbeddedBroker
+from consumers.kafka.broker import EmbeddedBroker, free_port
 from producers import blog_events
 from tests.support import checkpoint_total, start_cli, unique, wait_for
 from tests.support.broker import publish
@@ -20,13 +19,6 @@ from tests.support.runners import running
 from tests.support.settings import settings_for
 
 AWAY_S = 4.0
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 def test_consumer_started_while_the_database_is_away_waits_unready_then_runs(
@@ -40,7 +32,7 @@ def test_consumer_started_while_the_database_is_away_waits_unready_then_runs(
     proxy = TcpProxy((target.host or "127.0.0.1", target.port or 5432)).start()
     via_proxy = target.set(host="127.0.0.1", port=proxy.port).render_as_string(hide_password=False)
     proxy.cut()
-    port = _free_port()
+    port = free_port()
     env = {
         **fault_env,
         "PROJECTIONIST_DATABASE_URL": via_proxy,
@@ -136,7 +128,7 @@ def test_relay_started_while_the_broker_is_away_waits_unready_then_relays(
 ) -> None:
     """No broker at start: the relay stays up (alive, not ready) and turns ready once a
     broker answers at that address; SIGTERM then exits 0."""
-    broker_port, metrics_port = _free_port(), _free_port()
+    broker_port, metrics_port = free_port(), free_port()
     env = {
         "PROJECTIONIST_BOOTSTRAP_SERVERS": f"127.0.0.1:{broker_port}",
         "PROJECTIONIST_DATABASE_URL": f"sqlite:///{tmp_path / 'commands.db'}",
