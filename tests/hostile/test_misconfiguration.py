@@ -73,8 +73,8 @@ CASES: list[tuple[str, list[str], dict[str, str], int, str]] = [
         "DatabaseUnavailable",
     ),
     (
-        "database away: relay",
-        ["relay"],
+        "database away: relay --drain",
+        ["relay", "--drain"],  # the service (no --drain) waits: tests/faults/test_startup_outage
         {"PROJECTIONIST_COMMAND_DATABASE_URL": DOWN_PG},
         1,
         "DatabaseUnavailable",
