@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Annotated, Literal
 import typer
 
 from consumers.app import build_relay, command_engine, command_services, registry_framing
-from consumers.cli.options import BootstrapOpt, command_settings, console
+from consumers.cli.options import BootstrapOpt, command_settings, console, require_broker
 from consumers.kafka.admin import ensure_topics
 from consumers.kafka.config import client_config, producer_config
 from consumers.observability.exporter import Observability
@@ -63,6 +63,8 @@ def relay(
         command_database_url=command_database_url,
         relay_batch_size=batch_size,
     )
+    if drain:  # one-off: a broker away fails now; the service waits it out (probes served)
+        require_broker(settings)
     stop = StopSignal()
     stop.install()
     engine = command_engine(settings)
@@ -228,6 +230,8 @@ def produce(
     settings = command_settings(
         bootstrap_servers=bootstrap_servers, command_database_url=command_database_url
     )
+    if mode == "publisher" or relay_after:
+        require_broker(settings)
     if mode == "publisher":
         if ids_file is not None:
             raise ConfigurationError("--ids-file needs --via commands (the ids come from them)")
@@ -301,6 +305,7 @@ def produce_orders(
     from schemas import AvroSerde, SchemaCatalog
 
     settings = command_settings(bootstrap_servers=bootstrap_servers)
+    require_broker(settings)
     events = with_noise(order_events(orders=orders, seed=seed), duplicate_ratio=duplicates)
     publisher = EventPublisher(
         producer_config(settings.kafka), serde=AvroSerde(SchemaCatalog.load())

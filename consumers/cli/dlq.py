@@ -27,6 +27,7 @@ from consumers.cli.options import (
     ProjectionArg,
     command_settings,
     console,
+    require_broker,
 )
 from consumers.kafka.admin import purge_topics
 from consumers.kafka.config import client_config
@@ -72,6 +73,7 @@ def list_(
 ) -> None:
     """Count dead letters by error class and reason (copies of one origin counted once)."""
     settings = command_settings(bootstrap_servers=bootstrap_servers, database_url=database_url)
+    require_broker(settings)
     records = _read(settings, projection)
     origins = {r.origin: r for r in records}
     refused = _refused(settings, projection)
@@ -195,6 +197,7 @@ def show(
 ) -> None:
     """Show one dead letter, by its original partition and offset: headers and decoded event."""
     settings = command_settings(bootstrap_servers=bootstrap_servers, database_url=database_url)
+    require_broker(settings)
     found = [r for r in _read(settings, projection) if r.origin[1:] == (partition, offset)]
     if not found:
         held = [r for r in _refused(settings, projection) if r.origin[1:] == (partition, offset)]
@@ -262,6 +265,7 @@ def replay(
     if reason is not None and reason not in REASONS:
         raise ConfigurationError(f"unknown --reason {reason!r}; known: {', '.join(REASONS)}")
     settings = command_settings(bootstrap_servers=bootstrap_servers, database_url=database_url)
+    require_broker(settings)
     records = _read(settings, projection)
     chosen = [
         r
@@ -349,6 +353,7 @@ def purge(
 ) -> None:
     """Delete every dead letter of the projection (the topic is deleted and recreated)."""
     settings = command_settings(bootstrap_servers=bootstrap_servers)
+    require_broker(settings)
     topics = _dlq_topics(settings, projection)
     if not yes and not typer.confirm(f"Delete every message of {', '.join(topics)}?"):
         raise typer.Exit(1)

@@ -11,6 +11,8 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
+from consumers.kafka.admin import reach_broker
+from consumers.kafka.config import client_config
 from consumers.observability.logs import configure_logging
 from consumers.settings.models import Settings, check_files, load_settings
 
@@ -23,6 +25,7 @@ __all__ = [
     "command_settings",
     "console",
     "dash",
+    "require_broker",
 ]
 
 BootstrapOpt = Annotated[
@@ -53,6 +56,12 @@ def command_settings(**overrides: object) -> Settings:
     check_files(loaded)
     configure_logging(fmt=loaded.observability.log_format, level=loaded.observability.log_level)
     return loaded
+
+
+def require_broker(settings: Settings) -> None:
+    """A one-off command's first step: the broker answers within broker_timeout_s, or the
+    command ends with one line (exit 1). Services do not call this: they wait it out."""
+    reach_broker(client_config(settings.kafka), timeout_s=settings.kafka.broker_timeout_s)
 
 
 def dash(value: object) -> str:

@@ -28,6 +28,7 @@ from consumers.cli.options import (
     ProjectionArg,
     command_settings,
     console,
+    require_broker,
 )
 from consumers.kafka.config import client_config
 from consumers.kafka.watermarks import FetchedWatermarks, Watermarks
@@ -83,6 +84,7 @@ def rebuild(
     from consumers.operations.rebuild import run_rebuild
 
     settings = command_settings(bootstrap_servers=bootstrap_servers, database_url=database_url)
+    require_broker(settings)
     registry = projection_registry(settings)
     registry.create(projection)  # an unknown name fails before the progress display
     stop = StopSignal()
@@ -195,6 +197,7 @@ def cleanup(
     from consumers.operations.rebuild import generations_made, run_cleanup
 
     settings = command_settings(database_url=database_url, bootstrap_servers=bootstrap_servers)
+    require_broker(settings)
     registry = projection_registry(settings)
     dropped = run_cleanup(settings.database, registry, projection)
     console.print(

@@ -17,6 +17,7 @@ from consumers.cli.options import (
     command_settings,
     console,
     dash,
+    require_broker,
 )
 from consumers.kafka.config import client_config
 from consumers.kafka.watermarks import FetchedWatermarks, offsets_for_time
@@ -55,6 +56,7 @@ def replay(
     from consumers.operations.replay import apply_replay, parse_point, plan_replay
 
     settings = command_settings(bootstrap_servers=bootstrap_servers, database_url=database_url)
+    require_broker(settings)
     registry = projection_registry(settings)
     conf = client_config(settings.kafka)
     plan = plan_replay(

@@ -18,6 +18,7 @@ from consumers.cli.options import (
     ProjectionArg,
     command_settings,
     console,
+    require_broker,
 )
 from consumers.cli.progress import DrainProgress
 from consumers.kafka.admin import ensure_topics
@@ -67,6 +68,8 @@ def consume(
     )
     registry = projection_registry(settings)
     registry.create(projection)  # an unknown name fails here, before any connection
+    if drain:  # one-off: a broker away fails now; the service waits it out (probes served)
+        require_broker(settings)
     stop = StopSignal()
     stop.install()
     # Metrics, /healthz and /readyz on PROJECTIONIST_METRICS_ADDRESS when set; the
@@ -119,6 +122,7 @@ def topics(
     from consumers.app import dead_letter_topics, projection_registry
 
     settings = command_settings(bootstrap_servers=bootstrap_servers, topic_partitions=partitions)
+    require_broker(settings)
     registry = projection_registry(settings)
     names = registry.topics()
     names += [

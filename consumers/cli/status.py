@@ -15,6 +15,7 @@ from consumers.cli.options import (
     command_settings,
     console,
     dash,
+    require_broker,
 )
 
 __all__ = ["status"]
@@ -34,6 +35,7 @@ def status(
     from consumers.operations.status import StatusReport
 
     settings = command_settings(bootstrap_servers=bootstrap_servers, database_url=database_url)
+    require_broker(settings)
     registry = projection_registry(settings)
     for name in projections or []:
         registry.create(name)  # an unknown name: one line naming the known ones (exit 2)

@@ -11,7 +11,24 @@ from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-def
 
 from schemas.errors import BrokerUnavailable
 
-__all__ = ["delete_groups", "ensure_topics", "purge_topics"]
+__all__ = ["delete_groups", "ensure_topics", "purge_topics", "reach_broker"]
+
+
+def reach_broker(conf: Mapping[str, Any], *, timeout_s: float) -> None:
+    """Fail within ``timeout_s`` with one line naming the broker when it does not answer.
+
+    One-off commands call this first; services wait out an outage instead. The probe's
+    client logs nothing: its failure is the one line."""
+    admin = AdminClient({**conf, "log_level": 0})
+    try:
+        admin.list_topics(timeout=timeout_s)
+    except KafkaException as exc:
+        error = exc.args[0] if exc.args and isinstance(exc.args[0], KafkaError) else None
+        reason = error.str() if error is not None else str(exc)
+        raise BrokerUnavailable(
+            f"no answer from the Kafka broker at {conf.get('bootstrap.servers')} within "
+            f"{timeout_s:g}s (PROJECTIONIST_BROKER_TIMEOUT_S): {reason}"
+        ) from exc
 
 
 def ensure_topics(

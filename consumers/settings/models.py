@@ -114,6 +114,12 @@ class KafkaSettings(_Concern):
     )
     assignment_strategy: AssignmentStrategy = "cooperative-sticky"
     session_timeout_ms: int = Field(default=45_000, ge=1_000)
+    broker_timeout_s: float = Field(
+        default=10.0,
+        gt=0,
+        le=300,
+        description="how long a one-off command waits for the broker to answer before it fails",
+    )
     heartbeat_interval_ms: int = Field(default=3_000, ge=100)
     max_poll_interval_ms: int = Field(default=300_000, ge=10_000)
     # 8 MiB is ~30k blog events: several batches ahead, so fetching never starves the
