@@ -60,7 +60,10 @@ def command_settings(**overrides: object) -> Settings:
 
 def require_broker(settings: Settings) -> None:
     """A one-off command's first step: the broker answers within broker_timeout_s, or the
-    command ends with one line (exit 1). Services do not call this: they wait it out."""
+    command ends with one line (exit 1). Services do not call this: they wait it out.
+    No cluster configured: nothing to probe (a command that needs one says so itself)."""
+    if settings.kafka.bootstrap_servers is None:
+        return
     reach_broker(client_config(settings.kafka), timeout_s=settings.kafka.broker_timeout_s)
 
 
