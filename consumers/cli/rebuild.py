@@ -84,9 +84,9 @@ def rebuild(
     from consumers.operations.rebuild import run_rebuild
 
     settings = command_settings(bootstrap_servers=bootstrap_servers, database_url=database_url)
-    require_broker(settings)
     registry = projection_registry(settings)
     registry.create(projection)  # an unknown name fails before the progress display
+    require_broker(settings)
     stop = StopSignal()
     stop.install()
     out = Console(stderr=True) if json_out else console

@@ -71,6 +71,7 @@ def test_cli_refusal_exits_3_with_one_line(
 ) -> None:
     """`projectionist rebuild` on a truncated topic exits 3 with the partitions, no traceback."""
     monkeypatch.setattr(cli_rebuild, "FetchedWatermarks", TruncatedSource)
+    monkeypatch.setattr(cli_rebuild, "require_broker", lambda settings: None)  # no broker here
     monkeypatch.setattr(
         "sys.argv", ["projectionist", "rebuild", "blog", "-b", "127.0.0.1:1", "-d", sqlite_url]
     )
