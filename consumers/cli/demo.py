@@ -29,7 +29,7 @@ from rich.progress import (
 from rich.table import Table
 
 from consumers.app import build_runner, dead_letter_topics, topics_from
-from consumers.cli.options import BootstrapOpt, command_settings, console
+from consumers.cli.options import BootstrapOpt, command_settings, console, require_broker
 from consumers.kafka.admin import ensure_topics
 from consumers.kafka.broker import EmbeddedBroker
 from consumers.kafka.config import client_config, producer_config
@@ -79,6 +79,7 @@ def demo(
         session_timeout_ms=6_000,
         heartbeat_interval_ms=500,
     )
+    require_broker(settings)  # a cluster named and away: one line (the embedded one is started)
     stop = StopSignal()
     stop.install()
     raise typer.Exit(run_demo(settings, commands=commands, console=console, stop=stop))

@@ -472,6 +472,7 @@ ONE_OFF: list[list[str]] = [
     ["dlq", "show", "blog", "--partition", "0", "--offset", "0"],
     ["dlq", "replay", "blog", "--all"],
     ["dlq", "purge", "blog", "--yes"],
+    ["demo", "--commands", "10"],
 ]
 
 
