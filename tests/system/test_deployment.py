@@ -32,12 +32,15 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 import yaml
-from confluent_kafka import TopicPartition
+from confluent_kafka import Producer, TopicPartition
 from confluent_kafka.admin import AdminClient
 
-from consumers.kafka.broker import EmbeddedBroker
+from consumers.kafka.broker import EmbeddedBroker, free_port
+from consumers.kafka.config import producer_config
 from consumers.kafka.watermarks import FetchedWatermarks
-from producers import blog_events, order_events
+from consumers.settings.models import Settings
+from producers import SampleEvent, blog_events, order_events
+from schemas import AvroSerde, SchemaCatalog
 from tests.support import fresh_postgres_database, run_cli, wait_for
 from tests.support.broker import publish, publish_poison
 from tests.support.databases import database_roles
@@ -57,6 +60,12 @@ WORKLOADS = [
     ("Deployment", "projectionist-query-api"),
     ("Deployment", "projectionist-outbox-relay"),
     ("Deployment", "projectionist-tag-cloud-check"),
+]
+# Alerts driven into their scenario below (each expression read from alerts.yml).
+SCENARIO_ALERTS = [
+    "ProjectionistTagCloudDrift",
+    "ProjectionistEventAgeAboveSLO",
+    "ProjectionistOutboxBacklog",
 ]
 # The embedded broker answers a group join in about half the session timeout: the test
 # broker's knobs, as in every other tier (a real cluster keeps the shipped 15 s / 3 s).
@@ -271,6 +280,8 @@ def test_the_dev_overlay_over_its_lifecycle(deployed: Deployed) -> None:
     wait_for("the live group's lag at 0", lambda: _group_lag(d.bootstrap, group, topic) == 0)
     assert relay.alive()
     assert prom.firing() == set(), "a healthy install fires no alert"
+    for alert in SCENARIO_ALERTS:  # their `for` is minutes: silence is their expression's
+        assert prom.query(_rule(alert)["expr"]) == {}, f"{alert} holds on a healthy install"
 
     # -- rebuild (the CronJob's template, as `kubectl create job --from` runs it) ------
     engine = sa.create_engine(d.read_models_url)
@@ -307,6 +318,20 @@ def test_the_dev_overlay_over_its_lifecycle(deployed: Deployed) -> None:
     # -- reconcile (the CronJob with --repair) and the report-only check ---------------
     _run_job(d, "CronJob", "projectionist-reconcile-tag-cloud")
     assert prom.query("max(projectionist_tag_cloud_drift_tags)") in ({"": 0.0}, {})
+
+    # -- a damaged tag cloud: the tag-cloud-check Deployment (it checks at start, then
+    #    every 300 s: restarted here) -> ProjectionistTagCloudDrift's expression ------
+    drift = _rule("ProjectionistTagCloudDrift")
+    assert drift["for"] == "30m"
+    assert prom.query(drift["expr"]) == {}
+    engine = sa.create_engine(d.read_models_url)
+    with engine.begin() as conn:
+        conn.execute(sa.text("UPDATE tag_cloud_v2 SET posts_count = posts_count + 1"))
+    engine.dispose()
+    assert d.pods["projectionist-tag-cloud-check"].terminate() == 0
+    d.pods["projectionist-tag-cloud-check"] = k.pod(*WORKLOADS[5]).start()
+    d.scraped()
+    wait_for("TagCloudDrift's expression to hold", lambda: prom.query(drift["expr"]), timeout_s=60)
 
     # -- rollback and cleanup (operator commands, the rebuild Job's environment) ------
     _run_job(d, "CronJob", "projectionist-rebuild-blog", args=["rollback", "blog"])
@@ -412,6 +437,49 @@ def test_the_dev_overlay_over_its_lifecycle(deployed: Deployed) -> None:
     order = orders[0].record["order_id"]
     assert http_get(f"{api}/orders/{order}")[0] == 200
 
+    # -- events that arrive 10 min late: ProjectionistEventAgeAboveSLO's expression -----
+    age = _rule("ProjectionistEventAgeAboveSLO")
+    assert age["for"] == "5m"
+    assert prom.query(age["expr"]) == {}
+    _publish_aged(d.bootstrap, "blog.posts", blog_events(posts=60, seed=2030), age_s=600)
+    wait_for("EventAgeAboveSLO's expression to hold", lambda: prom.query(age["expr"]), timeout_s=60)
+
+    # -- the relay restarted while the broker is away, commands waiting for 10 min:
+    #    ProjectionistOutboxBacklog's expression; silent again once a relay publishes --
+    backlog = _rule("ProjectionistOutboxBacklog")
+    assert backlog["for"] == "5m"
+    assert prom.query(backlog["expr"]) == {}
+    assert d.pods.pop("projectionist-outbox-relay").terminate() == 0
+    made = run_cli(["produce", "--count", "5", "--no-relay", "--seed", "8"], env=relay_env)
+    assert made.returncode == 0, made.stderr[-2000:]
+    command_db = sa.create_engine(relay_env["PROJECTIONIST_COMMAND_DATABASE_URL"])
+    with command_db.begin() as conn:  # written 10 minutes ago (the wait is not spent here)
+        conn.execute(
+            sa.text(
+                "UPDATE outbox SET occurred_at_ms = occurred_at_ms - 600000"
+                " WHERE published_at IS NULL"
+            )
+        )
+    command_db.dispose()
+    stuck = k.pod(*WORKLOADS[4])
+    stuck.env["PROJECTIONIST_BOOTSTRAP_SERVERS"] = f"127.0.0.1:{free_port()}"  # nobody there
+    d.pods["projectionist-outbox-relay"] = stuck.start()
+    d.scraped()
+    wait_for(
+        "OutboxBacklog's expression to hold", lambda: prom.query(backlog["expr"]), timeout_s=90
+    )
+    assert stuck.terminate() == 0, stuck.output[-3000:]
+    d.pods["projectionist-outbox-relay"] = k.pod(*WORKLOADS[4]).start()
+    d.scraped()
+    wait_for(
+        "OutboxBacklog's expression silent once published",
+        lambda: (
+            prom.query("max(projectionist_outbox_pending_events)") == {"": 0.0}
+            and not prom.query(backlog["expr"])
+        ),
+        timeout_s=90,
+    )
+
     # -- a pod that dies: ProjectionistConsumerDown's expression (its `for` is 2m) -------
     check = d.pods.pop("projectionist-tag-cloud-check")
     check.kill()
@@ -434,6 +502,27 @@ def test_the_dev_overlay_over_its_lifecycle(deployed: Deployed) -> None:
         assert pod.terminate() == 0, f"{name}: {pod.output[-3000:]}"
         assert pod.stopped_in_s is not None
         assert pod.stopped_in_s < float(pod.spec["terminationGracePeriodSeconds"]), name
+
+
+def _publish_aged(bootstrap: str, topic: str, events: list[SampleEvent], *, age_s: int) -> None:
+    """Publish ``events`` with a record timestamp ``age_s`` in the past (what the event-age
+    histogram measures): events that reach the broker late, e.g. from a lagging producer."""
+    producer = Producer(producer_config(Settings(bootstrap_servers=bootstrap).kafka))
+    serde = AvroSerde(SchemaCatalog.load())
+    then_ms = int(time.time() * 1000) - age_s * 1000
+    for ev in events:
+        producer.produce(
+            topic,
+            key=ev.key.encode(),
+            value=serde.encode(ev.event_type, ev.record),
+            headers=[
+                ("event_id", str(ev.record["event_id"]).encode()),
+                ("event_type", ev.event_type.encode()),
+                ("occurred_at", str(then_ms).encode()),
+            ],
+            timestamp=then_ms,
+        )
+    assert producer.flush(30) == 0
 
 
 def _rule(alert: str) -> dict[str, Any]:
