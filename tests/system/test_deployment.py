@@ -63,10 +63,12 @@ WORKLOADS = [
 ]
 # Alerts driven into their scenario below (each expression read from alerts.yml).
 SCENARIO_ALERTS = [
+    "ProjectionistStalled",
     "ProjectionistTagCloudDrift",
     "ProjectionistEventAgeAboveSLO",
     "ProjectionistOutboxBacklog",
 ]
+STALL_TIMEOUT_S = 5
 # The embedded broker answers a group join in about half the session timeout: the test
 # broker's knobs, as in every other tier (a real cluster keeps the shipped 15 s / 3 s).
 BROKER_SPEED = {
@@ -350,7 +352,10 @@ def test_the_dev_overlay_over_its_lifecycle(deployed: Deployed) -> None:
     )
 
     # -- scale up to 2, then down to 1: the hand-over is measured ----------------------
-    second = k.pod("StatefulSet", "projectionist-blog", ordinal=1).start()
+    second = k.pod("StatefulSet", "projectionist-blog", ordinal=1)
+    # the one shipped setting shortened here: /healthz's stall clock (120 s in a cluster)
+    second.env["PROJECTIONIST_STALL_TIMEOUT_S"] = str(STALL_TIMEOUT_S)
+    second.start()
     d.scraped()
     wait_for("a second blog member ready", lambda: _ready(second), timeout_s=120, every_s=0.5)
     wait_for(
@@ -358,6 +363,37 @@ def test_the_dev_overlay_over_its_lifecycle(deployed: Deployed) -> None:
         lambda: len(prom.query("projectionist_assigned_partitions > 0")) >= 2,
         timeout_s=60,
     )
+
+    # -- an apply that hangs (the read models locked): ProjectionistStalled's expression
+    stalled = _rule("ProjectionistStalled")
+    assert stalled["for"] == "1m"
+    live = second.container["livenessProbe"]  # the alert fires before the restart
+    assert live["periodSeconds"] * live["failureThreshold"] > 60 + 1
+    assert prom.query(stalled["expr"]) == {}
+    locker = sa.create_engine(d.read_models_url)
+    with locker.connect() as conn:
+        tables = conn.execute(
+            sa.text(
+                "SELECT tablename FROM pg_tables WHERE schemaname = 'public'"
+                " AND tablename LIKE '%\\_v1'"
+            )
+        ).scalars()
+        conn.execute(sa.text(f"LOCK TABLE {', '.join(tables)} IN ACCESS EXCLUSIVE MODE"))
+        held = blog_events(posts=20, seed=2031)
+        publish(d.bootstrap, "blog.posts", held)
+        wait_for(
+            "ProjectionistStalled's expression to hold",
+            lambda: prom.query(stalled["expr"]),
+            timeout_s=60,
+        )
+        conn.rollback()
+    locker.dispose()
+    wait_for(
+        "ProjectionistStalled's expression silent once unlocked",
+        lambda: not prom.query(stalled["expr"]),
+        timeout_s=30,
+    )
+
     first = d.pods["projectionist-blog"]
     stopped_at = time.monotonic()
     assert second.terminate() == 0, second.output[-3000:]
@@ -409,7 +445,7 @@ def test_the_dev_overlay_over_its_lifecycle(deployed: Deployed) -> None:
     )
     assert (
         blog_actual(d.read_models_url).live.keys()
-        >= blog_oracle(events + more + outage).live.keys()
+        >= blog_oracle(events + more + held + outage).live.keys()
     )
 
     # -- poison: ProjectionistDeadLetters (no `for`) fires for real ---------------------
