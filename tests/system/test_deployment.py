@@ -146,7 +146,10 @@ def deployed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployed]:
         prom_dir = base / "prometheus"
         prom_dir.mkdir()
         try:
-            with PrometheusServer(prom_dir, config=config) as prometheus:
+            # a lookback longer than RebuildStuck's 15 min: a held rebuild is evaluated at
+            # a later instant on its last scraped values (what it would keep exporting)
+            flags = ["--query.lookback-delta=20m"]
+            with PrometheusServer(prom_dir, config=config, flags=flags) as prometheus:
                 yield Deployed(
                     kubelet,
                     prometheus,
@@ -533,6 +536,34 @@ def test_the_dev_overlay_over_its_lifecycle(deployed: Deployed) -> None:
     empty = [q for q in queries if not prom.query(f"count_over_time(({q})[10m:1s])")]
     assert not empty, f"dashboard queries without data: {empty}"
 
+    # -- a rebuild held part-way by a database outage: ProjectionistRebuildStuck --------
+    held_rule = _rule("ProjectionistRebuildStuck")
+    assert held_rule["for"] == "5m"
+    rebuild = k.pod(
+        "CronJob",
+        "projectionist-rebuild-blog",
+        args=["rebuild", "blog", "--batch-max-messages", "50"],  # many small steps
+    ).start()
+    d.scraped()
+    wait_for(
+        "the rebuild part-way",
+        lambda: not rebuild.alive() or 0 < _rebuild_progress(rebuild) < 1,
+        timeout_s=60,
+        every_s=0.01,
+    )
+    d.proxy.cut()
+    wait_for(
+        "Prometheus to scrape the held rebuild",
+        lambda: prom.query("projectionist_rebuild_progress_ratio < 1"),
+        timeout_s=30,
+    )
+    assert rebuild.alive(), rebuild.output[-3000:]
+    assert prom.query(held_rule["expr"]) == {}, "stuck before 15 min without progress"
+    assert prom.query(held_rule["expr"], at=time.time() + 16 * 60), "RebuildStuck silent"
+    d.proxy.restore()
+    assert rebuild.wait(timeout_s=120) == 0, rebuild.output[-3000:]
+    d.scraped()
+
     # -- SIGTERM: every pod stops in its grace period, exit 0 --------------------------
     for name, pod in d.pods.items():
         assert pod.terminate() == 0, f"{name}: {pod.output[-3000:]}"
@@ -559,6 +590,16 @@ def _publish_aged(bootstrap: str, topic: str, events: list[SampleEvent], *, age_
             timestamp=then_ms,
         )
     assert producer.flush(30) == 0
+
+
+def _rebuild_progress(pod: Pod) -> float:
+    _status, text = http_get(f"{pod.url('metrics')}/metrics", timeout_s=1)
+    ratios = [
+        float(line.rpartition(" ")[2])
+        for line in text.splitlines()
+        if line.startswith("projectionist_rebuild_progress_ratio{")
+    ]
+    return min(ratios, default=0.0)
 
 
 def _rule(alert: str) -> dict[str, Any]:
