@@ -78,6 +78,7 @@ def relay(
     observer = RelayMetrics(obs.metrics, health, engine, services=("blog", "orders"))
     try:
         obs.start()
+        observer.starting()
 
         def start() -> OutboxRelay:  # topics (broker) and outbox table (database)
             with database_errors():
