@@ -80,18 +80,20 @@ def relay(
     observer = RelayMetrics(obs.metrics, health, engine, services=("blog", "orders"))
     try:
         obs.start()
+        observer.starting()
 
         def start() -> OutboxRelay:  # topics (broker) and outbox table (database)
             with database_errors():
                 return build_relay(settings, engine, stop, observer=observer)
 
-        # A service (a Deployment) waits out an outage at start like one mid-run; a
+        # A service (a Deployment) waits out an outage at start like one mid-run (and
+        # keeps measuring the outbox meanwhile: ProjectionistOutboxBacklog's input); a
         # one-off --drain fails at once with one line instead of waiting forever.
         runner = (
             start()
             if drain
             else retry_start(
-                start, what="relay start", loop=settings.loop, stop=stop, waiting=health.beat
+                start, what="relay start", loop=settings.loop, stop=stop, waiting=observer.failed
             )
         )
         stats = RelayStats()

@@ -109,6 +109,11 @@ class RelayMetrics:
         self._measured_at = float("-inf")
         self._services: set[str] = set(services)  # exported as 0 until rows appear
 
+    def starting(self) -> None:
+        """Before the first connection to the broker: the backlog is measured at once,
+        not only after a first round (which an unreachable broker delays by its timeout)."""
+        self._measure_backlog()
+
     def published(self, counts: dict[tuple[str, str], int]) -> None:
         for (service, topic), n in counts.items():
             self._metrics.relay_publish(service, topic, published=n)
@@ -130,12 +135,12 @@ class RelayMetrics:
         now = self._clock()
         if now - self._measured_at < self._interval_s:
             return
-        self._measured_at = now
         try:
             backlog = outbox_backlog(self._engine)
         except Exception as exc:  # noqa: BLE001 - the database is away: keep the last values
             log.debug("outbox backlog not measured", error=str(exc)[:200])
-            return
+            return  # (or its table not created yet): measured again at the next call
+        self._measured_at = now
         seen = set()
         for b in backlog:
             self._metrics.outbox_observed(b.service, pending=b.pending, oldest_age_s=b.oldest_age_s)

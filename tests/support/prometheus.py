@@ -37,9 +37,11 @@ class PrometheusServer:
         targets: list[str] | None = None,
         scrape_interval_s: int = 1,
         config: dict[str, Any] | None = None,
+        flags: list[str] | None = None,
     ) -> None:
         """``config``: a whole configuration (e.g. the shipped one, its targets replaced)
-        instead of one job over ``targets``."""
+        instead of one job over ``targets``; ``flags``: more command-line flags."""
+        self._flags = flags or []
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self._base = base
@@ -80,6 +82,7 @@ class PrometheusServer:
                 "--web.console.templates=/dev/null",  # Debian's defaults point into /etc
                 "--web.console.libraries=/dev/null",
                 "--web.enable-lifecycle",  # POST /-/reload after a target change
+                *self._flags,
             ],
             stdout=self._log,
             stderr=subprocess.STDOUT,
@@ -123,11 +126,11 @@ class PrometheusServer:
     def firing(self) -> set[str]:
         return {a["labels"]["alertname"] for a in self.alerts() if a["state"] == "firing"}
 
-    def query(self, promql: str) -> dict[str, float]:
-        """Instant query → {label string: value} (empty when no series)."""
-        status, body = http_get(
-            f"{self.url}/api/v1/query?{urllib.parse.urlencode({'query': promql})}"
-        )
+    def query(self, promql: str, *, at: float | None = None) -> dict[str, float]:
+        """Instant query (now, or at the Unix time ``at``) → {label string: value} (empty
+        when no series)."""
+        params = {"query": promql, **({"time": f"{at:.3f}"} if at is not None else {})}
+        status, body = http_get(f"{self.url}/api/v1/query?{urllib.parse.urlencode(params)}")
         assert status == 200, body
         data = json.loads(body)["data"]
         out: dict[str, float] = {}

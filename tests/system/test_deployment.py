@@ -32,12 +32,15 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 import yaml
-from confluent_kafka import TopicPartition
+from confluent_kafka import Producer, TopicPartition
 from confluent_kafka.admin import AdminClient
 
-from consumers.kafka.broker import EmbeddedBroker
+from consumers.kafka.broker import EmbeddedBroker, free_port
+from consumers.kafka.config import producer_config
 from consumers.kafka.watermarks import FetchedWatermarks
-from producers import blog_events, order_events
+from consumers.settings.models import Settings
+from producers import SampleEvent, blog_events, order_events
+from schemas import AvroSerde, SchemaCatalog
 from tests.support import fresh_postgres_database, run_cli, wait_for
 from tests.support.broker import publish, publish_poison
 from tests.support.databases import database_roles
@@ -58,6 +61,14 @@ WORKLOADS = [
     ("Deployment", "projectionist-outbox-relay"),
     ("Deployment", "projectionist-tag-cloud-check"),
 ]
+# Alerts driven into their scenario below (each expression read from alerts.yml).
+SCENARIO_ALERTS = [
+    "ProjectionistStalled",
+    "ProjectionistTagCloudDrift",
+    "ProjectionistEventAgeAboveSLO",
+    "ProjectionistOutboxBacklog",
+]
+STALL_TIMEOUT_S = 5
 # The embedded broker answers a group join in about half the session timeout: the test
 # broker's knobs, as in every other tier (a real cluster keeps the shipped 15 s / 3 s).
 BROKER_SPEED = {
@@ -135,7 +146,10 @@ def deployed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployed]:
         prom_dir = base / "prometheus"
         prom_dir.mkdir()
         try:
-            with PrometheusServer(prom_dir, config=config) as prometheus:
+            # a lookback longer than RebuildStuck's 15 min: a held rebuild is evaluated at
+            # a later instant on its last scraped values (what it would keep exporting)
+            flags = ["--query.lookback-delta=20m"]
+            with PrometheusServer(prom_dir, config=config, flags=flags) as prometheus:
                 yield Deployed(
                     kubelet,
                     prometheus,
@@ -271,6 +285,8 @@ def test_the_dev_overlay_over_its_lifecycle(deployed: Deployed) -> None:
     wait_for("the live group's lag at 0", lambda: _group_lag(d.bootstrap, group, topic) == 0)
     assert relay.alive()
     assert prom.firing() == set(), "a healthy install fires no alert"
+    for alert in SCENARIO_ALERTS:  # their `for` is minutes: silence is their expression's
+        assert prom.query(_rule(alert)["expr"]) == {}, f"{alert} holds on a healthy install"
 
     # -- rebuild (the CronJob's template, as `kubectl create job --from` runs it) ------
     engine = sa.create_engine(d.read_models_url)
@@ -308,6 +324,20 @@ def test_the_dev_overlay_over_its_lifecycle(deployed: Deployed) -> None:
     _run_job(d, "CronJob", "projectionist-reconcile-tag-cloud")
     assert prom.query("max(projectionist_tag_cloud_drift_tags)") in ({"": 0.0}, {})
 
+    # -- a damaged tag cloud: the tag-cloud-check Deployment (it checks at start, then
+    #    every 300 s: restarted here) -> ProjectionistTagCloudDrift's expression ------
+    drift = _rule("ProjectionistTagCloudDrift")
+    assert drift["for"] == "30m"
+    assert prom.query(drift["expr"]) == {}
+    engine = sa.create_engine(d.read_models_url)
+    with engine.begin() as conn:
+        conn.execute(sa.text("UPDATE tag_cloud_v2 SET posts_count = posts_count + 1"))
+    engine.dispose()
+    assert d.pods["projectionist-tag-cloud-check"].terminate() == 0
+    d.pods["projectionist-tag-cloud-check"] = k.pod(*WORKLOADS[5]).start()
+    d.scraped()
+    wait_for("TagCloudDrift's expression to hold", lambda: prom.query(drift["expr"]), timeout_s=60)
+
     # -- rollback and cleanup (operator commands, the rebuild Job's environment) ------
     _run_job(d, "CronJob", "projectionist-rebuild-blog", args=["rollback", "blog"])
     wait_for(
@@ -325,7 +355,10 @@ def test_the_dev_overlay_over_its_lifecycle(deployed: Deployed) -> None:
     )
 
     # -- scale up to 2, then down to 1: the hand-over is measured ----------------------
-    second = k.pod("StatefulSet", "projectionist-blog", ordinal=1).start()
+    second = k.pod("StatefulSet", "projectionist-blog", ordinal=1)
+    # the one shipped setting shortened here: /healthz's stall clock (120 s in a cluster)
+    second.env["PROJECTIONIST_STALL_TIMEOUT_S"] = str(STALL_TIMEOUT_S)
+    second.start()
     d.scraped()
     wait_for("a second blog member ready", lambda: _ready(second), timeout_s=120, every_s=0.5)
     wait_for(
@@ -333,6 +366,37 @@ def test_the_dev_overlay_over_its_lifecycle(deployed: Deployed) -> None:
         lambda: len(prom.query("projectionist_assigned_partitions > 0")) >= 2,
         timeout_s=60,
     )
+
+    # -- an apply that hangs (the read models locked): ProjectionistStalled's expression
+    stalled = _rule("ProjectionistStalled")
+    assert stalled["for"] == "1m"
+    live = second.container["livenessProbe"]  # the alert fires before the restart
+    assert live["periodSeconds"] * live["failureThreshold"] > 60 + 1
+    assert prom.query(stalled["expr"]) == {}
+    locker = sa.create_engine(d.read_models_url)
+    with locker.connect() as conn:
+        tables = conn.execute(
+            sa.text(
+                "SELECT tablename FROM pg_tables WHERE schemaname = 'public'"
+                " AND tablename LIKE '%\\_v1'"
+            )
+        ).scalars()
+        conn.execute(sa.text(f"LOCK TABLE {', '.join(tables)} IN ACCESS EXCLUSIVE MODE"))
+        held = blog_events(posts=20, seed=2031)
+        publish(d.bootstrap, "blog.posts", held)
+        wait_for(
+            "ProjectionistStalled's expression to hold",
+            lambda: prom.query(stalled["expr"]),
+            timeout_s=60,
+        )
+        conn.rollback()
+    locker.dispose()
+    wait_for(
+        "ProjectionistStalled's expression silent once unlocked",
+        lambda: not prom.query(stalled["expr"]),
+        timeout_s=30,
+    )
+
     first = d.pods["projectionist-blog"]
     stopped_at = time.monotonic()
     assert second.terminate() == 0, second.output[-3000:]
@@ -384,7 +448,7 @@ def test_the_dev_overlay_over_its_lifecycle(deployed: Deployed) -> None:
     )
     assert (
         blog_actual(d.read_models_url).live.keys()
-        >= blog_oracle(events + more + outage).live.keys()
+        >= blog_oracle(events + more + held + outage).live.keys()
     )
 
     # -- poison: ProjectionistDeadLetters (no `for`) fires for real ---------------------
@@ -412,6 +476,49 @@ def test_the_dev_overlay_over_its_lifecycle(deployed: Deployed) -> None:
     order = orders[0].record["order_id"]
     assert http_get(f"{api}/orders/{order}")[0] == 200
 
+    # -- events that arrive 10 min late: ProjectionistEventAgeAboveSLO's expression -----
+    age = _rule("ProjectionistEventAgeAboveSLO")
+    assert age["for"] == "5m"
+    assert prom.query(age["expr"]) == {}
+    _publish_aged(d.bootstrap, "blog.posts", blog_events(posts=60, seed=2030), age_s=600)
+    wait_for("EventAgeAboveSLO's expression to hold", lambda: prom.query(age["expr"]), timeout_s=60)
+
+    # -- the relay restarted while the broker is away, commands waiting for 10 min:
+    #    ProjectionistOutboxBacklog's expression; silent again once a relay publishes --
+    backlog = _rule("ProjectionistOutboxBacklog")
+    assert backlog["for"] == "5m"
+    assert prom.query(backlog["expr"]) == {}
+    assert d.pods.pop("projectionist-outbox-relay").terminate() == 0
+    made = run_cli(["produce", "--count", "5", "--no-relay", "--seed", "8"], env=relay_env)
+    assert made.returncode == 0, made.stderr[-2000:]
+    command_db = sa.create_engine(relay_env["PROJECTIONIST_COMMAND_DATABASE_URL"])
+    with command_db.begin() as conn:  # written 10 minutes ago (the wait is not spent here)
+        conn.execute(
+            sa.text(
+                "UPDATE outbox SET occurred_at_ms = occurred_at_ms - 600000"
+                " WHERE published_at IS NULL"
+            )
+        )
+    command_db.dispose()
+    stuck = k.pod(*WORKLOADS[4])
+    stuck.env["PROJECTIONIST_BOOTSTRAP_SERVERS"] = f"127.0.0.1:{free_port()}"  # nobody there
+    d.pods["projectionist-outbox-relay"] = stuck.start()
+    d.scraped()
+    wait_for(
+        "OutboxBacklog's expression to hold", lambda: prom.query(backlog["expr"]), timeout_s=90
+    )
+    assert stuck.terminate() == 0, stuck.output[-3000:]
+    d.pods["projectionist-outbox-relay"] = k.pod(*WORKLOADS[4]).start()
+    d.scraped()
+    wait_for(
+        "OutboxBacklog's expression silent once published",
+        lambda: (
+            prom.query("max(projectionist_outbox_pending_events)") == {"": 0.0}
+            and not prom.query(backlog["expr"])
+        ),
+        timeout_s=90,
+    )
+
     # -- a pod that dies: ProjectionistConsumerDown's expression (its `for` is 2m) -------
     check = d.pods.pop("projectionist-tag-cloud-check")
     check.kill()
@@ -429,11 +536,70 @@ def test_the_dev_overlay_over_its_lifecycle(deployed: Deployed) -> None:
     empty = [q for q in queries if not prom.query(f"count_over_time(({q})[10m:1s])")]
     assert not empty, f"dashboard queries without data: {empty}"
 
+    # -- a rebuild held part-way by a database outage: ProjectionistRebuildStuck --------
+    held_rule = _rule("ProjectionistRebuildStuck")
+    assert held_rule["for"] == "5m"
+    rebuild = k.pod(
+        "CronJob",
+        "projectionist-rebuild-blog",
+        args=["rebuild", "blog", "--batch-max-messages", "50"],  # many small steps
+    ).start()
+    d.scraped()
+    wait_for(
+        "the rebuild part-way",
+        lambda: not rebuild.alive() or 0 < _rebuild_progress(rebuild) < 1,
+        timeout_s=60,
+        every_s=0.01,
+    )
+    d.proxy.cut()
+    wait_for(
+        "Prometheus to scrape the held rebuild",
+        lambda: prom.query("projectionist_rebuild_progress_ratio < 1"),
+        timeout_s=30,
+    )
+    assert rebuild.alive(), rebuild.output[-3000:]
+    assert prom.query(held_rule["expr"]) == {}, "stuck before 15 min without progress"
+    assert prom.query(held_rule["expr"], at=time.time() + 16 * 60), "RebuildStuck silent"
+    d.proxy.restore()
+    assert rebuild.wait(timeout_s=120) == 0, rebuild.output[-3000:]
+    d.scraped()
+
     # -- SIGTERM: every pod stops in its grace period, exit 0 --------------------------
     for name, pod in d.pods.items():
         assert pod.terminate() == 0, f"{name}: {pod.output[-3000:]}"
         assert pod.stopped_in_s is not None
         assert pod.stopped_in_s < float(pod.spec["terminationGracePeriodSeconds"]), name
+
+
+def _publish_aged(bootstrap: str, topic: str, events: list[SampleEvent], *, age_s: int) -> None:
+    """Publish ``events`` with a record timestamp ``age_s`` in the past (what the event-age
+    histogram measures): events that reach the broker late, e.g. from a lagging producer."""
+    producer = Producer(producer_config(Settings(bootstrap_servers=bootstrap).kafka))
+    serde = AvroSerde(SchemaCatalog.load())
+    then_ms = int(time.time() * 1000) - age_s * 1000
+    for ev in events:
+        producer.produce(
+            topic,
+            key=ev.key.encode(),
+            value=serde.encode(ev.event_type, ev.record),
+            headers=[
+                ("event_id", str(ev.record["event_id"]).encode()),
+                ("event_type", ev.event_type.encode()),
+                ("occurred_at", str(then_ms).encode()),
+            ],
+            timestamp=then_ms,
+        )
+    assert producer.flush(30) == 0
+
+
+def _rebuild_progress(pod: Pod) -> float:
+    _status, text = http_get(f"{pod.url('metrics')}/metrics", timeout_s=1)
+    ratios = [
+        float(line.rpartition(" ")[2])
+        for line in text.splitlines()
+        if line.startswith("projectionist_rebuild_progress_ratio{")
+    ]
+    return min(ratios, default=0.0)
 
 
 def _rule(alert: str) -> dict[str, Any]:
