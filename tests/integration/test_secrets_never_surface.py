@@ -1,18 +1,21 @@
 """Secrets never surface: not in logs at any level, errors, JSON counters or --help (real processes).
 
 The embedded broker cannot speak SASL or TLS (see the broker notes), so the consumer
-runs with SASL_SSL against its PLAINTEXT port: the handshake fails, the drain times out,
-and everything the process printed on the way is searched for the secrets.
+runs with SASL_SSL against its PLAINTEXT port: the handshake fails, a one-off drain ends
+with one line, the service keeps retrying until SIGTERM, and everything both printed on
+the way is searched for the secrets.
 """
 
 from __future__ import annotations
 
+import signal
+import time
 from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
 
-from tests.support import run_cli
+from tests.support import run_cli, start_cli
 
 SASL_SECRET = "kafka-Sentinel-7f3a9"
 DB_SECRET = "db-Sentinel-c41e2"
@@ -57,13 +60,24 @@ def test_consumer_output_at_debug_level_carries_no_secret(
         "PROJECTIONIST_SASL_USERNAME": "projectionist",
         "PROJECTIONIST_LOG_LEVEL": "DEBUG",
     }
+    # A one-off run asks the broker first and ends with one line (no secret in it) ...
     result = run_cli(
-        ["consume", "blog", "--drain", "--timeout", "6", "--json"], env=env, timeout_s=90
+        ["consume", "blog", "--drain", "--timeout", "6", "--json"],
+        env={**env, "PROJECTIONIST_BROKER_TIMEOUT_S": "3"},
+        timeout_s=90,
     )
     assert result.returncode == 1, result.stderr[-3000:]
-    assert "drain did not catch up" in result.stderr, "the run did not get as far as the broker"
-    assert '"level": "info"' in result.stderr, "no log line was written: nothing was checked"
+    assert "BrokerUnavailable" in result.stderr, "the run did not get as far as the broker"
     _assert_clean(result.stdout, result.stderr)
+    # ... the service keeps trying the handshake (log level DEBUG) until SIGTERM.
+    proc = start_cli(["consume", "blog"], env=env)
+    try:
+        time.sleep(8)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=60)
+    assert '"level": "info"' in err, "no log line was written: nothing was checked"
+    _assert_clean(out, err)
 
 
 def test_configuration_errors_and_help_carry_no_secret(tmp_path: Path) -> None:
