@@ -25,6 +25,7 @@ __all__ = [
     "ddl_lock",
     "is_postgres",
     "make_engine",
+    "ping_engine",
     "redact_url",
 ]
 
@@ -226,3 +227,18 @@ def _is_rejected_value(exc: DBAPIError) -> bool:
 def _describe(exc: DBAPIError) -> str:
     first_line = str(exc.orig).strip().splitlines()[0] if str(exc.orig).strip() else ""
     return f"{type(exc.orig).__name__}: {first_line}"
+
+
+def ping_engine(engine: Engine) -> None:
+    """Raise when the database does not answer (readiness probes).
+
+    A raw DBAPI connection: no "begin" hook, so SQLite's BEGIN IMMEDIATE cannot make a
+    probe wait for a writer's transaction. The pool's pre-ping still applies.
+    """
+    conn = engine.raw_connection()
+    try:
+        cursor = conn.cursor()
+        cursor.execute("SELECT 1")
+        cursor.close()
+    finally:
+        conn.close()

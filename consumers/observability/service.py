@@ -23,21 +23,11 @@ from sqlalchemy import Engine
 from consumers.observability.health import Verdict
 from consumers.observability.metrics import Metrics
 from producers.relay import outbox_backlog
+from projections._db import ping_engine
 
 __all__ = ["RelayMetrics", "ServiceHealth", "ping_engine"]
 
 log = structlog.get_logger(__name__)
-
-
-def ping_engine(engine: Engine) -> None:
-    """Raise when the database does not answer (a raw connection: no transaction hooks)."""
-    conn = engine.raw_connection()
-    try:
-        cursor = conn.cursor()
-        cursor.execute("SELECT 1")
-        cursor.close()
-    finally:
-        conn.close()
 
 
 class ServiceHealth:

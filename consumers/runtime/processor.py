@@ -33,6 +33,7 @@ from projections import (
     database_errors,
     ddl_lock,
 )
+from projections._db import ping_engine
 from projections.generations.replay_marks import ReplayMark
 from projections.progress.audit_log import AppliedLog
 from projections.progress.dead_letter_log import DeadLetterLog
@@ -149,15 +150,7 @@ class BatchProcessor:
 
     def ping(self) -> None:
         """Raise when the database does not answer (readiness probes)."""
-        # A raw DBAPI connection: no "begin" hook, so SQLite's BEGIN IMMEDIATE cannot make
-        # a probe wait for the loop's write transaction. The pool's pre-ping still applies.
-        conn = self.engine.raw_connection()
-        try:
-            cursor = conn.cursor()
-            cursor.execute("SELECT 1")
-            cursor.close()
-        finally:
-            conn.close()
+        ping_engine(self.engine)
 
     def close(self) -> None:
         """Flush the dead-letter producer and release the engine's connections."""

@@ -19,7 +19,6 @@ from producers.command_api import create_command_app
 from projections import BlogProjection, NotificationsProjection, OrdersProjection, make_engine
 from projections.query.api import create_app
 from projections.query.read_models import ReadModels
-from tests.support import fresh_postgres_database
 from tests.support.commands import command_side
 
 LINE = {"sku": "S-1", "quantity": 1, "unit_price_minor": 100}
@@ -34,17 +33,6 @@ POST = {"title": "t", "author": "a"}
 
 def _cursor(value: Any) -> str:
     return base64.urlsafe_b64encode(json.dumps(value).encode()).decode().rstrip("=")
-
-
-@pytest.fixture(scope="module", params=["sqlite", "postgres"])
-def database(
-    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[str]:
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path_factory.mktemp('cases') / 'db.sqlite'}"
-    else:
-        with fresh_postgres_database() as url:
-            yield url
 
 
 @pytest.fixture(scope="module")

@@ -25,22 +25,10 @@ from producers.command_api import create_command_app
 from projections import BlogProjection, NotificationsProjection, OrdersProjection, make_engine
 from projections.query.api import create_app
 from projections.query.read_models import ReadModels
-from tests.support import fresh_postgres_database
 from tests.support.commands import command_side
 from tests.support.folding import Folder
 
 EXAMPLES = 40
-
-
-@pytest.fixture(scope="module", params=["sqlite", "postgres"])
-def database(
-    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[str]:
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path_factory.mktemp('fuzz') / 'read-models.db'}"
-    else:
-        with fresh_postgres_database() as url:
-            yield url
 
 
 @pytest.fixture(scope="module")
