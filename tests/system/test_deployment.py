@@ -266,7 +266,11 @@ def test_the_dev_overlay_over_its_lifecycle(deployed: Deployed) -> None:
         lambda: sum(prom.query("projectionist_relay_published_events_total").values()) >= 30,
         timeout_s=60,
     )
-    assert prom.query("max(projectionist_outbox_pending_events)") == {"": 0.0}
+    wait_for(  # the gauge is measured every few seconds, the counter at each publish
+        "the outbox backlog gauge to read 0",
+        lambda: prom.query("max(projectionist_outbox_pending_events)") == {"": 0.0},
+        timeout_s=30,
+    )
 
     # -- consume: the API answers what the oracle says --------------------------------
     api = d.pods["projectionist-query-api"].url("http")
