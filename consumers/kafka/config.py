@@ -116,6 +116,11 @@ def consumer_config(
             "heartbeat.interval.ms": settings.heartbeat_interval_ms,
             "max.poll.interval.ms": settings.max_poll_interval_ms,
             "queued.max.messages.kbytes": settings.queued_max_kbytes,
+            # Once that prefetch is full, librdkafka postpones the partition's next fetch
+            # by this much (default 1 s): with a bounded queue and a loop that drains it
+            # in well under a second, the default leaves the loop idle about half the
+            # time (bench: 37k vs 66k decoded events/s). 10 ms keeps fetching ahead.
+            "fetch.queue.backoff.ms": 10,
             "fetch.max.bytes": 16 * 1024 * 1024,
             # A fetch may wait this long for data: at moderate rates it is latency
             # (the embedded broker holds fetches for the full wait). Costs an idle
