@@ -22,6 +22,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from types import MappingProxyType
 from typing import Any
 
@@ -119,6 +120,9 @@ class BlogProjection(Projection):
             POST_DELETED: frozenset(("post_id", "version", "deleted_at")),
         }
     )
+
+    #: timestamps arrive as int milliseconds; only the rows written become datetimes
+    logical_types = False
 
     def __init__(self, *, topic: str = "blog.posts", generation: int | None = None) -> None:
         self.topics = (topic,)
@@ -337,6 +341,7 @@ def _next_row(post_id: str, old: _Stored | None, change: _PostChange) -> list[An
     old_version = old.version if old is not None else 0
     if change.delete is not None:
         d = change.delete
+        deleted_at = _utc(d["deleted_at"])
         # The tombstone is the delete alone (its version, no content), whatever shared
         # its batch: otherwise the row would depend on batch boundaries and a rebuild
         # would not equal the live table.
@@ -347,9 +352,9 @@ def _next_row(post_id: str, old: _Stored | None, change: _PostChange) -> list[An
             "[]",  # tags
             None,  # author
             None,  # created_at
-            d["deleted_at"],  # updated_at
+            deleted_at,  # updated_at
             d["version"],  # version: the first delete's (see the module doc)
-            d["deleted_at"],
+            deleted_at,
             change.delete_id,
         ]
     u = change.update
@@ -361,12 +366,23 @@ def _next_row(post_id: str, old: _Stored | None, change: _PostChange) -> list[An
         u["description"],
         json.dumps(list(dict.fromkeys(u["tags"]))),
         u["author"],
-        u["creation_date"],  # created_at
-        u["updated_at"],
+        _utc(u["creation_date"]),  # created_at
+        _utc(u["updated_at"]),
         u["version"],
         None,  # deleted_at
         change.update_id,
     ]
+
+
+def _utc(value: datetime | int) -> datetime:
+    """A ``timestamp-millis`` as decoded without logical types (int ms), or already a datetime
+    (records built by hand, other decoders)."""
+    if isinstance(value, datetime):
+        return value
+    return _EPOCH + timedelta(milliseconds=value)
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 def top_tags(

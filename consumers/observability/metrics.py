@@ -18,9 +18,12 @@ Two kinds of series:
 
 from __future__ import annotations
 
+from bisect import bisect_left
+from collections.abc import Iterable
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
-__all__ = ["PREFIX", "RUNNER_FAMILIES", "SKIP_REASONS", "Metrics"]
+__all__ = ["PREFIX", "RUNNER_FAMILIES", "SKIP_REASONS", "Metrics", "observe_many"]
 
 PREFIX = "projectionist"
 
@@ -155,6 +158,28 @@ _BATCH_SIZES = (1, 10, 50, 100, 250, 500, 1_000, 2_500, 5_000, 10_000, 50_000)
 _BATCH_SECONDS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
 # From "just published" to "an hour behind": the SLO alert reads the 99th percentile.
 _AGE_SECONDS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 900, 3_600)
+
+
+def observe_many(histogram: Histogram, values: Iterable[float]) -> None:
+    """``histogram.observe(v)`` for each value, at one bucket search and one lock per bucket.
+
+    For a batch's event ages (one value per event): ``observe`` takes the value's lock
+    and walks the buckets per call, which was ~6 % of the blog loop. This fills the same
+    per-bucket counters and the sum that ``observe`` does (prometheus_client keeps them
+    as ``_buckets`` and ``_sum``); tests/unit/test_metrics.py compares the two.
+    """
+    bounds = histogram._upper_bounds  # noqa: SLF001 - see the docstring
+    counts = [0] * len(bounds)
+    total = 0.0
+    for value in values:
+        counts[bisect_left(bounds, value)] += 1  # the first bound >= value, as observe()
+        total += value
+    if not any(counts):
+        return
+    histogram._sum.inc(total)  # noqa: SLF001
+    for bucket, n in zip(histogram._buckets, counts, strict=True):  # noqa: SLF001
+        if n:
+            bucket.inc(n)
 
 
 class Metrics:

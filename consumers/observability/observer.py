@@ -18,7 +18,7 @@ from typing import Any
 
 import structlog
 
-from consumers.observability.metrics import Metrics
+from consumers.observability.metrics import Metrics, observe_many
 from consumers.runtime.snapshot import RunnerSnapshot
 from consumers.runtime.transaction import CommitResult
 from projections import TopicPartition
@@ -106,15 +106,18 @@ class LoopObserver:
         m.batch_duration.labels(slot).observe(seconds)
         now_ms = self._clock() * 1000
         by_type: Counter[tuple[str, str]] = Counter()
-        ages: dict[str, Any] = {}
+        ages: dict[str, list[float]] = {}
         for ev in batch.events:
             by_type[(ev.topic, ev.event_type)] += 1
             # only live events: a replayed or rebuilt one is old by design, not late
             if ev.live and ev.timestamp_ms is not None:
-                hist = ages.get(ev.topic) or ages.setdefault(
-                    ev.topic, m.event_age.labels(slot, ev.topic)
-                )
-                hist.observe(max(0.0, (now_ms - ev.timestamp_ms) / 1000))
+                age = (now_ms - ev.timestamp_ms) / 1000
+                topic_ages = ages.get(ev.topic)
+                if topic_ages is None:
+                    topic_ages = ages[ev.topic] = []
+                topic_ages.append(age if age > 0.0 else 0.0)
+        for topic, values in ages.items():
+            observe_many(m.event_age.labels(slot, topic), values)
         for (topic, event_type), n in by_type.items():
             m.events_received.labels(slot, topic, event_type).inc(n)
         for letter in batch.dead_letters:

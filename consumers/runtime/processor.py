@@ -70,8 +70,8 @@ class BatchProcessor:
         self.stats = stats
         self._checkpoints = checkpoints
         self._dead_letters = dead_letters
-        if projection.reads is not None:
-            serde = serde.reading(projection.reads)
+        if projection.reads is not None or not projection.logical_types:
+            serde = serde.reading(projection.reads, logical_types=projection.logical_types)
         self._preparer = BatchPreparer(serde=serde, projection=projection.name)
         self._replay = ReplayMarksStep()
         steps: list[Step] = [self._replay]
