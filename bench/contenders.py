@@ -124,6 +124,10 @@ def projectionist(cfg: dict[str, Any], command: str) -> dict[str, Any]:
                 seen["assigned"] = time.time()
             if line.startswith("PEAK_RSS_MB "):
                 seen["rss"] = float(line.split()[1])
+            if line.startswith("GC_S "):
+                words = line.split()
+                seen["gc_s"] = [float(w) for w in words[1:4]]
+                seen["gc_runs"] = [int(w) for w in words[5:8]]
             seen["log"].append(line)
 
     reader = threading.Thread(target=read_stderr, daemon=True)
@@ -145,4 +149,11 @@ def projectionist(cfg: dict[str, Any], command: str) -> dict[str, Any]:
         events = summary["consumed"]
     else:
         active, events = summary["seconds"], summary["events"]
-    return {"events": events, "active_s": active, "total_s": total, "peak_rss_mb": seen["rss"]}
+    return {
+        "events": events,
+        "active_s": active,
+        "total_s": total,
+        "peak_rss_mb": seen["rss"],
+        "gc_s": seen.get("gc_s"),
+        "gc_runs": seen.get("gc_runs"),
+    }

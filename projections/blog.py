@@ -20,11 +20,12 @@ Fold rules (the oracle in the tests states them independently):
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Sequence
+import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from types import MappingProxyType
-from typing import Any
+from typing import Any, NamedTuple
 
 from sqlalchemy import (
     BigInteger,
@@ -65,9 +66,8 @@ _PG_TYPE = {
 }
 
 
-@dataclass(frozen=True, slots=True)
-class _Stored:
-    """What the fold needs of a post's stored row."""
+class _Stored(NamedTuple):
+    """What the fold needs of a post's stored row (a tuple: one is built per row loaded)."""
 
     tags: str
     version: int
@@ -181,7 +181,7 @@ class BlogProjection(Projection):
             stale += n_stale
             applied += len(change.events) - n_stale
             rows.append(row)
-            old_tags = set(json.loads(old.tags)) if old is not None else set()
+            old_tags = set(_tags_of(old.tags)) if old is not None else set()
             # The row's tags (see _next_row): none once deleted, else the newest update's.
             new_tags = (
                 set(change.update["tags"]) if change.delete is None and change.update else set()
@@ -202,18 +202,24 @@ class BlogProjection(Projection):
     # the stored format is the one SQLAlchemy writes and reads everywhere else.
     def _load(self, conn: Connection, post_ids: list[str]) -> dict[str, _Stored]:
         table = conn.dialect.identifier_preparer.format_table(self.posts)
-        select_ = f"SELECT post_id, tags, version, deleted_at FROM {table}"
-        if conn.dialect.name == "postgresql":
-            parts: Iterable[Sequence[str]] = [post_ids]
-            where = " WHERE post_id = ANY(%b)"
-        else:
-            parts = chunks(post_ids, MAX_PARAMS)
-            where = ""
         out: dict[str, _Stored] = {}
-        for part in parts:
-            sql = select_ + (where or f" WHERE post_id IN ({','.join('?' * len(part))})")
-            params = (list(part),) if where else tuple(part)
-            for post_id, tags, version, deleted_at in conn.exec_driver_sql(sql, params):
+        if conn.dialect.name == "postgresql":
+            # A join with the ids, not ``post_id = ANY(%b)``: on a table without
+            # statistics yet (a new generation filling up) the planner may pick a
+            # sequential scan, and ANY then compares every row with every id — ~1 s per
+            # 5,000-id batch at 20k rows; a join is a hash join at worst.
+            rows = conn.exec_driver_sql(
+                f"SELECT p.post_id, p.tags, p.version, p.deleted_at FROM {table} p "
+                "JOIN unnest(%b::text[]) AS k(post_id) ON p.post_id = k.post_id",
+                (post_ids,),
+            )
+            for post_id, tags, version, deleted_at in rows:
+                out[post_id] = _Stored(tags, version, deleted_at is not None)
+            return out
+        select_ = f"SELECT post_id, tags, version, deleted_at FROM {table}"
+        for part in chunks(post_ids, MAX_PARAMS):
+            sql = select_ + f" WHERE post_id IN ({','.join('?' * len(part))})"
+            for post_id, tags, version, deleted_at in conn.exec_driver_sql(sql, tuple(part)):
                 out[post_id] = _Stored(tags, version, deleted_at is not None)
         return out
 
@@ -364,7 +370,7 @@ def _next_row(post_id: str, old: _Stored | None, change: _PostChange) -> list[An
         post_id,
         u["title"],
         u["description"],
-        json.dumps(list(dict.fromkeys(u["tags"]))),
+        _tags_json(list(dict.fromkeys(u["tags"]))),
         u["author"],
         _utc(u["creation_date"]),  # created_at
         _utc(u["updated_at"]),
@@ -379,10 +385,39 @@ def _utc(value: datetime | int) -> datetime:
     (records built by hand, other decoders)."""
     if isinstance(value, datetime):
         return value
+    if 0 <= value < _YEAR_2100_MS:  # where the float of seconds is exact to the millisecond
+        return _from_timestamp(value / 1000, UTC)  # half the cost of the timedelta sum
     return _EPOCH + timedelta(milliseconds=value)
 
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_YEAR_2100_MS = 4_102_444_800_000
+_from_timestamp = datetime.fromtimestamp
+#: a JSON string body json.dumps writes as is: printable ASCII without ``"`` or ``\``
+_PLAIN = re.compile(r"[ !#-\[\]-~]*")
+
+
+def _tags_json(tags: list[str]) -> str:
+    """``json.dumps(tags)``, built directly when no tag needs escaping (~4x cheaper)."""
+    if not tags:
+        return "[]"
+    if _PLAIN.fullmatch("".join(tags)) is not None:
+        return '["' + '", "'.join(tags) + '"]'
+    return json.dumps(tags)
+
+
+def _tags_of(stored: str) -> list[str]:
+    """``json.loads`` of a stored ``tags`` value; split directly when :func:`_tags_json`
+    (or ``json.dumps``) wrote it without escapes."""
+    if stored == "[]":
+        return []
+    if "\\" not in stored and stored.startswith('["') and stored.endswith('"]'):
+        body = stored[2:-2]
+        tags = body.split('", "')
+        if body.count('"') == 2 * (len(tags) - 1):  # every quote is a separator's
+            return tags
+    loaded: list[str] = json.loads(stored)
+    return loaded
 
 
 def top_tags(

@@ -54,14 +54,19 @@ _NO_TEXT = frozenset({int, float, bool, type(None), bytes, datetime, date, UUID,
 
 def _has_nul(value: Any) -> bool:
     """Whether a NUL is anywhere in ``value`` (the fast pass, per event: no paths built)."""
-    items = value.values() if type(value) is dict or isinstance(value, Mapping) else value
-    for item in items:
+    kind = type(value)
+    if kind is dict or (kind is not list and isinstance(value, Mapping)):
+        value = value.values()
+    for item in value:
         kind = type(item)
         if kind is str:
             if "\x00" in item:
                 return True
         elif kind in _NO_TEXT:
             continue
+        elif kind is list or kind is dict:
+            if _has_nul(item):
+                return True
         elif isinstance(item, str):
             if "\x00" in item:
                 return True
