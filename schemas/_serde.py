@@ -19,7 +19,7 @@ import io
 import json
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from fastavro import parse_schema, schemaless_reader, schemaless_writer
 
@@ -35,9 +35,10 @@ SINGLE_OBJECT_MAGIC = b"\xc3\x01"
 _HEADER_LEN = 10
 
 
-@dataclass(frozen=True, slots=True)
-class DecodedEvent:
-    """A decoded, validated event: its record type, the writer's version and its fields."""
+class DecodedEvent(NamedTuple):
+    """A decoded, validated event: its record type, the writer's version and its fields.
+
+    A named tuple (immutable): one is built per message on the hot path."""
 
     event_type: str
     schema_version: int

@@ -17,11 +17,11 @@ same (``projections.database_errors``), isolated by the batch's bisection.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable, Mapping
 from datetime import date, datetime
 from decimal import Decimal
-from uuid import UUID
-from collections.abc import Callable, Mapping
 from typing import Any
+from uuid import UUID
 
 from schemas.errors import InvalidEventError
 from schemas.events import BLOG_POST_DELETED, BLOG_POST_UPDATED, ORDER_FULFILLED

@@ -168,7 +168,7 @@ def observe_many(histogram: Histogram, values: Iterable[float]) -> None:
     per-bucket counters and the sum that ``observe`` does (prometheus_client keeps them
     as ``_buckets`` and ``_sum``); tests/unit/test_metrics.py compares the two.
     """
-    bounds = histogram._upper_bounds  # noqa: SLF001 - see the docstring
+    bounds = histogram._upper_bounds
     counts = [0] * len(bounds)
     total = 0.0
     for value in values:
@@ -176,8 +176,8 @@ def observe_many(histogram: Histogram, values: Iterable[float]) -> None:
         total += value
     if not any(counts):
         return
-    histogram._sum.inc(total)  # noqa: SLF001
-    for bucket, n in zip(histogram._buckets, counts, strict=True):  # noqa: SLF001
+    histogram._sum.inc(total)
+    for bucket, n in zip(histogram._buckets, counts, strict=True):
         if n:
             bucket.inc(n)
 

@@ -11,7 +11,7 @@ batch). Later stages return new batches (``dataclasses.replace``) instead of edi
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 
 from consumers.kafka.dead_letters import DeadLetter
@@ -61,6 +61,36 @@ class PreparedBatch:
         return self.consumed > 0
 
 
+class _ByPosition(Mapping[Position, MessageLike]):
+    """The message behind each event by its position, built on first use.
+
+    Only dead-lettering an event the database refused reads it: a dict filled per
+    message on the hot path would mostly go unread."""
+
+    __slots__ = ("_events", "_map", "_sources")
+
+    def __init__(self, events: Sequence[Event], sources: Sequence[MessageLike]) -> None:
+        self._events, self._sources = events, sources
+        self._map: dict[Position, MessageLike] | None = None
+
+    def _built(self) -> dict[Position, MessageLike]:
+        if self._map is None:
+            self._map = {
+                (e.topic, e.partition, e.offset): m
+                for e, m in zip(self._events, self._sources, strict=True)
+            }
+        return self._map
+
+    def __getitem__(self, position: Position) -> MessageLike:
+        return self._built()[position]
+
+    def __iter__(self) -> Iterator[Position]:
+        return iter(self._built())
+
+    def __len__(self) -> int:
+        return len(self._sources)
+
+
 def position_of(letter: DeadLetter) -> Position:
     msg = letter.message
     return (msg.topic() or "", msg.partition() or 0, msg.offset() or 0)
@@ -81,7 +111,7 @@ class BatchPreparer:
         """Sort messages; ``positions`` is the last applied offset of each owned partition."""
         events: list[Event] = []
         dead_letters: list[DeadLetter] = []
-        by_position: dict[Position, MessageLike] = {}
+        sources: list[MessageLike] = []  # the message of each event, in order
         ends: dict[TopicPartition, int] = {}
         consumed = skipped = 0
         live = self.live
@@ -105,24 +135,26 @@ class BatchPreparer:
                 dead_letters.append(DeadLetter(msg, self.projection, exc, int(time.time() * 1000)))
                 continue
             ts_type, ts = msg.timestamp()
-            by_position[(topic, partition, offset)] = msg
+            record = decoded.record
+            event_id = record.get("event_id", "")
+            sources.append(msg)
             events.append(
                 Event(
-                    topic=topic,
-                    partition=partition,
-                    offset=offset,
-                    event_type=decoded.event_type,
-                    event_id=str(decoded.record.get("event_id", "")),
-                    record=decoded.record,
-                    key=msg.key(),
-                    timestamp_ms=ts if ts_type else None,
-                    live=live,
+                    topic,
+                    partition,
+                    offset,
+                    decoded.event_type,
+                    event_id if type(event_id) is str else str(event_id),
+                    record,
+                    msg.key(),
+                    ts if ts_type else None,
+                    live,
                 )
             )
         return PreparedBatch(
             events=events,
             dead_letters=dead_letters,
-            messages=by_position,
+            messages=_ByPosition(events, sources),
             moves={tp: Move(positions[tp], end) for tp, end in ends.items()},
             consumed=consumed,
             skipped_offset=skipped,
