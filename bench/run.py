@@ -40,6 +40,7 @@ SCENARIOS = (
     "scaleout",
     "latency",
     "rebuild",
+    "orders",
 )  # "live" includes the ceiling
 NOTE = (
     "Seconds run from the first message (for `consume`: the partition assignment) to the "
@@ -91,6 +92,8 @@ def parse_args() -> argparse.Namespace:
     ap.add_argument("--fullstate-events", type=int, default=200_000)
     ap.add_argument("--fullstate-posts", type=int, default=20_000)
     ap.add_argument("--fullstate-repeat", type=int, default=2, help="interleaved rounds")
+    ap.add_argument("--orders-events", type=int, default=100_000, help="orders workload: orders")
+    ap.add_argument("--orders-repeat", type=int, default=2, help="interleaved orders rounds")
     ap.add_argument("--quick", action="store_true", help="small sizes, for iterating")
     ap.add_argument("--out", type=Path, default=ROOT / "docs")
     ap.add_argument("--only", default="", help=f"comma-separated subset of {','.join(SCENARIOS)}")
@@ -101,6 +104,7 @@ def parse_args() -> argparse.Namespace:
         args.events, args.rebuild_events = 20_000, 50_000
         args.naive_seconds, args.latency_seconds, args.repeat = 4.0, 5.0, 1
         args.fullstate_events, args.fullstate_posts, args.fullstate_repeat = 20_000, 2_000, 1
+        args.orders_events, args.orders_repeat = 10_000, 1
     return args
 
 
@@ -125,7 +129,13 @@ def report(bench: Bench, started: float, load_start: tuple[float, float, float])
         "sizes": {
             **{
                 k: getattr(args, k)
-                for k in ("events", "rebuild_events", "latency_rate", "fullstate_events")
+                for k in (
+                    "events",
+                    "rebuild_events",
+                    "latency_rate",
+                    "fullstate_events",
+                    "orders_events",
+                )
             },
             "quick": args.quick,
         },
