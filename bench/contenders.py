@@ -1,8 +1,8 @@
 """The contenders of issue 15, each in a process of its own, on the same topic's bytes.
 
 * Projectionist through its command line: ``projectionist consume blog --drain`` and
-  ``projectionist rebuild blog`` (or ``orders``), with the settings ``projectionist broker`` prints for
-  the embedded broker (bench.cli_probe adds the process's peak RSS);
+  ``projectionist rebuild blog`` (or ``orders``), with the settings ``projectionist
+  broker`` prints for the embedded broker (bench.cli_probe adds the process's peak RSS);
 * the hand-written COPY + merge loop (bench.handwritten; bench.handwritten_orders);
 * Quix Streams in its own virtualenv (bench.quix_peer, pinned by quix-requirements.txt).
 

@@ -122,10 +122,7 @@ def run(cfg: dict[str, Any]) -> dict[str, Any]:
                 if m.error() is not None:
                     continue
                 r = schemaless_reader(io.BytesIO(m.value()[10:]), schema, None)
-                lines = [
-                    {"sku": x["sku"], "quantity": x["quantity"], "unit_price_minor": x["unit_price_minor"]}
-                    for x in r["lines"]
-                ]
+                lines = r["lines"]  # [{sku, quantity, unit_price_minor}], the schema's order
                 rows.append(
                     (
                         seq,

@@ -70,7 +70,9 @@ def _day(value: Any) -> date:
     return date.fromisoformat(value) if isinstance(value, str) else value  # type: ignore[no-any-return]
 
 
-def _compare_orders(conn: Connection, tables: tuple[str, str, str], oracle: OrdersOracle) -> list[str]:
+def _compare_orders(
+    conn: Connection, tables: tuple[str, str, str], oracle: OrdersOracle
+) -> list[str]:
     summaries, customers, days = tables
     problems: list[str] = []
     got_orders: dict[str, Summary] = {}
@@ -78,7 +80,9 @@ def _compare_orders(conn: Connection, tables: tuple[str, str, str], oracle: Orde
         "SELECT order_id, customer_id, customer_email, line_count, lines, total_minor, "
         f"currency, fulfilled_at FROM {summaries}"
     ):
-        parsed = tuple((x["sku"], int(x["quantity"]), int(x["unit_price_minor"])) for x in json.loads(lines))
+        parsed = tuple(
+            (x["sku"], int(x["quantity"]), int(x["unit_price_minor"])) for x in json.loads(lines)
+        )
         if int(count) != len(parsed):
             problems.append(f"order {order_id}: line_count {count}, {len(parsed)} lines")
         got_orders[order_id] = (customer, email, parsed, int(total), currency, _utc(at))
