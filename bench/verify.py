@@ -67,7 +67,7 @@ def _utc(value: Any) -> datetime:
 
 
 def _day(value: Any) -> date:
-    return date.fromisoformat(value) if isinstance(value, str) else value  # type: ignore[no-any-return]
+    return value if isinstance(value, date) else date.fromisoformat(value)
 
 
 def _compare_orders(
