@@ -124,7 +124,7 @@ def report(bench: Bench, started: float, load_start: tuple[float, float, float])
     checks = targets(rows)
     for name, measured, met in checks:
         verdict = "met" if met else "NOT met" if met is not None else "(not judged)"
-        print(f"  {name:<42} {measured:<38} {verdict}")
+        print(f"  {name:<48} {measured:<32} {verdict}")
     print(f"\n{NOTE}\nbenchmark wall time {time.monotonic() - started:.0f} s")
     payload = {
         "date": when,
