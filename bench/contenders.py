@@ -1,9 +1,9 @@
 """The contenders of issue 15, each in a process of its own, on the same topic's bytes.
 
 * Projectionist through its command line: ``projectionist consume blog --drain`` and
-  ``projectionist rebuild blog``, with the settings ``projectionist broker`` prints for
-  the embedded broker (bench.cli_probe adds the process's peak RSS);
-* the hand-written COPY + merge loop (bench.handwritten);
+  ``projectionist rebuild blog`` (or ``orders``), with the settings ``projectionist
+  broker`` prints for the embedded broker (bench.cli_probe adds the process's peak RSS);
+* the hand-written COPY + merge loop (bench.handwritten; bench.handwritten_orders);
 * Quix Streams in its own virtualenv (bench.quix_peer, pinned by quix-requirements.txt).
 
 Each returns the worker's result dict: ``events``, ``active_s`` (first message — or,
@@ -58,10 +58,11 @@ def ensure_quix() -> Path:
     return python
 
 
-def handwritten(cfg: dict[str, Any]) -> dict[str, Any]:
+def handwritten(cfg: dict[str, Any], module: str = "bench.handwritten") -> dict[str, Any]:
+    """The hand-written loop: ``bench.handwritten`` (posts) or ``bench.handwritten_orders``."""
     cfg = {**cfg, "libpq_url": _libpq(cfg["database_url"])}
     out = subprocess.run(
-        [sys.executable, "-m", "bench.handwritten", json.dumps(cfg)],
+        [sys.executable, "-m", module, json.dumps(cfg)],
         cwd=ROOT,
         capture_output=True,
         text=True,
@@ -84,24 +85,26 @@ def quix(cfg: dict[str, Any]) -> dict[str, Any]:
     return _result(out.stdout + out.stderr, "the Quix Streams peer")
 
 
-def projectionist(cfg: dict[str, Any], command: str) -> dict[str, Any]:
-    """``projectionist consume blog --drain`` or ``projectionist rebuild blog``, measured."""
+def projectionist(cfg: dict[str, Any], command: str, projection: str = "blog") -> dict[str, Any]:
+    """``projectionist consume <projection> --drain`` or ``projectionist rebuild
+    <projection>``, measured; ``cfg["topic"]`` is that projection's source topic."""
     env = {
         **os.environ,
         **{f"PROJECTIONIST_{k.upper()}": str(v) for k, v in EMBEDDED_CONSUMER_SETTINGS.items()},
         "PROJECTIONIST_BOOTSTRAP_SERVERS": cfg["bootstrap"],
         "PROJECTIONIST_DATABASE_URL": cfg["database_url"],
-        "PROJECTIONIST_BLOG_TOPIC": cfg["topic"],
+        f"PROJECTIONIST_{projection.upper()}_TOPIC": cfg["topic"],
         "PROJECTIONIST_GROUP_PREFIX": cfg["group_prefix"],
         "PROJECTIONIST_LOG_FORMAT": "json",
     }
-    args = ["consume", "blog", "--drain"] if command == "consume" else ["rebuild", "blog"]
+    args = ["consume", projection, "--drain"] if command == "consume" else ["rebuild", projection]
     args += cfg.get("cli_args", [])  # experiments, e.g. ["--batch-max-messages", "5000"]
     command_line = [sys.executable, "-m", "bench.cli_probe", *args, "--json"]
     profile_dir = os.environ.get("BENCH_PROFILE")  # a folder: a py-spy raw profile per run
     if profile_dir:
         db = cfg["database_url"].split(":", 1)[0].split("+")[0]
-        out_file = Path(profile_dir) / f"cli-{command}-{db}-{uuid.uuid4().hex[:4]}.txt"
+        what = command if projection == "blog" else f"{command}-{projection}"
+        out_file = Path(profile_dir) / f"cli-{what}-{db}-{uuid.uuid4().hex[:4]}.txt"
         out_file.parent.mkdir(parents=True, exist_ok=True)
         spy = Path(sys.executable).with_name("py-spy")
         command_line = [str(spy), "record", "-r", "250", "-f", "raw", "-o", str(out_file), "--"]

@@ -16,7 +16,7 @@ from typing import Any
 if __package__ in (None, ""):  # run as a script: bench/ is sys.path[0], not the repo
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.report import ratios, targets
+from bench.report import WORKLOADS, ratios, targets
 
 __all__ = ["BEGIN", "END", "load_profile", "render", "replace_section"]
 
@@ -30,6 +30,10 @@ _LABELS = {
     "fullstate: Quix Streams": "fullstate: Quix Streams 3.28, BatchingSink + upsert",
     "fullstate: consume": "fullstate: **`projectionist consume blog --drain`**",
     "fullstate: rebuild": "fullstate: **`projectionist rebuild blog`**",
+    "orders: ceiling": "orders: ceiling, consume + plain fastavro, no DB",
+    "orders: hand-written": "orders: hand-written consume(5000) + COPY + set-based merges",
+    "orders: consume": "orders: **`projectionist consume orders --drain`**",
+    "orders: rebuild": "orders: **`projectionist rebuild orders`**",
     "ceiling (consume+decode)": "own: ceiling, consume + Projectionist's decode, no DB",
     "consume only (no decode)": "own: consume() only, no decode (reference)",
     "consume": "own: **`projectionist consume blog --drain`**",
@@ -79,6 +83,13 @@ def render(payload: dict[str, Any], profile: dict[str, Any] | None = None) -> st
         f"live and {sizes.get('rebuild_events', 0):,} for the rebuild; latency at "
         f"{sizes.get('latency_rate', 0):,.0f} events/s."
         + (
+            f" Orders: {sizes['orders_events']:,} orders (plus re-published duplicates "
+            "and second fulfilments)."
+            if sizes.get("orders_events")
+            and any(r["scenario"].startswith("orders: ") for r in rows)
+            else ""
+        )
+        + (
             " **Reduced scale** (`--quick`): rates are start-up-bound."
             if sizes.get("quick")
             else ""
@@ -96,11 +107,13 @@ def render(payload: dict[str, Any], profile: dict[str, Any] | None = None) -> st
             f"{r['peak_rss_mb']:.0f} MB | "
             + (f"{lat['p50']:.0f} / {lat['p99']:.0f} ms |" if lat else "|")
         )
-    side = ratios(rows)
-    if side:
+    for workload in WORKLOADS:
+        side = ratios(rows, workload)
+        if not side:
+            continue
         lines += [
             "",
-            "Side by side on the fullstate bytes (same run):",
+            f"Side by side on the {workload} bytes (same run):",
             "",
             "| contender | db | of the ceiling | `consume` PostgreSQL ÷ it |",
             "|---|---|---:|---:|",

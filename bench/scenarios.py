@@ -16,7 +16,13 @@ from typing import Any
 
 from bench import contenders
 from bench.fullstate import publish_fullstate
-from bench.verify import check_peer, check_projectionist
+from bench.orders_workload import publish_orders
+from bench.verify import (
+    check_orders_peer,
+    check_orders_projectionist,
+    check_peer,
+    check_projectionist,
+)
 from bench.workload import PARTITIONS, create_topic, publish, publish_paced
 
 __all__ = ["Bench", "start_worker"]
@@ -235,8 +241,16 @@ class Bench:
             ("fullstate: rebuild", "postgres"): lambda: pj("postgres", "rebuild"),
             ("fullstate: rebuild", "sqlite"): lambda: pj("sqlite", "rebuild"),
         }
+        self._rounds(runs, self.args.fullstate_repeat)
+
+    def _rounds(
+        self,
+        runs: dict[tuple[str, str], Callable[[], tuple[dict[str, Any], list[str]]]],
+        repeat: int,
+    ) -> None:
+        """Every run ``repeat`` times, interleaved; each row keeps its best verified round."""
         results: dict[tuple[str, str], list[dict[str, Any]]] = {}
-        for _ in range(max(1, self.args.fullstate_repeat)):
+        for _ in range(max(1, repeat)):
             for key, run in runs.items():
                 res, problems = run()
                 res["verified"] = not problems
@@ -248,3 +262,47 @@ class Bench:
             best = max(good, key=_rate)
             best["rates_of_all_runs"] = [round(_rate(r)) for r in rs]
             self.add(scenario, db, best)
+
+    def orders(self) -> None:
+        """The orders workload (bench.orders_workload), benchmarked like ``fullstate``:
+        the ceiling, the hand-written peer and ``projectionist consume orders --drain`` /
+        ``rebuild orders`` on both databases, ``--orders-repeat`` interleaved rounds.
+
+        Each contender's three read models are compared with the oracle after its run; a
+        wrong one is marked (``problems``) and judged by no target.
+        """
+        topic = f"bench.orders.{uuid.uuid4().hex[:6]}"
+        pub, oracle = publish_orders(self.bootstrap, topic, orders=self.args.orders_events)
+        print(
+            f"  orders: published {pub.events:,} events, {pub.posts:,} orders "
+            f"({oracle.duplicates:,} re-published, {oracle.second_fulfilments:,} second "
+            f"fulfilments), {pub.seconds:.1f} s"
+        )
+        base = {**self.base, "topic": topic, "expected": pub.events}
+
+        def fresh(db: str) -> dict[str, Any]:
+            return {**base, "group_prefix": uuid.uuid4().hex, "database_url": self.new_db(db)}
+
+        def pj(db: str, command: str) -> tuple[dict[str, Any], list[str]]:
+            cfg = fresh(db)
+            res = contenders.projectionist(cfg, command, "orders")
+            return res, check_orders_projectionist(cfg["database_url"], oracle)
+
+        def peer() -> tuple[dict[str, Any], list[str]]:
+            cfg = fresh("postgres")
+            res = contenders.handwritten(cfg, "bench.handwritten_orders")
+            return res, check_orders_peer(cfg["database_url"], "ho_", oracle)
+
+        schema = "schemas/avro/orders/OrderFulfilled.v1.avsc"
+        runs: dict[tuple[str, str], Callable[[], tuple[dict[str, Any], list[str]]]] = {
+            ("orders: ceiling", "-"): lambda: (
+                self.run(**base, mode="ceiling", plain=True, schema=schema),
+                [],
+            ),
+            ("orders: hand-written", "postgres"): peer,
+            ("orders: consume", "postgres"): lambda: pj("postgres", "consume"),
+            ("orders: consume", "sqlite"): lambda: pj("sqlite", "consume"),
+            ("orders: rebuild", "postgres"): lambda: pj("postgres", "rebuild"),
+            ("orders: rebuild", "sqlite"): lambda: pj("sqlite", "rebuild"),
+        }
+        self._rounds(runs, self.args.orders_repeat)

@@ -3,7 +3,8 @@
 ``python -m bench.worker '<json>'`` prints ``READY`` once it owns its partitions (live
 modes) and a final ``RESULT {...}`` line. Modes:
 
-* ``ceiling`` — confluent-kafka ``consume()`` + Avro decode, no database;
+* ``ceiling`` — confluent-kafka ``consume()`` + Avro decode, no database (``plain``:
+  fastavro with the writer schema at ``schema``, e.g. the orders one);
 * ``naive``   — the same processor, one transaction (and checkpoint) per event;
 * ``live``    — the product: ``build_runner`` in a consumer group, ``drain()``;
 * ``rebuild`` — manual assignment from the beginning, large batches (bench.rebuild);
@@ -37,7 +38,8 @@ from consumers.settings.models import Settings
 from projections import BlogProjection, CheckpointStore, make_engine
 from schemas import AvroSerde, SchemaCatalog
 
-V1_SCHEMA = Path(__file__).resolve().parent.parent / "schemas/avro/blog/BlogPostUpdated.v1.avsc"
+ROOT = Path(__file__).resolve().parent.parent
+V1_SCHEMA = ROOT / "schemas/avro/blog/BlogPostUpdated.v1.avsc"
 
 
 def _settings(cfg: dict[str, Any]) -> Settings:
@@ -74,8 +76,10 @@ def _assign_all(settings: Settings, topic: str, partitions: int) -> Consumer:
 def ceiling(cfg: dict[str, Any]) -> dict[str, Any]:
     settings = _settings(cfg)
     serde = AvroSerde(SchemaCatalog.load())
-    # plain: fastavro's schemaless_reader with the writer's schema, nothing else (issue 15)
-    plain = parse_schema(json.loads(V1_SCHEMA.read_text())) if cfg.get("plain") else None
+    # plain: fastavro's schemaless_reader with the writer's schema, nothing else (issue 15);
+    # "schema": that writer schema's path under the repository (default: BlogPostUpdated v1)
+    schema_path = ROOT / cfg["schema"] if cfg.get("schema") else V1_SCHEMA
+    plain = parse_schema(json.loads(schema_path.read_text())) if cfg.get("plain") else None
     consumer = _assign_all(settings, cfg["topic"], cfg["partitions"])
     count, first = 0, None
     try:

@@ -54,11 +54,12 @@ def blog_workload(*, events: int, seed: int = 42) -> Iterator[SampleEvent]:
             )
 
 
-def create_topic(bootstrap: str, topic: str) -> None:
+def create_topic(bootstrap: str, topic: str, *, projection: str = "blog") -> None:
+    """``topic`` and ``projection``'s dead-letter topic for it, 4 partitions each."""
     settings = Settings(bootstrap_servers=bootstrap)
     ensure_topics(
         client_config(settings.kafka),
-        [topic, dead_letter_topic(topic, "blog", ".dlq")],
+        [topic, dead_letter_topic(topic, projection, ".dlq")],
         partitions=PARTITIONS,
     )
 

@@ -69,3 +69,58 @@ def test_replacing_the_section_keeps_the_rest_and_needs_the_markers() -> None:
     assert replace_section(text, "new") == f"before\n{BEGIN}\nnew\n{END}\nafter\n"
     with pytest.raises(ValueError, match="bench:begin"):
         replace_section("no markers", "new")
+
+
+def _orders_rows(events: int, **hand: object) -> list[dict]:
+    return [
+        _row("orders: ceiling", "-", events, 2.0),
+        _row("orders: hand-written", "postgres", events, 4.0, **hand),
+        _row("orders: consume", "postgres", events, 5.0),
+        _row("orders: consume", "sqlite", events, 8.0),
+        _row("orders: rebuild", "postgres", events, 2.5),
+        _row("orders: rebuild", "sqlite", events, 4.0),
+    ]
+
+
+def test_orders_rows_are_held_to_the_fullstate_bars_at_full_size() -> None:
+    """consume vs the hand-written orders peer is judged from 100,000 orders on, the rebuild
+    against the orders ceiling always, like the fullstate rows."""
+    judged = {name: (measured, met) for name, measured, met in targets(_orders_rows(102_545))}
+    assert judged["consume postgres >= 1.1x hand-written (orders)"] == ("0.80x", False)
+    assert judged["consume sqlite >= 1.1x hand-written (orders)"] == ("0.50x", False)
+    assert judged["rebuild postgres >= 70 % of the ceiling (orders)"] == ("80%", True)
+    assert judged["rebuild sqlite >= 70 % of the ceiling (orders)"] == ("50%", False)
+    assert not any("Quix" in name and "orders" in name for name in judged)
+    small = {name: met for name, _, met in targets(_orders_rows(10_252))}
+    assert small["consume postgres >= 1.1x hand-written (orders)"] is None
+
+
+def test_a_wrong_orders_table_is_no_result_and_the_oracle_target_names_it() -> None:
+    rows = _orders_rows(102_545, problems=["daily_sales: 3 of 124 keys differ"])
+    judged = {name: (measured, met) for name, measured, met in targets(rows)}
+    assert not any("hand-written (orders)" in name for name in judged)
+    assert judged["every contender's table equals the oracle"] == (
+        "orders: hand-written postgres",
+        False,
+    )
+    assert "orders: hand-written consume(5000) + COPY + set-based merges (**wrong result**)" in (
+        render({"date": "d", "machine": "m", "rows": rows})
+    )
+
+
+def test_the_orders_rows_render_with_their_own_side_by_side() -> None:
+    """The orders rows get their labels, the size line names them, and a side-by-side
+    table of their own beside (not mixed into) the fullstate one."""
+    rows = [
+        _row("fullstate: ceiling", "-", 200_000, 2.0),
+        _row("fullstate: consume", "postgres", 200_000, 4.0),
+        *_orders_rows(102_545),
+    ]
+    text = render({"date": "d", "machine": "m", "rows": rows, "sizes": {"orders_events": 100_000}})
+    assert "Orders: 100,000 orders" in text
+    assert "| orders: **`projectionist consume orders --drain`** | PostgreSQL | 102,545 |" in text
+    fullstate = text[text.index("on the fullstate bytes") : text.index("on the orders bytes")]
+    orders = text[text.index("on the orders bytes") : text.index("| target (issue 15)")]
+    assert "| hand-written | PostgreSQL | 50% | 0.80× |" in orders
+    assert "| rebuild | SQLite | 50% |  |" in orders
+    assert "hand-written" not in fullstate
