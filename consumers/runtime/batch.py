@@ -13,6 +13,7 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
+from typing import Any
 
 from consumers.kafka.dead_letters import DeadLetter
 from consumers.kafka.message import MessageLike
@@ -136,7 +137,7 @@ class BatchPreparer:
                 continue
             ts_type, ts = msg.timestamp()
             record = decoded.record
-            event_id = record.get("event_id", "")
+            event_id: Any = record.get("event_id", "")  # a str without logical types
             sources.append(msg)
             events.append(
                 Event(
