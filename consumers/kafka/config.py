@@ -124,8 +124,8 @@ def consumer_config(
             "fetch.max.bytes": 16 * 1024 * 1024,
             # A fetch may wait this long for data: at moderate rates it is latency
             # (the embedded broker holds fetches for the full wait). Costs an idle
-            # fetch per 50 ms per broker.
-            "fetch.wait.max.ms": 50,
+            # fetch per 10 ms per broker; with data waiting, fetches return at once.
+            "fetch.wait.max.ms": 10,
             "enable.partition.eof": False,
         }
     )

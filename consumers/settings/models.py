@@ -198,7 +198,9 @@ class LoopSettings(_Concern):
     batch_max_messages: int = Field(default=5_000, ge=1, le=1_000_000)
     # consume() waits this long for a batch to fill: at moderate rates it is added to
     # every event's produce→queryable latency, so keep it well under the p99 budget.
-    batch_timeout_s: float = Field(default=0.05, gt=0, le=60)
+    # With a backlog batches fill at once and it costs nothing (bench: 2,000 events/s,
+    # p99 127 ms at 50 ms, 74 ms at 10 ms, with fetch.wait.max.ms 50 → 10).
+    batch_timeout_s: float = Field(default=0.01, gt=0, le=60)
     retry_initial_s: float = Field(default=0.2, gt=0)
     retry_max_s: float = Field(default=15.0, gt=0)
     shutdown_grace_s: float = Field(default=25.0, gt=0)
