@@ -172,7 +172,8 @@ class BlogProjection(Projection):
                 stale += len(change.events)
                 continue
             n_stale = 0
-            if old is not None:
+            # one event that changed the row is not stale: only several can be
+            if old is not None and len(change.events) > 1:
                 n_stale = sum(
                     1
                     for e in change.events
@@ -181,14 +182,16 @@ class BlogProjection(Projection):
             stale += n_stale
             applied += len(change.events) - n_stale
             rows.append(row)
-            old_tags = set(_tags_of(old.tags)) if old is not None else set()
             # The row's tags (see _next_row): none once deleted, else the newest update's.
             new_tags = (
                 set(change.update["tags"]) if change.delete is None and change.update else set()
             )
-            for tag in old_tags - new_tags:
-                deltas[tag] = deltas.get(tag, 0) - 1
-            for tag in new_tags - old_tags:
+            if old is not None and old.tags != "[]":
+                old_tags = set(_tags_of(old.tags))
+                for tag in old_tags - new_tags:
+                    deltas[tag] = deltas.get(tag, 0) - 1
+                new_tags -= old_tags
+            for tag in new_tags:
                 deltas[tag] = deltas.get(tag, 0) + 1
         self._upsert_posts(conn, rows)
         self._apply_tag_deltas(conn, deltas)

@@ -69,7 +69,7 @@ def rebuild(
     ] = False,
     batch_max_messages: Annotated[
         int, typer.Option(min=1, help="messages per batch (transaction) while rebuilding")
-    ] = 20_000,
+    ] = 10_000,
     bootstrap_servers: BootstrapOpt = None,
     database_url: DatabaseOpt = None,
     json_out: JsonOpt = False,

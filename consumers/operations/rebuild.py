@@ -122,7 +122,7 @@ def run_rebuild(
     watermarks: WatermarkSource,
     allow_partial: bool = False,
     drop_previous: bool = False,
-    batch_max_messages: int = 20_000,
+    batch_max_messages: int = 10_000,
     stop: StopSignal | None = None,
     on_start: Callable[[dict[TopicPartition, Watermarks]], None] | None = None,
     on_batch: Callable[[RunnerSnapshot], None] | None = None,
