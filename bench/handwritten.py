@@ -14,14 +14,14 @@ from __future__ import annotations
 
 import io
 import json
-import sys
 import time
 from pathlib import Path
 from typing import Any
 
 import psycopg
-from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 from fastavro import parse_schema, schemaless_reader
+
+from bench._peer import copy_merge, main, subscribed_consumer
 
 SCHEMA = Path(__file__).resolve().parent.parent / "schemas/avro/blog/BlogPostUpdated.v1.avsc"
 
@@ -47,30 +47,7 @@ def run(cfg: dict[str, Any]) -> dict[str, Any]:
     db = psycopg.connect(cfg["libpq_url"])
     db.execute(DDL)
     db.commit()
-    consumer = Consumer(
-        {
-            "bootstrap.servers": cfg["bootstrap"],
-            "group.id": f"{cfg['group_prefix']}.handwritten",
-            "enable.auto.commit": False,
-            "auto.offset.reset": "earliest",
-            "partition.assignment.strategy": "range",
-            "session.timeout.ms": 6000,
-            "heartbeat.interval.ms": 500,
-        }
-    )
-
-    def on_assign(c: Consumer, parts: list[TopicPartition]) -> None:
-        stored = dict(
-            db.execute(
-                'SELECT partition, "offset" FROM hw_offsets WHERE topic = %s', (cfg["topic"],)
-            ).fetchall()
-        )
-        db.commit()
-        for p in parts:
-            p.offset = stored[p.partition] + 1 if p.partition in stored else OFFSET_BEGINNING
-        c.assign(parts)
-
-    consumer.subscribe([cfg["topic"]], on_assign=on_assign)
+    consumer = subscribed_consumer(cfg, db, group="handwritten", offsets_table="hw_offsets")
     count, first, last = 0, None, None
     try:
         while count < cfg["expected"]:
@@ -100,15 +77,15 @@ def run(cfg: dict[str, Any]) -> dict[str, Any]:
                 cur.execute(
                     "CREATE TEMP TABLE IF NOT EXISTS hw_in (LIKE hw_posts) ON COMMIT DELETE ROWS"
                 )
-                with cur.copy("COPY hw_in FROM STDIN (FORMAT BINARY)") as copy:
-                    copy.set_types(TYPES)
-                    for row in rows:
-                        copy.write_row(row)
-                cur.execute(MERGE)
-                cur.executemany(
-                    "INSERT INTO hw_offsets VALUES (%s, %s, %s) ON CONFLICT (topic, partition) "
-                    'DO UPDATE SET "offset" = excluded."offset"',
-                    [(cfg["topic"], p, o) for p, o in ends.items()],
+                copy_merge(
+                    cur,
+                    staging="hw_in",
+                    types=TYPES,
+                    rows=rows,
+                    merge=MERGE,
+                    offsets_table="hw_offsets",
+                    topic=cfg["topic"],
+                    ends=ends,
                 )
             consumer.commit(asynchronous=True)
             count += len(rows)
@@ -119,15 +96,5 @@ def run(cfg: dict[str, Any]) -> dict[str, Any]:
     return {"events": count, "active_s": (last or 0.0) - (first or 0.0)}
 
 
-def main() -> None:
-    started = time.monotonic()
-    result = run(json.loads(sys.argv[1]))
-    result["total_s"] = time.monotonic() - started
-    with open("/proc/self/status", encoding="ascii") as status:
-        hwm = next(int(line.split()[1]) for line in status if line.startswith("VmHWM:"))
-    result["peak_rss_mb"] = round(hwm / 1024, 1)
-    print("RESULT " + json.dumps(result), flush=True)
-
-
 if __name__ == "__main__":
-    main()
+    main(run)
