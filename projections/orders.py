@@ -22,6 +22,7 @@ already summarized (a different event id for the same order) is counted as stale
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
@@ -44,7 +45,7 @@ from sqlalchemy.exc import DBAPIError
 from projections._base import ApplyResult, Projection
 from projections._event import Event, known_events
 from projections._sql import MAX_PARAMS, chunks
-from schemas.events import ORDER_FULFILLED, OrderFulfilled
+from schemas.events import ORDER_FULFILLED, OrderFulfilled, OrderLine
 
 __all__ = ["ORDER_FULFILLED", "OrdersProjection"]
 
@@ -281,25 +282,43 @@ _PG_TYPES = ("text", "text", "text", "int4", "text", "int8", "text", "timestampt
 
 def _summary_row(r: OrderFulfilled, event_id: str) -> list[Any]:
     """The order's summary, values in :data:`_ROW` order (a list: no per-row re-ordering)."""
-    lines = [
-        {
-            "sku": line["sku"],
-            "quantity": int(line["quantity"]),
-            "unit_price_minor": int(line["unit_price_minor"]),
-        }
-        for line in r["lines"]
-    ]
+    lines = r["lines"]
     return [
         r["order_id"],
         r["customer_id"],
         r["customer_email"],
         len(lines),
-        json.dumps(lines),
+        _lines_json(lines),
         int(r["total_minor"]),
         r["currency"],
         _utc(r["fulfilled_at"]),
         event_id,
     ]
+
+
+#: a JSON string body json.dumps writes as is: printable ASCII without ``"`` or ``\``
+_PLAIN = re.compile(r"[ !#-\[\]-~]*")
+
+
+def _lines_json(lines: Sequence[OrderLine]) -> str:
+    """``json.dumps`` of the lines as ``[{sku, quantity, unit_price_minor}]``, built
+    directly when no SKU needs escaping (~2x cheaper, the same text)."""
+    parts = []
+    for line in lines:
+        sku, quantity, price = line["sku"], line["quantity"], line["unit_price_minor"]
+        if type(quantity) is not int or type(price) is not int or not _PLAIN.fullmatch(sku):
+            return json.dumps(
+                [
+                    {
+                        "sku": line["sku"],
+                        "quantity": int(line["quantity"]),
+                        "unit_price_minor": int(line["unit_price_minor"]),
+                    }
+                    for line in lines
+                ]
+            )
+        parts.append(f'{{"sku": "{sku}", "quantity": {quantity}, "unit_price_minor": {price}}}')
+    return "[" + ", ".join(parts) + "]"
 
 
 def _utc(value: datetime | int) -> datetime:
