@@ -139,10 +139,11 @@ class OrdersProjection(Projection):
         return ApplyResult(applied=applied, stale=stale + len(rows) - applied)
 
     # The writes below run once per batch and carry every order of it, so they are
-    # driver-level SQL built once per connection's dialect: SQLAlchemy compiling a
-    # multi-row VALUES per chunk was half of a batch in the profile. Values go through
-    # the columns' own bind processors, so the stored format is the one SQLAlchemy
-    # writes and reads everywhere else (SQLite's DateTime text, for one).
+    # driver-level SQL (plain strings, nothing to compile): SQLAlchemy compiling a
+    # multi-row VALUES per chunk was half of a batch in the profile. PostgreSQL gets a
+    # binary COPY and one merge statement, SQLite multi-row VALUES and executemany. On
+    # SQLite values go through the columns' own bind processors, so the stored format is
+    # the one SQLAlchemy writes and reads everywhere else (its DateTime text, for one).
 
     def _merge_postgres(self, conn: Connection, rows: list[list[Any]]) -> int:
         """Binary COPY of the summaries into a session-local staging table, then one
