@@ -26,6 +26,7 @@ import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
+from itertools import chain
 from typing import Any
 
 from sqlalchemy import (
@@ -203,7 +204,7 @@ class OrdersProjection(Projection):
         row_marks = "(" + ", ".join("?" * len(_ROW)) + ")"
         new_ids: list[str] = []
         for part in chunks(values, MAX_PARAMS // len(_ROW)):
-            flat = tuple(x for v in part for x in v)
+            flat = tuple(chain.from_iterable(part))
             inserted = conn.exec_driver_sql(
                 f"INSERT INTO {summaries} ({cols}) VALUES {', '.join([row_marks] * len(part))} "
                 "ON CONFLICT DO NOTHING RETURNING order_id",
