@@ -247,8 +247,9 @@ class OrdersProjection(Projection):
                 f"first_order_at = min({t}.first_order_at, excluded.first_order_at), "
                 f"last_order_at = max({t}.last_order_at, excluded.last_order_at)",
                 [
-                    (customer, currency, d.orders, d.revenue_minor, at(d.first), at(d.last))
+                    (customer, currency, d.orders, d.revenue_minor, first, _same_or(first, d, at))
                     for (customer, currency), d in sorted(customers.items())
+                    for first in (at(d.first),)
                 ],
             )
         if days:
@@ -343,6 +344,12 @@ def _bind_processor(conn: Connection, column: Column[Any]) -> Callable[[Any], An
     dialect = conn.dialect
     proc = column.type.dialect_impl(dialect).bind_processor(dialect)
     return proc if proc is not None else _identity
+
+
+def _same_or(first_bound: Any, totals: _Totals, bind: Callable[[Any], Any]) -> Any:
+    """``bind(totals.last)``, reusing the bound first time when the key had one order in
+    the batch (most keys: the bind processor is the larger part of the row)."""
+    return first_bound if totals.last is totals.first else bind(totals.last)
 
 
 def _identity(value: Any) -> Any:
