@@ -17,11 +17,12 @@ from datetime import datetime
 from sqlalchemy import Column, Connection, DateTime, MetaData, String, Table, and_, func
 
 from projections._event import Event
-from projections._sql import chunks, insert_for
+from projections._sql import MAX_PARAMS, chunks
 
 __all__ = ["EventLedger", "ledger_table"]
 
-_ROWS_PER_INSERT = 5_000
+# two bound parameters per row: stay below SQLite's 32,766
+_ROWS_PER_INSERT = MAX_PARAMS // 2
 
 
 def ledger_table(metadata: MetaData) -> Table:
@@ -52,23 +53,50 @@ class EventLedger:
 
     def first_seen(self, conn: Connection, projection: str, events: Sequence[Event]) -> list[Event]:
         """The events whose id this projection has not processed before (first copy wins)."""
-        by_id: dict[str, Event] = {}
-        for event in events:
-            by_id.setdefault(event.event_id, event)
-        if not by_id:
+        ids = list(dict.fromkeys(e.event_id for e in events))
+        if not ids:
             return []
-        t = self.table
-        new_ids: set[str] = set()
-        for part in chunks(list(by_id), _ROWS_PER_INSERT):
-            stmt = (
-                insert_for(conn, t)
-                .values([{"projection": projection, "event_id": eid} for eid in part])
-                .on_conflict_do_nothing()
-                .returning(t.c.event_id)
+        seen = self._record(conn, projection, ids)
+        if not seen and len(ids) == len(events):
+            return list(events)  # every id new and once in the batch: the usual case
+        out: list[Event] = []
+        done = seen  # ids recorded before, then each id as its first copy is kept
+        for event in events:
+            if event.event_id not in done:
+                done.add(event.event_id)
+                out.append(event)
+        return out
+
+    # Driver-level SQL, compiled by nobody: SQLAlchemy compiling a multi-row VALUES per
+    # batch was most of this step's cost. PostgreSQL gets one statement with the ids as
+    # one array; SQLite (whose executemany cannot return rows) multi-row VALUES.
+    def _record(self, conn: Connection, projection: str, ids: list[str]) -> set[str]:
+        """Insert the (distinct) ids; return those that were already recorded."""
+        table = conn.dialect.identifier_preparer.format_table(self.table)
+        if conn.dialect.name == "postgresql":
+            # Sorted: concurrent writers lock the keys in one order. Only the duplicates
+            # come back (a few per batch), not every new id.
+            rows = conn.exec_driver_sql(
+                f"WITH batch AS (SELECT unnest(%b::text[]) AS event_id), "
+                f"added AS (INSERT INTO {table} (projection, event_id) "
+                "SELECT %s, event_id FROM batch ORDER BY event_id "
+                "ON CONFLICT DO NOTHING RETURNING event_id) "
+                "SELECT event_id FROM batch EXCEPT ALL SELECT event_id FROM added",
+                (ids, projection),
             )
-            new_ids.update(conn.execute(stmt).scalars())
-        keep = {id(by_id[eid]) for eid in new_ids}
-        return [e for e in events if id(e) in keep]
+            return {r[0] for r in rows}
+        new: set[str] = set()
+        per = _ROWS_PER_INSERT
+        for part in chunks(sorted(ids), per):
+            marks = ", ".join(["(?, ?)"] * len(part))
+            params = tuple(x for eid in part for x in (projection, eid))
+            rows = conn.exec_driver_sql(
+                f"INSERT INTO {table} (projection, event_id) VALUES {marks} "
+                "ON CONFLICT DO NOTHING RETURNING event_id",
+                params,
+            )
+            new.update(r[0] for r in rows)
+        return set(ids) - new
 
     def purge(self, conn: Connection, projection: str, older_than: datetime) -> int:
         t = self.table
