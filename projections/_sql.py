@@ -1,14 +1,15 @@
-"""Small SQL helpers shared by the projections: dialect upserts and chunked IN lists."""
+"""Small SQL helpers shared by the projections: dialect upserts, chunked IN lists, COPY."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from sqlalchemy import Connection, Table
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import DBAPIError
 
-__all__ = ["chunks", "insert_for"]
+__all__ = ["chunks", "copy_rows", "insert_for"]
 
 T = TypeVar("T")
 
@@ -27,3 +28,33 @@ def insert_for(conn: Connection, table: Table) -> postgresql.Insert | sqlite.Ins
 def chunks(items: Sequence[T], size: int) -> Iterator[Sequence[T]]:
     for start in range(0, len(items), size):
         yield items[start : start + size]
+
+
+def copy_rows(
+    conn: Connection, statement: str, types: Sequence[str], rows: list[list[Any]]
+) -> None:
+    """Binary ``COPY … FROM STDIN`` of ``rows``; the driver's errors surface as the
+    DBAPIError SQLAlchemy raises for an execute(), so the runtime's outage / rejected
+    value classification (poison isolation) sees COPY failures too."""
+    dialect = conn.dialect
+    dbapi_conn = conn.connection.dbapi_connection
+    cursor = dbapi_conn.cursor()  # type: ignore[union-attr]
+    try:
+        with cursor.copy(statement) as copy:
+            copy.set_types(list(types))
+            for v in rows:
+                copy.write_row(v)
+    except dialect.loaded_dbapi.Error as exc:
+        lost = dialect.is_disconnect(exc, dbapi_conn, cursor)
+        if lost:
+            conn.invalidate(exc)
+        raise DBAPIError.instance(
+            statement,
+            None,
+            exc,
+            dialect.loaded_dbapi.Error,
+            connection_invalidated=lost,
+            dialect=dialect,
+        ) from exc
+    finally:
+        cursor.close()

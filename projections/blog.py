@@ -39,11 +39,10 @@ from sqlalchemy import (
     Text,
     select,
 )
-from sqlalchemy.exc import DBAPIError
 
 from projections._base import ApplyResult, Projection
 from projections._event import BlogPostDeletedEvent, BlogPostUpdatedEvent, Event, known_events
-from projections._sql import MAX_PARAMS, chunks
+from projections._sql import MAX_PARAMS, chunks, copy_rows
 from schemas.events import BLOG_POST_DELETED as POST_DELETED
 from schemas.events import BLOG_POST_UPDATED as POST_UPDATED
 from schemas.events import BlogPostDeleted, BlogPostUpdated
@@ -257,30 +256,12 @@ class BlogProjection(Projection):
             conn.exec_driver_sql(
                 f"CREATE TEMP TABLE IF NOT EXISTS {staging} (LIKE {table}) ON COMMIT DELETE ROWS"
             )
-            statement = f"COPY {staging} ({cols}) FROM STDIN (FORMAT BINARY)"
-            dbapi_conn = conn.connection.dbapi_connection
-            cursor = dbapi_conn.cursor()  # type: ignore[union-attr]
-            try:
-                with cursor.copy(statement) as copy:
-                    copy.set_types([_PG_TYPE[n] for n in names])
-                    for v in values:
-                        copy.write_row(v)
-            except dialect.loaded_dbapi.Error as exc:
-                # The driver's own error, as SQLAlchemy would wrap it for an execute(), so
-                # the outage / rejected-value classification sees COPY failures too.
-                lost = dialect.is_disconnect(exc, dbapi_conn, cursor)
-                if lost:
-                    conn.invalidate(exc)
-                raise DBAPIError.instance(
-                    statement,
-                    None,
-                    exc,
-                    dialect.loaded_dbapi.Error,
-                    connection_invalidated=lost,
-                    dialect=dialect,
-                ) from exc
-            finally:
-                cursor.close()
+            copy_rows(
+                conn,
+                f"COPY {staging} ({cols}) FROM STDIN (FORMAT BINARY)",
+                [_PG_TYPE[n] for n in names],
+                values,
+            )
             # Emptied by the merge itself: several applies may share one transaction
             # (poison isolation retries halves of a batch), ON COMMIT alone is too late.
             conn.exec_driver_sql(

@@ -41,11 +41,10 @@ from sqlalchemy import (
     Table,
     Text,
 )
-from sqlalchemy.exc import DBAPIError
 
 from projections._base import ApplyResult, Projection
 from projections._event import Event, known_events
-from projections._sql import MAX_PARAMS, chunks
+from projections._sql import MAX_PARAMS, chunks, copy_rows
 from schemas.events import ORDER_FULFILLED, OrderFulfilled, OrderLine
 
 __all__ = ["ORDER_FULFILLED", "OrdersProjection"]
@@ -160,7 +159,7 @@ class OrdersProjection(Projection):
         conn.exec_driver_sql(
             f"CREATE TEMP TABLE IF NOT EXISTS {staging} (LIKE {summaries}) ON COMMIT DELETE ROWS"
         )
-        _copy_rows(conn, f"COPY {staging} ({cols}) FROM STDIN (FORMAT BINARY)", _PG_TYPES, rows)
+        copy_rows(conn, f"COPY {staging} ({cols}) FROM STDIN (FORMAT BINARY)", _PG_TYPES, rows)
         # The staging table is emptied by the merge itself: several applies may share one
         # transaction (poison isolation retries halves of a batch), ON COMMIT is too late.
         # Only the summaries that came back (new orders) feed the counters; a BIGINT
@@ -370,36 +369,6 @@ def _bind_processed(conn: Connection, table: Table, rows: list[list[Any]]) -> li
             if v[i] is not None:
                 v[i] = proc(v[i])
     return rows
-
-
-def _copy_rows(
-    conn: Connection, statement: str, types: Sequence[str], rows: list[list[Any]]
-) -> None:
-    """Binary ``COPY … FROM STDIN`` of ``rows``; the driver's errors surface as the
-    DBAPIError SQLAlchemy raises for an execute(), so the runtime's outage / rejected
-    value classification (poison isolation) sees COPY failures too."""
-    dialect = conn.dialect
-    dbapi_conn = conn.connection.dbapi_connection
-    cursor = dbapi_conn.cursor()  # type: ignore[union-attr]
-    try:
-        with cursor.copy(statement) as copy:
-            copy.set_types(list(types))
-            for v in rows:
-                copy.write_row(v)
-    except dialect.loaded_dbapi.Error as exc:
-        lost = dialect.is_disconnect(exc, dbapi_conn, cursor)
-        if lost:
-            conn.invalidate(exc)
-        raise DBAPIError.instance(
-            statement,
-            None,
-            exc,
-            dialect.loaded_dbapi.Error,
-            connection_invalidated=lost,
-            dialect=dialect,
-        ) from exc
-    finally:
-        cursor.close()
 
 
 def _checked_sum_sql(table: str) -> str:
