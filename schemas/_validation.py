@@ -121,6 +121,18 @@ def check_email_address(value: str) -> str | None:
     return None
 
 
+#: ``timestamp-millis`` a datetime can hold (years 1-9999), for records decoded without
+#: logical types (``Projection.logical_types``): decoding with them refuses the rest
+_MIN_MS, _MAX_MS = -62_135_596_800_000, 253_402_300_799_999
+
+
+def _timestamps(record: Record, *names: str) -> None:
+    for name in names:
+        value = record[name]
+        if type(value) is int and not _MIN_MS <= value <= _MAX_MS:
+            raise InvalidEventError(f"{name} {value} ms is outside the years 1-9999")
+
+
 def _blog_post(record: Record) -> None:
     _identifier(record, "post_id")
     if record["version"] < 1:
@@ -129,14 +141,21 @@ def _blog_post(record: Record) -> None:
 
 def _blog_post_updated(record: Record) -> None:
     _blog_post(record)
+    _timestamps(record, "creation_date", "updated_at")
     _identifier(record, "author", empty_ok=True)
     for tag in record["tags"]:
         if not tag or len(tag) > _MAX_TAG_LENGTH:
             raise InvalidEventError(f"tag {tag[:80]!r} must be 1-{_MAX_TAG_LENGTH} characters")
 
 
+def _blog_post_deleted(record: Record) -> None:
+    _blog_post(record)
+    _timestamps(record, "deleted_at")
+
+
 def _order_fulfilled(record: Record) -> None:
     _identifier(record, "order_id")
+    _timestamps(record, "fulfilled_at")
     _identifier(record, "customer_id")
     problem = check_email_address(record["customer_email"])
     if problem is not None:
@@ -168,7 +187,7 @@ def _order_fulfilled(record: Record) -> None:
 
 _RULES: dict[str, Callable[[Record], None]] = {
     BLOG_POST_UPDATED: _blog_post_updated,
-    BLOG_POST_DELETED: _blog_post,
+    BLOG_POST_DELETED: _blog_post_deleted,
     ORDER_FULFILLED: _order_fulfilled,
 }
 

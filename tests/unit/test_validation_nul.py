@@ -61,3 +61,20 @@ def test_found_anywhere_with_its_path(event_type: str, record: dict, where: str)
 
 def test_no_false_alarm_on_non_control_unicode() -> None:
     validate(BLOG_POST_UPDATED, {**POST, "post_id": "pé\u00a0ü", "author": "\u2028x"})
+
+
+@pytest.mark.parametrize(
+    ("event_type", "record", "field"),
+    [
+        (BLOG_POST_UPDATED, {**POST, "updated_at": 2**62}, "updated_at"),
+        (BLOG_POST_UPDATED, {**POST, "creation_date": -(2**62)}, "creation_date"),
+        (ORDER_FULFILLED, {**ORDER, "fulfilled_at": 253_402_300_800_000}, "fulfilled_at"),
+    ],
+)
+def test_timestamps_a_datetime_cannot_hold_are_invalid(
+    event_type: str, record: dict, field: str
+) -> None:
+    """Decoded without logical types, an out-of-range time is refused by validation (with
+    them fastavro's conversion refused it): poison with its reason, not a failed write."""
+    with pytest.raises(InvalidEventError, match=f"{field} .* outside the years 1-9999"):
+        validate(event_type, record)
