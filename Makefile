@@ -55,8 +55,8 @@ soak: venv
 # The benchmark of issues 9 and 15, and the orders projection on a workload of its own
 # (bench/orders_workload.py): embedded broker, PostgreSQL at 127.0.0.1:5432 (or
 # DATABASE_URL), temp SQLite; the Quix Streams peer in .venv-quix (made on first use from
-# bench/quix-requirements.txt). ~15 min; BENCH_ARGS=--quick for ~2 min, BENCH_ARGS=--only
-# orders for one scenario. Writes docs/bench.* and the README's Performance figures.
+# bench/quix-requirements.txt). ~11 min on 2 quiet cores; BENCH_ARGS=--quick for ~2 min,
+# BENCH_ARGS=--only orders for one scenario. Writes docs/bench.* and the README's Performance figures.
 bench: venv
 	$(BIN)/pip install --disable-pip-version-check -q -c requirements.lock matplotlib
 	$(BIN)/python bench/run.py $(BENCH_ARGS)
