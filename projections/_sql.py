@@ -1,7 +1,9 @@
-"""Small SQL helpers shared by the projections: dialect upserts, chunked IN lists, COPY."""
+"""Small SQL helpers shared by the projections: dialect upserts, chunked IN lists, COPY,
+bind processing of driver-level rows, JSON text written without ``json``."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator, Sequence
 from typing import Any, TypeVar
 
@@ -9,13 +11,17 @@ from sqlalchemy import Connection, Table
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import DBAPIError
 
-__all__ = ["chunks", "copy_rows", "insert_for"]
+__all__ = ["PLAIN_JSON_TEXT", "bind_processed", "chunks", "copy_rows", "insert_for"]
 
 T = TypeVar("T")
 
 # SQLite allows 32,766 bound parameters per statement; PostgreSQL 65,535. Keep IN
 # lists and multi-row VALUES well below both.
 MAX_PARAMS = 30_000
+
+
+#: a JSON string body ``json.dumps`` writes as is: printable ASCII without ``"`` or ``\``
+PLAIN_JSON_TEXT = re.compile(r"[ !#-\[\]-~]*")
 
 
 def insert_for(conn: Connection, table: Table) -> postgresql.Insert | sqlite.Insert:
@@ -58,3 +64,23 @@ def copy_rows(
         ) from exc
     finally:
         cursor.close()
+
+
+def bind_processed(
+    conn: Connection, table: Table, rows: list[list[Any]], order: Sequence[str]
+) -> list[list[Any]]:
+    """``rows`` (values in ``order``, the table's column order) through each column's bind
+    processor on this dialect, in place: the stored format is the one SQLAlchemy writes
+    and reads everywhere else (SQLite keeps DateTime as its own text)."""
+    names = [c.name for c in table.columns]
+    if tuple(names) != tuple(order):
+        raise RuntimeError(f"{table.name} columns {names} are not {tuple(order)}")
+    dialect = conn.dialect
+    for i, c in enumerate(table.columns):
+        proc = c.type.dialect_impl(dialect).bind_processor(dialect)
+        if proc is None:
+            continue
+        for v in rows:
+            if v[i] is not None:
+                v[i] = proc(v[i])
+    return rows

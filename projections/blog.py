@@ -20,10 +20,8 @@ Fold rules (the oracle in the tests states them independently):
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
 from types import MappingProxyType
 from typing import Any, NamedTuple
 
@@ -42,10 +40,11 @@ from sqlalchemy import (
 
 from projections._base import ApplyResult, Projection
 from projections._event import BlogPostDeletedEvent, BlogPostUpdatedEvent, Event, known_events
-from projections._sql import MAX_PARAMS, chunks, copy_rows
+from projections._sql import MAX_PARAMS, PLAIN_JSON_TEXT, bind_processed, chunks, copy_rows
 from schemas.events import BLOG_POST_DELETED as POST_DELETED
 from schemas.events import BLOG_POST_UPDATED as POST_UPDATED
 from schemas.events import BlogPostDeleted, BlogPostUpdated
+from schemas.utc import from_millis
 
 __all__ = ["POST_DELETED", "POST_UPDATED", "BlogProjection", "top_tags"]
 
@@ -229,24 +228,11 @@ class BlogProjection(Projection):
         if not rows:
             return
         dialect = conn.dialect
-        columns = list(self.posts.columns)
-        names = [c.name for c in columns]
+        names = [c.name for c in self.posts.columns]
         table = dialect.identifier_preparer.format_table(self.posts)
         updates = ", ".join(f"{n} = excluded.{n}" for n in names if n != "post_id")
         conflict = f"ON CONFLICT (post_id) DO UPDATE SET {updates}"
-        procs = [
-            (i, p)
-            for i, c in enumerate(columns)
-            # the dialect's own type (SQLite stores DateTime as its own text format)
-            if (p := c.type.dialect_impl(dialect).bind_processor(dialect))
-        ]
-        if tuple(names) != _ROW:  # _next_row builds rows in this order
-            raise RuntimeError(f"posts columns {names} are not {_ROW}")
-        values = rows
-        for i, proc in procs:
-            for v in values:
-                if v[i] is not None:
-                    v[i] = proc(v[i])
+        values = bind_processed(conn, self.posts, rows, _ROW)  # _next_row's order
         if dialect.name == "postgresql":
             # Binary COPY into a session-local staging table, then one merge: psycopg
             # writes COPY rows in C, where its array dumpers (the previous ``unnest``
@@ -331,7 +317,7 @@ def _next_row(post_id: str, old: _Stored | None, change: _PostChange) -> list[An
     old_version = old.version if old is not None else 0
     if change.delete is not None:
         d = change.delete
-        deleted_at = _utc(d["deleted_at"])
+        deleted_at = from_millis(d["deleted_at"])
         # The tombstone is the delete alone (its version, no content), whatever shared
         # its batch: otherwise the row would depend on batch boundaries and a rebuild
         # would not equal the live table.
@@ -356,36 +342,19 @@ def _next_row(post_id: str, old: _Stored | None, change: _PostChange) -> list[An
         u["description"],
         _tags_json(list(dict.fromkeys(u["tags"]))),
         u["author"],
-        _utc(u["creation_date"]),  # created_at
-        _utc(u["updated_at"]),
+        from_millis(u["creation_date"]),  # created_at
+        from_millis(u["updated_at"]),
         u["version"],
         None,  # deleted_at
         change.update_id,
     ]
 
 
-def _utc(value: datetime | int) -> datetime:
-    """A ``timestamp-millis`` as decoded without logical types (int ms), or already a datetime
-    (records built by hand, other decoders)."""
-    if isinstance(value, datetime):
-        return value
-    if 0 <= value < _YEAR_2100_MS:  # where the float of seconds is exact to the millisecond
-        return _from_timestamp(value / 1000, UTC)  # half the cost of the timedelta sum
-    return _EPOCH + timedelta(milliseconds=value)
-
-
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-_YEAR_2100_MS = 4_102_444_800_000
-_from_timestamp = datetime.fromtimestamp
-#: a JSON string body json.dumps writes as is: printable ASCII without ``"`` or ``\``
-_PLAIN = re.compile(r"[ !#-\[\]-~]*")
-
-
 def _tags_json(tags: list[str]) -> str:
     """``json.dumps(tags)``, built directly when no tag needs escaping (~4x cheaper)."""
     if not tags:
         return "[]"
-    if _PLAIN.fullmatch("".join(tags)) is not None:
+    if PLAIN_JSON_TEXT.fullmatch("".join(tags)) is not None:
         return '["' + '", "'.join(tags) + '"]'
     return json.dumps(tags)
 

@@ -22,10 +22,9 @@ already summarized (a different event id for the same order) is counted as stale
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, datetime
 from itertools import chain
 from typing import Any
 
@@ -44,8 +43,9 @@ from sqlalchemy import (
 
 from projections._base import ApplyResult, Projection
 from projections._event import Event, known_events
-from projections._sql import MAX_PARAMS, chunks, copy_rows
+from projections._sql import MAX_PARAMS, PLAIN_JSON_TEXT, bind_processed, chunks, copy_rows
 from schemas.events import ORDER_FULFILLED, OrderFulfilled, OrderLine
+from schemas.utc import from_millis
 
 __all__ = ["ORDER_FULFILLED", "OrdersProjection"]
 
@@ -198,7 +198,7 @@ class OrdersProjection(Projection):
         summaries = prep.format_table(self.order_summaries)
         # what the counters need, before bind processing turns the time into text
         by_id = {row[0]: (row[1], row[5], row[6], row[7]) for row in rows}
-        values = _bind_processed(conn, self.order_summaries, rows)
+        values = bind_processed(conn, self.order_summaries, rows, _ROW)
         cols = ", ".join(_ROW)
         row_marks = "(" + ", ".join("?" * len(_ROW)) + ")"
         new_ids: list[str] = []
@@ -293,13 +293,9 @@ def _summary_row(r: OrderFulfilled, event_id: str) -> list[Any]:
         _lines_json(lines),
         int(r["total_minor"]),
         r["currency"],
-        _utc(r["fulfilled_at"]),
+        from_millis(r["fulfilled_at"]),
         event_id,
     ]
-
-
-#: a JSON string body json.dumps writes as is: printable ASCII without ``"`` or ``\``
-_PLAIN = re.compile(r"[ !#-\[\]-~]*")
 
 
 def _lines_json(lines: Sequence[OrderLine]) -> str:
@@ -308,7 +304,11 @@ def _lines_json(lines: Sequence[OrderLine]) -> str:
     parts = []
     for line in lines:
         sku, quantity, price = line["sku"], line["quantity"], line["unit_price_minor"]
-        if type(quantity) is not int or type(price) is not int or not _PLAIN.fullmatch(sku):
+        if (
+            type(quantity) is not int
+            or type(price) is not int
+            or not PLAIN_JSON_TEXT.fullmatch(sku)
+        ):
             return json.dumps(
                 [
                     {
@@ -321,21 +321,6 @@ def _lines_json(lines: Sequence[OrderLine]) -> str:
             )
         parts.append(f'{{"sku": "{sku}", "quantity": {quantity}, "unit_price_minor": {price}}}')
     return "[" + ", ".join(parts) + "]"
-
-
-def _utc(value: datetime | int) -> datetime:
-    """A ``timestamp-millis`` as decoded without logical types (int ms), or a datetime
-    (records built by hand, other decoders), as an aware UTC datetime."""
-    if isinstance(value, datetime):
-        return value.astimezone(UTC)
-    if 0 <= value < _YEAR_2100_MS:  # where the float of seconds is exact to the millisecond
-        return _from_timestamp(value / 1000, UTC)
-    return _EPOCH + timedelta(milliseconds=value)
-
-
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-_YEAR_2100_MS = 4_102_444_800_000
-_from_timestamp = datetime.fromtimestamp
 
 
 def _bind_processor(conn: Connection, column: Column[Any]) -> Callable[[Any], Any]:
@@ -353,22 +338,6 @@ def _same_or(first_bound: Any, totals: _Totals, bind: Callable[[Any], Any]) -> A
 
 def _identity(value: Any) -> Any:
     return value
-
-
-def _bind_processed(conn: Connection, table: Table, rows: list[list[Any]]) -> list[list[Any]]:
-    """``rows`` (in :data:`_ROW` order) through each column's bind processor, in place."""
-    names = [c.name for c in table.columns]
-    if tuple(names) != _ROW:
-        raise RuntimeError(f"{table.name} columns {names} are not {_ROW}")
-    dialect = conn.dialect
-    for i, c in enumerate(table.columns):
-        proc = c.type.dialect_impl(dialect).bind_processor(dialect)
-        if proc is None:
-            continue
-        for v in rows:
-            if v[i] is not None:
-                v[i] = proc(v[i])
-    return rows
 
 
 def _checked_sum_sql(table: str) -> str:

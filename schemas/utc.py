@@ -2,16 +2,33 @@
 
 SQLite hands ``DateTime(timezone=True)`` columns back naive (they were written as UTC);
 PostgreSQL hands them back aware. A user's ISO-8601 time without an offset means UTC.
-Every layer reads such values through :func:`as_utc`.
+Every layer reads such values through :func:`as_utc`; a ``timestamp-millis`` decoded
+without logical types (int milliseconds, ``Projection.logical_types``) through
+:func:`from_millis`.
 """
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
-__all__ = ["as_utc"]
+__all__ = ["as_utc", "from_millis"]
 
 
 def as_utc(value: datetime) -> datetime:
     """``value`` as an aware datetime: a naive one is taken to be UTC already."""
     return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_YEAR_2100_MS = 4_102_444_800_000
+_from_timestamp = datetime.fromtimestamp
+
+
+def from_millis(value: datetime | int) -> datetime:
+    """A ``timestamp-millis`` as an aware UTC datetime: int milliseconds since the epoch,
+    or already a datetime (records built by hand, other decoders)."""
+    if isinstance(value, datetime):
+        return as_utc(value).astimezone(UTC)
+    if 0 <= value < _YEAR_2100_MS:  # where the float of seconds is exact to the millisecond
+        return _from_timestamp(value / 1000, UTC)  # half the cost of the timedelta sum
+    return _EPOCH + timedelta(milliseconds=value)

@@ -166,7 +166,7 @@ def observe_many(histogram: Histogram, values: Iterable[float]) -> None:
     For a batch's event ages (one value per event): ``observe`` takes the value's lock
     and walks the buckets per call, which was ~6 % of the blog loop. This fills the same
     per-bucket counters and the sum that ``observe`` does (prometheus_client keeps them
-    as ``_buckets`` and ``_sum``); tests/unit/test_metrics.py compares the two.
+    as ``_buckets`` and ``_sum``); tests/unit/test_observe_many.py compares the two.
     """
     bounds = histogram._upper_bounds
     counts = [0] * len(bounds)

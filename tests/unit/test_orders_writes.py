@@ -11,8 +11,9 @@ import pytest
 import sqlalchemy as sa
 
 from projections import Event, EventLedger, OrdersProjection, make_engine
-from projections.orders import _lines_json, _utc
+from projections.orders import _lines_json
 from schemas.events import ORDER_FULFILLED
+from schemas.utc import from_millis as _utc
 
 _ALPHABET = ["S", "-", "0", " ", '"', "\\", "é", "\x01", '",', "{", "}", "\u2028", "~", "\x7f"]
 
