@@ -20,7 +20,7 @@ Fold rules (the oracle in the tests states them independently):
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any, NamedTuple
@@ -44,24 +44,9 @@ from projections._sql import MAX_PARAMS, PLAIN_JSON_TEXT, bind_processed, chunks
 from schemas.events import BLOG_POST_DELETED as POST_DELETED
 from schemas.events import BLOG_POST_UPDATED as POST_UPDATED
 from schemas.events import BlogPostDeleted, BlogPostUpdated
-from schemas.utc import from_millis
+from schemas.utc import from_millis, to_micros
 
 __all__ = ["POST_DELETED", "POST_UPDATED", "BlogProjection", "top_tags"]
-
-
-#: PostgreSQL type of each ``posts`` column, for the binary COPY of the upsert
-_PG_TYPE = {
-    "post_id": "text",
-    "title": "text",
-    "description": "text",
-    "tags": "text",
-    "author": "text",
-    "created_at": "timestamptz",
-    "updated_at": "timestamptz",
-    "version": "int8",
-    "deleted_at": "timestamptz",
-    "last_event_id": "text",
-}
 
 
 class _Stored(NamedTuple):
@@ -119,7 +104,8 @@ class BlogProjection(Projection):
         }
     )
 
-    #: timestamps arrive as int milliseconds; only the rows written become datetimes
+    #: timestamps arrive as int milliseconds: SQLite's rows become datetimes, PostgreSQL's merge
+    #: converts them itself
     logical_types = False
 
     def __init__(self, *, topic: str = "blog.posts", generation: int | None = None) -> None:
@@ -140,6 +126,9 @@ class BlogProjection(Projection):
             Column("version", BigInteger, nullable=False),
             Column("deleted_at", DateTime(timezone=True)),
             Column("last_event_id", String(64), nullable=False),
+            # Every batch rewrites most of its rows: room on each page lets PostgreSQL
+            # update in place (HOT, no new index entry); ~20 % less merge time.
+            postgresql_with={"fillfactor": 80},
         )
         self.tag_cloud = Table(
             self.table_name("tag_cloud"),
@@ -159,14 +148,17 @@ class BlogProjection(Projection):
                 change.add(event)
         if not changes:
             return ApplyResult(applied=0)
-        stored = self._load(conn, list(changes))
+        postgres = conn.dialect.name == "postgresql"
+        # PostgreSQL: every post's candidate row is merged by one statement, which guards
+        # it (version, terminal delete) and answers with the rows as they were before;
+        # SQLite: the stored rows first, then only the rows that change are written.
+        stored = self._merge_postgres(conn, changes) if postgres else self._load(conn, changes)
         rows: list[list[Any]] = []
         deltas: dict[str, int] = {}
         applied = stale = 0
         for post_id, change in changes.items():
             old = stored.get(post_id)
-            row = _next_row(post_id, old, change)
-            if row is None:
+            if not _changes_row(old, change):
                 stale += len(change.events)
                 continue
             n_stale = 0
@@ -179,8 +171,9 @@ class BlogProjection(Projection):
                 )
             stale += n_stale
             applied += len(change.events) - n_stale
-            rows.append(row)
-            # The row's tags (see _next_row): none once deleted, else the newest update's.
+            if not postgres:
+                rows.append(_row(post_id, change, from_millis))
+            # The row's tags (see _row): none once deleted, else the newest update's.
             new_tags = (
                 set(change.update["tags"]) if change.delete is None and change.update else set()
             )
@@ -191,75 +184,86 @@ class BlogProjection(Projection):
                 new_tags -= old_tags
             for tag in new_tags:
                 deltas[tag] = deltas.get(tag, 0) + 1
-        self._upsert_posts(conn, rows)
+        if rows:
+            self._upsert_sqlite(conn, rows)
         self._apply_tag_deltas(conn, deltas)
         return ApplyResult(applied=applied, stale=stale)
 
-    # The two statements below run once per batch and carry every row of it, so they
-    # are written at the driver level: SQLAlchemy's per-row parameter processing was
-    # the largest cost of a batch in the profile. PostgreSQL gets one statement per
-    # batch with column arrays (``= ANY``, ``unnest``); SQLite, whose driver loops in
-    # C, gets ``executemany``. Values go through the columns' own bind processors, so
-    # the stored format is the one SQLAlchemy writes and reads everywhere else.
-    def _load(self, conn: Connection, post_ids: list[str]) -> dict[str, _Stored]:
+    # The statements below run once per batch and carry every row of it, so they are
+    # written at the driver level: SQLAlchemy's per-row parameter processing was the
+    # largest cost of a batch in the profile. PostgreSQL gets a binary COPY and one
+    # merge; SQLite, whose driver loops in C, gets ``executemany`` with values through
+    # the columns' own bind processors (the stored format is the one SQLAlchemy writes
+    # and reads everywhere else; PostgreSQL's have none for these types).
+    def _merge_postgres(
+        self, conn: Connection, changes: dict[str, _PostChange]
+    ) -> dict[str, _Stored]:
+        """COPY each post's candidate row into a session-local staging table, then one
+        statement: the version-guarded upsert, the staging table emptied, and the rows as
+        they stood before (one snapshot), from which the caller counts stale events and
+        the tag cloud's deltas exactly as SQLite's path does."""
+        prep = conn.dialect.identifier_preparer
+        table = prep.format_table(self.posts)
+        # timestamps travel as int microseconds and become timestamptz in the merge: no
+        # datetime per value in Python
+        staging = prep.quote(f"pj_staging_{self.posts.name}_ms")
+        conn.exec_driver_sql(
+            f"CREATE TEMP TABLE IF NOT EXISTS {staging} (post_id text, title text, "
+            "description text, tags text, author text, created_at int8, updated_at int8, "
+            "version int8, deleted_at int8, last_event_id text) ON COMMIT DELETE ROWS"
+        )
+        cols = ", ".join(_ROW)
+        copy_rows(
+            conn,
+            f"COPY {staging} ({cols}) FROM STDIN (FORMAT BINARY)",
+            _STAGING_TYPES,
+            [_row(post_id, change, to_micros) for post_id, change in changes.items()],
+        )
+        values = ", ".join(
+            _timestamptz(n) if n in ("created_at", "updated_at", "deleted_at") else n for n in _ROW
+        )
+        updates = ", ".join(f"{n} = excluded.{n}" for n in _ROW if n != "post_id")
+        # Several applies may share one transaction (poison isolation retries halves of
+        # a batch): the staging table is emptied by the statement, ON COMMIT is too late.
+        result = conn.exec_driver_sql(
+            # LATERAL … OFFSET 0: one index probe per staged post, whatever the planner
+            # guesses of a new table (a join hashed every row of ``posts`` per batch)
+            f"WITH old AS (SELECT s.post_id, p.tags, p.version, p.deleted_at FROM {staging} s, "
+            f"LATERAL (SELECT tags, version, deleted_at FROM {table} "
+            f"WHERE {table}.post_id = s.post_id OFFSET 0) p), "
+            f"merged AS (INSERT INTO {table} ({cols}) SELECT {values} FROM {staging} "
+            f"ON CONFLICT (post_id) DO UPDATE SET {updates} "
+            f"WHERE {table}.deleted_at IS NULL AND (excluded.deleted_at IS NOT NULL "
+            f"OR excluded.version > {table}.version)), "
+            f"emptied AS (DELETE FROM {staging}) "
+            "SELECT post_id, tags, version, deleted_at FROM old"
+        )
+        return {
+            post_id: _Stored(tags, version, deleted_at is not None)
+            for post_id, tags, version, deleted_at in result.cursor.fetchall()
+        }
+
+    def _load(self, conn: Connection, changes: dict[str, _PostChange]) -> dict[str, _Stored]:
         table = conn.dialect.identifier_preparer.format_table(self.posts)
         out: dict[str, _Stored] = {}
-        if conn.dialect.name == "postgresql":
-            # A join with the ids, not ``post_id = ANY(%b)``: on a table without
-            # statistics yet (a new generation filling up) the planner may pick a
-            # sequential scan, and ANY then compares every row with every id — ~1 s per
-            # 5,000-id batch at 20k rows; a join is a hash join at worst.
-            rows = conn.exec_driver_sql(
-                f"SELECT p.post_id, p.tags, p.version, p.deleted_at FROM {table} p "
-                "JOIN unnest(%b::text[]) AS k(post_id) ON p.post_id = k.post_id",
-                (post_ids,),
-            )
-            for post_id, tags, version, deleted_at in rows:
-                out[post_id] = _Stored(tags, version, deleted_at is not None)
-            return out
         select_ = f"SELECT post_id, tags, version, deleted_at FROM {table}"
-        for part in chunks(post_ids, MAX_PARAMS):
+        for part in chunks(list(changes), MAX_PARAMS):
             sql = select_ + f" WHERE post_id IN ({','.join('?' * len(part))})"
-            for post_id, tags, version, deleted_at in conn.exec_driver_sql(sql, tuple(part)):
+            for post_id, tags, version, deleted_at in conn.exec_driver_sql(
+                sql, tuple(part)
+            ).cursor.fetchall():
                 out[post_id] = _Stored(tags, version, deleted_at is not None)
         return out
 
-    def _upsert_posts(self, conn: Connection, rows: list[list[Any]]) -> None:
-        if not rows:
-            return
-        dialect = conn.dialect
-        names = [c.name for c in self.posts.columns]
-        table = dialect.identifier_preparer.format_table(self.posts)
-        updates = ", ".join(f"{n} = excluded.{n}" for n in names if n != "post_id")
-        conflict = f"ON CONFLICT (post_id) DO UPDATE SET {updates}"
-        values = bind_processed(conn, self.posts, rows, _ROW)  # _next_row's order
-        if dialect.name == "postgresql":
-            # Binary COPY into a session-local staging table, then one merge: psycopg
-            # writes COPY rows in C, where its array dumpers (the previous ``unnest``
-            # form) looped over every value in Python.
-            staging = dialect.identifier_preparer.quote(f"pj_staging_{self.posts.name}")
-            cols = ", ".join(names)
-            conn.exec_driver_sql(
-                f"CREATE TEMP TABLE IF NOT EXISTS {staging} (LIKE {table}) ON COMMIT DELETE ROWS"
-            )
-            copy_rows(
-                conn,
-                f"COPY {staging} ({cols}) FROM STDIN (FORMAT BINARY)",
-                [_PG_TYPE[n] for n in names],
-                values,
-            )
-            # Emptied by the merge itself: several applies may share one transaction
-            # (poison isolation retries halves of a batch), ON COMMIT alone is too late.
-            conn.exec_driver_sql(
-                f"WITH moved AS (DELETE FROM {staging} RETURNING {cols}) "
-                f"INSERT INTO {table} ({cols}) SELECT {cols} FROM moved " + conflict
-            )
-        else:
-            marks = ", ".join("?" * len(names))
-            conn.exec_driver_sql(
-                f"INSERT INTO {table} ({', '.join(names)}) VALUES ({marks}) " + conflict,
-                [tuple(v) for v in values],
-            )
+    def _upsert_sqlite(self, conn: Connection, rows: list[list[Any]]) -> None:
+        table = conn.dialect.identifier_preparer.format_table(self.posts)
+        updates = ", ".join(f"{n} = excluded.{n}" for n in _ROW if n != "post_id")
+        values = bind_processed(conn, self.posts, rows, _ROW)  # _row's order
+        conn.exec_driver_sql(
+            f"INSERT INTO {table} ({', '.join(_ROW)}) VALUES ({', '.join('?' * len(_ROW))}) "
+            f"ON CONFLICT (post_id) DO UPDATE SET {updates}",
+            [tuple(v) for v in values],
+        )
 
     def _apply_tag_deltas(self, conn: Connection, deltas: dict[str, int]) -> None:
         # Sorted, so concurrent consumers lock tag rows in one order and never deadlock.
@@ -294,7 +298,7 @@ class BlogProjection(Projection):
             )
 
 
-#: the columns of ``posts``, in the order of the rows :func:`_next_row` builds
+#: the columns of ``posts``, in the order of the rows :func:`_row` builds
 _ROW = (
     "post_id",
     "title",
@@ -309,15 +313,38 @@ _ROW = (
 )
 
 
-def _next_row(post_id: str, old: _Stored | None, change: _PostChange) -> list[Any] | None:
-    """The post's new row (values in :data:`_ROW` order), or None when the batch changes
-    nothing (stale or after delete). A list, not a dict: no per-row re-ordering."""
+#: the staging table's COPY types, in :data:`_ROW` order: timestamps as microseconds
+_STAGING_TYPES = ["text", "text", "text", "text", "text", "int8", "int8", "int8", "int8", "text"]
+
+
+def _timestamptz(column: str) -> str:
+    """SQL turning int microseconds since the epoch into a timestamptz exactly: the
+    seconds and the remaining microseconds are multiplied separately, each product exact
+    in float8 (one ``* interval '1 microsecond'`` is not, far from 1970)."""
+    return (
+        f"timestamptz 'epoch' + ({column} / 1000000) * interval '1 second' "
+        f"+ mod({column}, 1000000) * interval '1 microsecond'"
+    )
+
+
+def _changes_row(old: _Stored | None, change: _PostChange) -> bool:
+    """Whether the batch's row for the post (:func:`_row`) replaces ``old``: not after
+    a delete (terminal), a delete always, an update only with a higher version. The
+    PostgreSQL merge's WHERE says the same."""
     if old is not None and old.deleted:
-        return None  # deletion is terminal
-    old_version = old.version if old is not None else 0
+        return False
     if change.delete is not None:
-        d = change.delete
-        deleted_at = from_millis(d["deleted_at"])
+        return True
+    u = change.update
+    return u is not None and u["version"] > (old.version if old is not None else 0)
+
+
+def _row(post_id: str, change: _PostChange, timestamp: Callable[[Any], Any]) -> list[Any]:
+    """The post's row after the batch, values in :data:`_ROW` order (a list, not a
+    dict: no per-row re-ordering); timestamps through ``timestamp``."""
+    d = change.delete
+    if d is not None:
+        deleted_at = timestamp(d["deleted_at"])
         # The tombstone is the delete alone (its version, no content), whatever shared
         # its batch: otherwise the row would depend on batch boundaries and a rebuild
         # would not equal the live table.
@@ -334,16 +361,15 @@ def _next_row(post_id: str, old: _Stored | None, change: _PostChange) -> list[An
             change.delete_id,
         ]
     u = change.update
-    if u is None or u["version"] <= old_version:
-        return None
+    assert u is not None  # a change holds at least one event
     return [
         post_id,
         u["title"],
         u["description"],
         _tags_json(list(dict.fromkeys(u["tags"]))),
         u["author"],
-        from_millis(u["creation_date"]),  # created_at
-        from_millis(u["updated_at"]),
+        timestamp(u["creation_date"]),  # created_at
+        timestamp(u["updated_at"]),
         u["version"],
         None,  # deleted_at
         change.update_id,

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-__all__ = ["as_utc", "from_millis"]
+__all__ = ["as_utc", "from_millis", "to_micros"]
 
 
 def as_utc(value: datetime) -> datetime:
@@ -32,3 +32,16 @@ def from_millis(value: datetime | int) -> datetime:
     if 0 <= value < _YEAR_2100_MS:  # where the float of seconds is exact to the millisecond
         return _from_timestamp(value / 1000, UTC)  # half the cost of the timedelta sum
     return _EPOCH + timedelta(milliseconds=value)
+
+
+_MICROSECOND = timedelta(microseconds=1)
+
+
+def to_micros(value: datetime | int) -> int:
+    """Microseconds since the epoch of a ``timestamp-millis`` (int milliseconds, or a
+    datetime, taken as UTC when naive): exact, unlike a float of seconds."""
+    if type(value) is int:
+        return value * 1000
+    if isinstance(value, datetime):
+        return (as_utc(value) - _EPOCH) // _MICROSECOND
+    raise TypeError(f"a timestamp is int milliseconds or a datetime, not {type(value).__name__}")
