@@ -20,6 +20,7 @@ Fold rules (the oracle in the tests states them independently):
 from __future__ import annotations
 
 import json
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
@@ -154,7 +155,9 @@ class BlogProjection(Projection):
         # SQLite: the stored rows first, then only the rows that change are written.
         stored = self._merge_postgres(conn, changes) if postgres else self._load(conn, changes)
         rows: list[list[Any]] = []
-        deltas: dict[str, int] = {}
+        # every tag a changed post gains, every tag it loses: counted once, in C, below
+        gained: list[str] = []
+        lost: list[str] = []
         applied = stale = 0
         for post_id, change in changes.items():
             old = stored.get(post_id)
@@ -173,19 +176,16 @@ class BlogProjection(Projection):
             applied += len(change.events) - n_stale
             if not postgres:
                 rows.append(_row(post_id, change, from_millis))
-            # The row's tags (see _row): none once deleted, else the newest update's.
-            new_tags = (
-                set(change.update["tags"]) if change.delete is None and change.update else set()
-            )
+            # The row's tags (see _row): none once deleted, else the newest update's; a
+            # tag in both cancels out in the counts.
+            if change.delete is None and change.update is not None:
+                gained.extend(set(change.update["tags"]))
             if old is not None and old.tags != "[]":
-                old_tags = set(_tags_of(old.tags))
-                for tag in old_tags - new_tags:
-                    deltas[tag] = deltas.get(tag, 0) - 1
-                new_tags -= old_tags
-            for tag in new_tags:
-                deltas[tag] = deltas.get(tag, 0) + 1
+                lost.extend(set(_tags_of(old.tags)))
         if rows:
             self._upsert_sqlite(conn, rows)
+        deltas = Counter(gained)
+        deltas.subtract(lost)
         self._apply_tag_deltas(conn, deltas)
         return ApplyResult(applied=applied, stale=stale)
 

@@ -33,6 +33,7 @@ __all__ = ["SINGLE_OBJECT_MAGIC", "AvroSerde", "DecodedEvent"]
 
 SINGLE_OBJECT_MAGIC = b"\xc3\x01"
 _HEADER_LEN = 10
+_new_tuple = tuple.__new__
 
 
 class DecodedEvent(NamedTuple):
@@ -67,6 +68,8 @@ class AvroSerde:
         self._catalog = catalog
         self._validate = validate_events
         self._readers: dict[bytes, _Reader] = {}
+        #: single-object header (magic + fingerprint) → reader: one lookup per event
+        self._by_header: dict[bytes, _Reader] = {}
         #: registry schema id → schema JSON; None: Confluent-framed values are undecodable
         self._schema_lookup = schema_lookup
         self._by_schema_id: dict[int, _Reader] = {}
@@ -116,11 +119,14 @@ class AvroSerde:
         """Decode one message value; raise a :class:`PoisonError` subclass when impossible."""
         if data is None:
             raise UndecodableError("message has no value (null payload)")
-        if is_confluent_framed(data):
+        reader = self._by_header.get(data[:_HEADER_LEN])
+        if reader is not None:  # a header seen before: the hot path
+            start = _HEADER_LEN
+        elif is_confluent_framed(data):
             reader = self._registry_reader(confluent_schema_id(data))
             start = CONFLUENT_HEADER_LEN
         elif len(data) >= _HEADER_LEN and data[:2] == SINGLE_OBJECT_MAGIC:
-            reader = self._reader(data[2:_HEADER_LEN])
+            reader = self._by_header[data[:_HEADER_LEN]] = self._reader(data[2:_HEADER_LEN])
             start = _HEADER_LEN
         else:
             raise UndecodableError(
@@ -143,9 +149,9 @@ class AvroSerde:
             raise UndecodableError(f"{reader.event_type}: body is not a record")
         if self._validate:
             validate(reader.event_type, record)
-        # fastavro returns the plain dict the event type's TypedDict describes; an ignore,
-        # not a cast(): no extra call per event on the hot path
-        return DecodedEvent(reader.event_type, reader.version, record)  # type: ignore[arg-type]
+        # fastavro returns the plain dict the event type's TypedDict describes; built with
+        # tuple.__new__, not DecodedEvent(...): no Python-level __new__ per event
+        return _new_tuple(DecodedEvent, (reader.event_type, reader.version, record))
 
     def _reader(self, fp: bytes) -> _Reader:
         cached = self._readers.get(fp)

@@ -117,6 +117,7 @@ class BatchPreparer:
         consumed = skipped = 0
         live = self.live
         decode = self.serde.decode
+        new_event = tuple.__new__
         for msg in messages:
             topic, partition, offset = msg.topic(), msg.partition(), msg.offset()
             if topic is None or partition is None or offset is None:
@@ -129,27 +130,32 @@ class BatchPreparer:
             if last is not None and offset <= last:
                 skipped += 1
                 continue
-            ends[tp] = max(offset, ends.get(tp, -1))
+            if offset > ends.get(tp, -1):
+                ends[tp] = offset
             try:
                 decoded = decode(msg.value())
             except PoisonError as exc:
                 dead_letters.append(DeadLetter(msg, self.projection, exc, int(time.time() * 1000)))
                 continue
             ts_type, ts = msg.timestamp()
-            record = decoded.record
+            record = decoded[2]
             event_id: Any = record.get("event_id", "")  # a str without logical types
             sources.append(msg)
+            # tuple.__new__, not Event(...): no Python-level __new__ per event
             events.append(
-                Event(
-                    topic,
-                    partition,
-                    offset,
-                    decoded.event_type,
-                    event_id if type(event_id) is str else str(event_id),
-                    record,
-                    msg.key(),
-                    ts if ts_type else None,
-                    live,
+                new_event(
+                    Event,
+                    (
+                        topic,
+                        partition,
+                        offset,
+                        decoded[0],  # event_type
+                        event_id if type(event_id) is str else str(event_id),
+                        record,
+                        msg.key(),
+                        ts if ts_type else None,
+                        live,
+                    ),
                 )
             )
         return PreparedBatch(
