@@ -1,5 +1,6 @@
 """Small SQL helpers shared by the projections: dialect upserts, chunked IN lists, COPY,
-bind processing of driver-level rows, JSON text written without ``json``."""
+bind processing of driver-level rows, JSON text written without ``json``, timestamps
+that travel to PostgreSQL as int microseconds."""
 
 from __future__ import annotations
 
@@ -11,7 +12,14 @@ from sqlalchemy import Connection, Table
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import DBAPIError
 
-__all__ = ["PLAIN_JSON_TEXT", "bind_processed", "chunks", "copy_rows", "insert_for"]
+__all__ = [
+    "PLAIN_JSON_TEXT",
+    "bind_processed",
+    "chunks",
+    "copy_rows",
+    "insert_for",
+    "timestamptz_of_micros",
+]
 
 T = TypeVar("T")
 
@@ -84,3 +92,15 @@ def bind_processed(
             if v[i] is not None:
                 v[i] = proc(v[i])
     return rows
+
+
+def timestamptz_of_micros(column: str) -> str:
+    """PostgreSQL SQL turning ``column`` (int microseconds since the epoch, as
+    ``schemas.utc.to_micros`` gives) into a timestamptz exactly: the seconds and the
+    remaining microseconds are multiplied separately, each product exact in float8 (one
+    ``* interval '1 microsecond'`` is not, far from 1970). Staging tables take
+    timestamps this way so that no datetime is built per value in Python."""
+    return (
+        f"timestamptz 'epoch' + ({column} / 1000000) * interval '1 second' "
+        f"+ mod({column}, 1000000) * interval '1 microsecond'"
+    )

@@ -41,7 +41,14 @@ from sqlalchemy import (
 
 from projections._base import ApplyResult, Projection
 from projections._event import BlogPostDeletedEvent, BlogPostUpdatedEvent, Event, known_events
-from projections._sql import MAX_PARAMS, PLAIN_JSON_TEXT, bind_processed, chunks, copy_rows
+from projections._sql import (
+    MAX_PARAMS,
+    PLAIN_JSON_TEXT,
+    bind_processed,
+    chunks,
+    copy_rows,
+    timestamptz_of_micros,
+)
 from schemas.events import BLOG_POST_DELETED as POST_DELETED
 from schemas.events import BLOG_POST_UPDATED as POST_UPDATED
 from schemas.events import BlogPostDeleted, BlogPostUpdated
@@ -220,7 +227,8 @@ class BlogProjection(Projection):
             [_row(post_id, change, to_micros) for post_id, change in changes.items()],
         )
         values = ", ".join(
-            _timestamptz(n) if n in ("created_at", "updated_at", "deleted_at") else n for n in _ROW
+            timestamptz_of_micros(n) if n in ("created_at", "updated_at", "deleted_at") else n
+            for n in _ROW
         )
         updates = ", ".join(f"{n} = excluded.{n}" for n in _ROW if n != "post_id")
         # Several applies may share one transaction (poison isolation retries halves of
@@ -315,16 +323,6 @@ _ROW = (
 
 #: the staging table's COPY types, in :data:`_ROW` order: timestamps as microseconds
 _STAGING_TYPES = ["text", "text", "text", "text", "text", "int8", "int8", "int8", "int8", "text"]
-
-
-def _timestamptz(column: str) -> str:
-    """SQL turning int microseconds since the epoch into a timestamptz exactly: the
-    seconds and the remaining microseconds are multiplied separately, each product exact
-    in float8 (one ``* interval '1 microsecond'`` is not, far from 1970)."""
-    return (
-        f"timestamptz 'epoch' + ({column} / 1000000) * interval '1 second' "
-        f"+ mod({column}, 1000000) * interval '1 microsecond'"
-    )
 
 
 def _changes_row(old: _Stored | None, change: _PostChange) -> bool:

@@ -92,3 +92,42 @@ def test_a_datetime_record_keeps_its_microseconds(pg_url: str, micros: int) -> N
         assert row.updated_at == when + timedelta(days=1)
     finally:
         engine.dispose()
+
+
+def _event(n: int, post: int, version: int, tags: list[str]) -> Event:
+    record = _update(n, INSTANTS[4], INSTANTS[4])
+    record.update(post_id=f"post-{post}", version=version, tags=tags)
+    return Event("blog.posts", 0, n, BLOG_POST_UPDATED, record["event_id"], record)  # type: ignore[arg-type]
+
+
+def test_several_applies_in_one_transaction(db_url: str) -> None:
+    """Poison isolation applies halves of a batch in one transaction: each apply sees the
+    rows the previous one wrote (not its staged rows again), stale counts and the tag
+    cloud follow, and PostgreSQL's staging table is empty after each merge."""
+    projection = BlogProjection()
+    engine = make_engine(db_url)
+    try:
+        metadata = sa.MetaData()
+        projection.define_tables(metadata)
+        metadata.create_all(engine)
+        with engine.begin() as conn:
+            first = projection.apply(conn, [_event(1, 1, 1, ["a", "b"]), _event(2, 2, 1, ["a"])])
+            second = projection.apply(conn, [_event(3, 1, 2, ["b", "c"]), _event(4, 2, 1, ["z"])])
+            third = projection.apply(conn, [_event(5, 1, 1, ["q"]), _event(6, 1, 3, ["c"])])
+            if conn.dialect.name == "postgresql":
+                staged = conn.exec_driver_sql(
+                    f'SELECT count(*) FROM "pj_staging_{projection.posts.name}_ms"'
+                ).scalar_one()
+                assert staged == 0
+        assert (first.applied, first.stale) == (2, 0)
+        assert (second.applied, second.stale) == (1, 1)  # post 2's version 1 again
+        assert (third.applied, third.stale) == (1, 1)  # version 1 after 2, then 3 applies
+        with engine.connect() as conn:
+            posts = {
+                r.post_id: (r.version, r.tags) for r in conn.execute(sa.select(projection.posts))
+            }
+            cloud = {r.tag: r.posts_count for r in conn.execute(sa.select(projection.tag_cloud))}
+        assert posts == {"post-1": (3, '["c"]'), "post-2": (1, '["a"]')}
+        assert cloud == {"a": 1, "c": 1}
+    finally:
+        engine.dispose()
