@@ -28,8 +28,8 @@ from collections.abc import Collection
 import structlog
 from sqlalchemy.exc import SQLAlchemyError
 
+from consumers.runtime.hooks import ControlAction
 from consumers.runtime.processor import BatchProcessor
-from consumers.runtime.runner import ControlAction
 from projections import TopicPartition, database_errors
 from projections.generations.heartbeats import HeartbeatStore
 from projections.generations.pauses import PauseStore

@@ -17,22 +17,23 @@ the loop measures lag from the cached watermarks after each poll and commit.
 from __future__ import annotations
 
 import copy
-import gc
 import time
-from collections.abc import Callable, Collection, Sequence
-from typing import Any, Literal, Protocol, TypeVar
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
 
 import structlog
-from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
+from confluent_kafka import Consumer, KafkaException, TopicPartition
 
-from consumers.kafka.message import MessageLike
 from consumers.runtime.assignment import Assignment
-from consumers.runtime.history_guard import HistoryGuard, data_loss_error
+from consumers.runtime.gc_tuning import tune_gc_for_batches
+from consumers.runtime.history_guard import HistoryGuard
+from consumers.runtime.hooks import ControlAction, RunnerControl, RunObserver
+from consumers.runtime.message_errors import without_errors
 from consumers.runtime.processor import BatchProcessor
 from consumers.runtime.snapshot import RunnerSnapshot
 from consumers.runtime.stats import RunStats
 from consumers.runtime.stop import StopSignal
-from consumers.runtime.transaction import CommitResult, PendingCommit
+from consumers.runtime.transaction import PendingCommit
 from consumers.runtime.wedge import WedgeWatch
 from consumers.settings.models import LoopSettings
 from projections import TopicPartition as TP
@@ -49,31 +50,6 @@ __all__ = [
 
 log = structlog.get_logger(__name__)
 T = TypeVar("T")
-
-
-class RunObserver(Protocol):
-    """Hooks the loop calls (metrics, health); both run on the loop's thread and must be quick."""
-
-    def polled(self, snapshot: RunnerSnapshot) -> None:
-        """After every poll, committed or not, and while backing off after a failure."""
-
-    def committed(self, snapshot: RunnerSnapshot, commit: CommitResult, seconds: float) -> None:
-        """After a batch's transaction committed; ``seconds`` is that successful attempt."""
-
-
-#: what a :class:`RunnerControl` asks of the loop: re-read checkpoints and re-seek
-#: (a replay moved them), stop because another generation became active (a swap), hold
-#: fetching while keeping the assignment (an operator paused it), or go on (resumed)
-ControlAction = Literal["reseek", "switch", "pause", "resume"]
-
-
-class RunnerControl(Protocol):
-    """Checked between batches (it throttles itself); see ``consumers.runtime.control``."""
-
-    def check(
-        self, owned: Collection[TP] = (), *, wedged: bool = False
-    ) -> ControlAction | None: ...
-    def close(self) -> None: ...
 
 
 class ProjectionRunner:
@@ -213,7 +189,9 @@ class ProjectionRunner:
                 if self._observer is not None:
                     self._measure(consumer)
                     self._observer.polled(self.snapshot())  # probes: the loop is polling
-                batch = processor.prepare(self._without_errors(messages), self._owned.positions)
+                batch = processor.prepare(
+                    without_errors(messages, projection.slot), self._owned.positions
+                )
                 if batch:
                     self._commit(consumer, processor.begin(batch))
                 if self._on_batch is not None:
@@ -268,30 +246,6 @@ class ProjectionRunner:
     def _measure(self, consumer: Consumer) -> None:
         """Lag from the cached watermarks of fetch responses (on the loop's thread only)."""
         self._lag = self._owned.lag(lambda tp: _watermarks(consumer, tp))
-
-    def _without_errors(self, messages: Sequence[Any]) -> Sequence[MessageLike]:
-        # the common batch has no error: one C-speed scan, no copy
-        if all([msg.error() is None for msg in messages]):
-            return messages
-        good: list[MessageLike] = []
-        for msg in messages:
-            err = msg.error()
-            if err is None:
-                good.append(msg)
-                continue
-            if (
-                err.code() == KafkaError._AUTO_OFFSET_RESET
-                or err.code() == KafkaError.OFFSET_OUT_OF_RANGE
-            ):
-                raise data_loss_error(
-                    self._processor.projection.slot,
-                    (msg.topic() or "", msg.partition() or 0),
-                    f"no longer holds the offset after the stored checkpoint ({err.str()})",
-                )
-            if err.fatal():
-                raise BrokerUnavailable(f"fatal consumer error: {err.str()}")
-            log.warning("consumer error", error=err.str(), topic=msg.topic())
-        return good
 
     def _commit(self, consumer: Consumer, pending: PendingCommit) -> None:
         self._pending = pending
@@ -481,21 +435,6 @@ class ProjectionRunner:
             "dead_lettered": s.dead_lettered,
             "batches": s.batches,
         }
-
-
-def tune_gc_for_batches() -> None:
-    """Keep the cyclic GC from re-scanning the process on every batch.
-
-    A batch allocates ~20 objects per event (records, datetimes, UUIDs, rows), nearly
-    all freed by reference counting when the batch ends. With CPython's default gen-0
-    threshold (700) that still triggered ~1,800 collections and 14 full ones (~80 ms
-    each, scanning SQLAlchemy's and every module's objects) per 200k events: ~20 % of
-    the loop's time in the bench. Objects alive at start-up are frozen out of scans,
-    and gen-0 runs every 100k net allocations instead: cycles are still collected.
-    """
-    gc.freeze()
-    threshold = gc.get_threshold()
-    gc.set_threshold(max(threshold[0], 100_000), threshold[1], threshold[2])
 
 
 _PAUSED_LAG_S = 5.0  # ListOffsets while paused for a retry, at most this often
