@@ -72,17 +72,27 @@ def main() -> None:
         "--after", type=Path, help="a second profile: print docs/bench-profile.json's content"
     )
     ap.add_argument("--label", nargs=2, default=("before", "after"), help="the two labels")
+    ap.add_argument(
+        "--rates",
+        nargs=2,
+        type=float,
+        help="events/s each profiled run measured (bench output): µs per event in the README",
+    )
     args = ap.parse_args()
     if args.after:
+        runs: list[dict[str, object]] = [
+            {"label": args.label[0], "parts": shares(args.profile)},
+            {"label": args.label[1], "parts": shares(args.after)},
+        ]
+        if args.rates:
+            for run, rate in zip(runs, args.rates, strict=True):
+                run["events_per_s"] = rate
         print(
             json.dumps(
                 {
                     "what": "py-spy at 250 Hz of `projectionist consume blog --drain`, "
                     "fullstate, PostgreSQL",
-                    "runs": [
-                        {"label": args.label[0], "parts": shares(args.profile)},
-                        {"label": args.label[1], "parts": shares(args.after)},
-                    ],
+                    "runs": runs,
                 },
                 indent=2,
                 ensure_ascii=False,

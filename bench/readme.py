@@ -65,9 +65,21 @@ def _profile(profile: dict[str, Any]) -> list[str]:
         "|---|" + "---:|" * len(runs),
     ]
     for part in parts:
-        cells = [f"{run['parts'][part]:.0%}" if part in run["parts"] else "–" for run in runs]
+        cells = [_share(run, part) for run in runs]
         lines.append(f"| {part} | " + " | ".join(cells) + " |")
+    rates = [run.get("events_per_s") for run in runs]
+    if all(rates):
+        lines.append("| events/s under py-spy | " + " | ".join(f"{r:,.0f}" for r in rates) + " |")
     return lines
+
+
+def _share(run: dict[str, Any], part: str) -> str:
+    """The part's share of the samples; with the run's rate, its µs per event too."""
+    share = run["parts"].get(part)
+    if share is None:
+        return "–"
+    rate = run.get("events_per_s")
+    return f"{share:.0%} ({share * 1e6 / rate:.1f} µs)" if rate else f"{share:.0%}"
 
 
 def render(payload: dict[str, Any], profile: dict[str, Any] | None = None) -> str:
