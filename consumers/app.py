@@ -40,15 +40,15 @@ from consumers.runtime.snapshot import RunnerSnapshot
 from consumers.runtime.stats import RunStats
 from consumers.runtime.stop import StopSignal
 from consumers.runtime.wedge import WedgeWatch
-from consumers.settings.models import (
+from consumers.settings.concerns import (
     DatabaseSettings,
     ExtensionSettings,
     KafkaSettings,
     MailSettings,
     RegistrySettings,
-    Settings,
     TopicSettings,
 )
+from consumers.settings.models import Settings
 from projections import (
     CheckpointStore,
     NotificationsProjection,

@@ -213,7 +213,7 @@ class BlogProjection(Projection):
         table = prep.format_table(self.posts)
         # timestamps travel as int microseconds and become timestamptz in the merge: no
         # datetime per value in Python
-        staging = prep.quote(f"pj_staging_{self.posts.name}_ms")
+        staging = prep.quote(f"pj_staging_{self.posts.name}_us")
         conn.exec_driver_sql(
             f"CREATE TEMP TABLE IF NOT EXISTS {staging} (post_id text, title text, "
             "description text, tags text, author text, created_at int8, updated_at int8, "

@@ -22,7 +22,7 @@ from typing import Any
 import uvicorn
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
-from consumers.settings.models import ApiSettings
+from consumers.settings.concerns import ApiSettings
 
 __all__ = ["BodyDeadline", "server_config"]
 

@@ -10,7 +10,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from consumers.kafka.client_logs import client_logger
-from consumers.settings.models import KafkaSettings
+from consumers.settings.concerns import KafkaSettings
 from schemas.errors import ConfigurationError
 
 __all__ = ["client_config", "consumer_config", "producer_config", "redacted"]

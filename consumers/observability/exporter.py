@@ -34,7 +34,8 @@ from consumers.observability.metrics import Metrics
 from consumers.observability.observer import LoopObserver
 from consumers.runtime.runner import ProjectionRunner
 from consumers.runtime.stop import StopSignal
-from consumers.settings.models import ObservabilitySettings, Settings
+from consumers.settings.concerns import ObservabilitySettings
+from consumers.settings.models import Settings
 
 __all__ = ["Observability", "observed_runner"]
 

@@ -15,7 +15,8 @@ from consumers.runtime.snapshot import RunnerSnapshot
 from consumers.runtime.startup import retry_start
 from consumers.runtime.stats import RunStats
 from consumers.runtime.stop import StopSignal
-from consumers.settings.models import DatabaseSettings, Settings
+from consumers.settings.concerns import DatabaseSettings
+from consumers.settings.models import Settings
 from projections import database_errors, make_engine
 from projections.generations.versions import active_generation
 from projections.registry import ProjectionRegistry

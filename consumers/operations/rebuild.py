@@ -25,7 +25,8 @@ from consumers.app import build_runner, projection_registry
 from consumers.kafka.watermarks import Watermarks, WatermarkSource, partial_history
 from consumers.runtime.snapshot import RunnerSnapshot
 from consumers.runtime.stop import StopSignal
-from consumers.settings.models import DatabaseSettings, Settings
+from consumers.settings.concerns import DatabaseSettings
+from consumers.settings.models import Settings
 from projections import (
     CheckpointStore,
     Projection,

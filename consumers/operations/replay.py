@@ -22,7 +22,7 @@ from sqlalchemy import select
 
 from consumers.kafka.watermarks import Watermarks, WatermarkSource
 from consumers.operations.live import resolve_generation
-from consumers.settings.models import DatabaseSettings
+from consumers.settings.concerns import DatabaseSettings
 from projections import (
     CheckpointStore,
     Projection,

@@ -19,7 +19,8 @@ from typing import Any
 from consumers.kafka.config import client_config
 from consumers.kafka.dead_letters import dead_letter_topic
 from consumers.kafka.watermarks import FetchedWatermarks, Watermarks, WatermarkSource, event_times
-from consumers.settings.models import DatabaseSettings, Settings
+from consumers.settings.concerns import DatabaseSettings
+from consumers.settings.models import Settings
 from projections import Projection, TopicPartition, database_errors, make_engine
 from projections.generations.status import age_s, read_status
 from projections.progress.dead_letter_log import DeadLetterLog

@@ -35,7 +35,7 @@ from consumers.runtime.stats import RunStats
 from consumers.runtime.stop import StopSignal
 from consumers.runtime.transaction import PendingCommit
 from consumers.runtime.wedge import WedgeWatch
-from consumers.settings.models import LoopSettings
+from consumers.settings.concerns import LoopSettings
 from projections import TopicPartition as TP
 from schemas.backoff import Backoff
 from schemas.errors import BrokerUnavailable, FencedError, RetryableError

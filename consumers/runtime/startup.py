@@ -14,7 +14,7 @@ from typing import TypeVar
 import structlog
 
 from consumers.runtime.stop import StopSignal
-from consumers.settings.models import LoopSettings
+from consumers.settings.concerns import LoopSettings
 from schemas.backoff import Backoff
 from schemas.errors import RetryableError
 

@@ -1,6 +1,6 @@
 """Typed, frozen settings from ``PROJECTIONIST_*`` environment variables, one model per concern."""
 
-from consumers.settings.models import (
+from consumers.settings.concerns import (
     ApiSettings,
     CommandSettings,
     DatabaseSettings,
@@ -12,11 +12,9 @@ from consumers.settings.models import (
     ProcessingSettings,
     ReconcileSettings,
     RegistrySettings,
-    Settings,
     TopicSettings,
-    load_settings,
-    setting_fields,
 )
+from consumers.settings.models import Settings, load_settings, setting_fields
 
 __all__ = [
     "ApiSettings",

@@ -4,7 +4,7 @@ Built once in ``main()`` (command-line flags override the environment) and passe
 down; nothing reads the environment anywhere else. Secrets are ``SecretStr`` so they
 never appear in ``repr``, logs, ``status`` output or error messages.
 
-One model per concern (:class:`KafkaSettings`, :class:`DatabaseSettings`, …), each
+One model per concern (:mod:`consumers.settings.concerns`: ``KafkaSettings``, …), each
 handed only to the code that needs that concern: ``settings.kafka.bootstrap_servers``.
 The variable names stay flat and unique (``PROJECTIONIST_BOOTSTRAP_SERVERS``, not
 ``…_KAFKA__…``): every field name is the variable name without the prefix, and flat
@@ -26,42 +26,12 @@ from pydantic import (
 )
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
-from consumers.settings.concerns import (
-    ApiSettings,
-    AssignmentStrategy,
-    CommandSettings,
-    DatabaseSettings,
-    DeadLetterMode,
-    ExtensionSettings,
-    KafkaSettings,
-    LoopSettings,
-    MailSettings,
-    ObservabilitySettings,
-    ProcessingSettings,
-    ReconcileSettings,
-    RegistrySettings,
-    TopicSettings,
-    _Concern,
-)
+from consumers.settings import concerns as c
 from consumers.settings.environment import PREFIX, FlatEnvironment, secret_file_values
 from schemas.errors import ConfigurationError
 
 __all__ = [
-    "ApiSettings",
-    "AssignmentStrategy",
-    "CommandSettings",
-    "DatabaseSettings",
-    "DeadLetterMode",
-    "ExtensionSettings",
-    "KafkaSettings",
-    "LoopSettings",
-    "MailSettings",
-    "ObservabilitySettings",
-    "ProcessingSettings",
-    "ReconcileSettings",
-    "RegistrySettings",
     "Settings",
-    "TopicSettings",
     "check_files",
     "check_variable_names",
     "known_variables",
@@ -69,19 +39,19 @@ __all__ = [
     "setting_fields",
 ]
 
-_CONCERNS: dict[str, type[_Concern]] = {
-    "kafka": KafkaSettings,
-    "topics": TopicSettings,
-    "database": DatabaseSettings,
-    "loop": LoopSettings,
-    "processing": ProcessingSettings,
-    "observability": ObservabilitySettings,
-    "api": ApiSettings,
-    "mail": MailSettings,
-    "commands": CommandSettings,
-    "registry": RegistrySettings,
-    "reconcile": ReconcileSettings,
-    "extensions": ExtensionSettings,
+_CONCERNS: dict[str, type[c._Concern]] = {
+    "kafka": c.KafkaSettings,
+    "topics": c.TopicSettings,
+    "database": c.DatabaseSettings,
+    "loop": c.LoopSettings,
+    "processing": c.ProcessingSettings,
+    "observability": c.ObservabilitySettings,
+    "api": c.ApiSettings,
+    "mail": c.MailSettings,
+    "commands": c.CommandSettings,
+    "registry": c.RegistrySettings,
+    "reconcile": c.ReconcileSettings,
+    "extensions": c.ExtensionSettings,
 }
 #: flat setting name (the variable without its prefix) → its concern
 _CONCERN_OF = {name: concern for concern, m in _CONCERNS.items() for name in m.model_fields}
@@ -89,7 +59,7 @@ _CONCERN_OF = {name: concern for concern, m in _CONCERNS.items() for name in m.m
 
 def setting_fields() -> dict[str, Any]:
     """Every setting by its flat name: ``{"bootstrap_servers": FieldInfo, …}``."""
-    return {name: _CONCERNS[c].model_fields[name] for name, c in _CONCERN_OF.items()}
+    return {name: _CONCERNS[of].model_fields[name] for name, of in _CONCERN_OF.items()}
 
 
 class Settings(BaseSettings):
@@ -97,18 +67,18 @@ class Settings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="PROJECTIONIST_", frozen=True, extra="forbid")
 
-    kafka: KafkaSettings = Field(default_factory=KafkaSettings)
-    topics: TopicSettings = Field(default_factory=TopicSettings)
-    database: DatabaseSettings = Field(default_factory=DatabaseSettings)
-    loop: LoopSettings = Field(default_factory=LoopSettings)
-    processing: ProcessingSettings = Field(default_factory=ProcessingSettings)
-    observability: ObservabilitySettings = Field(default_factory=ObservabilitySettings)
-    api: ApiSettings = Field(default_factory=ApiSettings)
-    mail: MailSettings = Field(default_factory=MailSettings)
-    commands: CommandSettings = Field(default_factory=CommandSettings)
-    registry: RegistrySettings = Field(default_factory=RegistrySettings)
-    reconcile: ReconcileSettings = Field(default_factory=ReconcileSettings)
-    extensions: ExtensionSettings = Field(default_factory=ExtensionSettings)
+    kafka: c.KafkaSettings = Field(default_factory=c.KafkaSettings)
+    topics: c.TopicSettings = Field(default_factory=c.TopicSettings)
+    database: c.DatabaseSettings = Field(default_factory=c.DatabaseSettings)
+    loop: c.LoopSettings = Field(default_factory=c.LoopSettings)
+    processing: c.ProcessingSettings = Field(default_factory=c.ProcessingSettings)
+    observability: c.ObservabilitySettings = Field(default_factory=c.ObservabilitySettings)
+    api: c.ApiSettings = Field(default_factory=c.ApiSettings)
+    mail: c.MailSettings = Field(default_factory=c.MailSettings)
+    commands: c.CommandSettings = Field(default_factory=c.CommandSettings)
+    registry: c.RegistrySettings = Field(default_factory=c.RegistrySettings)
+    reconcile: c.ReconcileSettings = Field(default_factory=c.ReconcileSettings)
+    extensions: c.ExtensionSettings = Field(default_factory=c.ExtensionSettings)
 
     @model_validator(mode="before")
     @classmethod

@@ -8,6 +8,8 @@ the microsecond of a datetime handed to ``apply`` directly).
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -70,16 +72,25 @@ def test_timestamps_survive_the_write_exactly(db_url: str) -> None:
         assert as_utc(tombstone["updated_at"]) == when, n
 
 
-@pytest.mark.parametrize("micros", [0, 1, 999_999])
-def test_a_datetime_record_keeps_its_microseconds(pg_url: str, micros: int) -> None:
-    """Records built by hand (not decoded) may hold datetimes finer than Avro's
-    milliseconds; the PostgreSQL merge stores them to the microsecond, as before."""
+@contextmanager
+def _blog(url: str) -> Iterator[tuple[sa.Engine, BlogProjection]]:
+    """An engine on ``url`` with the blog's tables created, disposed after."""
     projection = BlogProjection()
-    engine = make_engine(pg_url)
+    engine = make_engine(url)
     try:
         metadata = sa.MetaData()
         projection.define_tables(metadata)
         metadata.create_all(engine)
+        yield engine, projection
+    finally:
+        engine.dispose()
+
+
+@pytest.mark.parametrize("micros", [0, 1, 999_999])
+def test_a_datetime_record_keeps_its_microseconds(pg_url: str, micros: int) -> None:
+    """Records built by hand (not decoded) may hold datetimes finer than Avro's
+    milliseconds; the PostgreSQL merge stores them to the microsecond, as before."""
+    with _blog(pg_url) as (engine, projection):
         when = datetime(2026, 6, 1, 12, 0, 0, micros, tzinfo=UTC)
         naive = (when + timedelta(days=1)).replace(tzinfo=None)  # naive means UTC
         record = _update(1, when, naive)
@@ -90,8 +101,6 @@ def test_a_datetime_record_keeps_its_microseconds(pg_url: str, micros: int) -> N
             row = conn.execute(sa.select(projection.posts)).one()
         assert row.created_at == when
         assert row.updated_at == when + timedelta(days=1)
-    finally:
-        engine.dispose()
 
 
 def _event(n: int, post: int, version: int, tags: list[str]) -> Event:
@@ -104,19 +113,14 @@ def test_several_applies_in_one_transaction(db_url: str) -> None:
     """Poison isolation applies halves of a batch in one transaction: each apply sees the
     rows the previous one wrote (not its staged rows again), stale counts and the tag
     cloud follow, and PostgreSQL's staging table is empty after each merge."""
-    projection = BlogProjection()
-    engine = make_engine(db_url)
-    try:
-        metadata = sa.MetaData()
-        projection.define_tables(metadata)
-        metadata.create_all(engine)
+    with _blog(db_url) as (engine, projection):
         with engine.begin() as conn:
             first = projection.apply(conn, [_event(1, 1, 1, ["a", "b"]), _event(2, 2, 1, ["a"])])
             second = projection.apply(conn, [_event(3, 1, 2, ["b", "c"]), _event(4, 2, 1, ["z"])])
             third = projection.apply(conn, [_event(5, 1, 1, ["q"]), _event(6, 1, 3, ["c"])])
             if conn.dialect.name == "postgresql":
                 staged = conn.exec_driver_sql(
-                    f'SELECT count(*) FROM "pj_staging_{projection.posts.name}_ms"'
+                    f'SELECT count(*) FROM "pj_staging_{projection.posts.name}_us"'
                 ).scalar_one()
                 assert staged == 0
         assert (first.applied, first.stale) == (2, 0)
@@ -129,5 +133,3 @@ def test_several_applies_in_one_transaction(db_url: str) -> None:
             cloud = {r.tag: r.posts_count for r in conn.execute(sa.select(projection.tag_cloud))}
         assert posts == {"post-1": (3, '["c"]'), "post-2": (1, '["a"]')}
         assert cloud == {"a": 1, "c": 1}
-    finally:
-        engine.dispose()

@@ -14,7 +14,7 @@ from confluent_kafka import Consumer
 from consumers.kafka.client_logs import ClientLogHandler
 from consumers.kafka.config import client_config
 from consumers.observability.logs import configure_logging
-from consumers.settings.models import KafkaSettings
+from consumers.settings.concerns import KafkaSettings
 
 
 def _closed_port() -> int:

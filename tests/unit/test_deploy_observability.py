@@ -23,7 +23,7 @@ def exported_series_names() -> set[str]:
     """What a process's registry exports (as built by every command: metrics, the
     runner collector, build info, process collectors)."""
     from consumers.observability.exporter import Observability
-    from consumers.settings.models import ObservabilitySettings
+    from consumers.settings.concerns import ObservabilitySettings
 
     registry = Observability(ObservabilitySettings()).registry
     names = set()

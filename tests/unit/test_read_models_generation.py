@@ -5,7 +5,8 @@ from __future__ import annotations
 from pydantic import SecretStr
 
 from consumers.app import build_read_models
-from consumers.settings.models import Settings, TopicSettings
+from consumers.settings.concerns import TopicSettings
+from consumers.settings.models import Settings
 from projections import BlogProjection, make_engine
 from projections.generations.versions import VersionStore
 
