@@ -214,10 +214,9 @@ class BlogProjection(Projection):
         # timestamps travel as int microseconds and become timestamptz in the merge: no
         # datetime per value in Python
         staging = prep.quote(f"pj_staging_{self.posts.name}_us")
+        columns = ", ".join(f"{n} {t}" for n, t in zip(_ROW, _STAGING_TYPES, strict=True))
         conn.exec_driver_sql(
-            f"CREATE TEMP TABLE IF NOT EXISTS {staging} (post_id text, title text, "
-            "description text, tags text, author text, created_at int8, updated_at int8, "
-            "version int8, deleted_at int8, last_event_id text) ON COMMIT DELETE ROWS"
+            f"CREATE TEMP TABLE IF NOT EXISTS {staging} ({columns}) ON COMMIT DELETE ROWS"
         )
         cols = ", ".join(_ROW)
         copy_rows(
@@ -226,10 +225,7 @@ class BlogProjection(Projection):
             _STAGING_TYPES,
             [_row(post_id, change, to_micros) for post_id, change in changes.items()],
         )
-        values = ", ".join(
-            timestamptz_of_micros(n) if n in ("created_at", "updated_at", "deleted_at") else n
-            for n in _ROW
-        )
+        values = ", ".join(timestamptz_of_micros(n) if n in _TIMESTAMPS else n for n in _ROW)
         updates = ", ".join(f"{n} = excluded.{n}" for n in _ROW if n != "post_id")
         # Several applies may share one transaction (poison isolation retries halves of
         # a batch): the staging table is emptied by the statement, ON COMMIT is too late.
@@ -321,8 +317,10 @@ _ROW = (
 )
 
 
-#: the staging table's COPY types, in :data:`_ROW` order: timestamps as microseconds
-_STAGING_TYPES = ["text", "text", "text", "text", "text", "int8", "int8", "int8", "int8", "text"]
+#: the ``posts`` columns that are timestamps: int microseconds in the staging table
+_TIMESTAMPS = frozenset(("created_at", "updated_at", "deleted_at"))
+#: the staging table's column (and COPY) types, in :data:`_ROW` order
+_STAGING_TYPES = ["int8" if n in _TIMESTAMPS or n == "version" else "text" for n in _ROW]
 
 
 def _changes_row(old: _Stored | None, change: _PostChange) -> bool:

@@ -111,23 +111,16 @@ class LoopObserver:
         events = batch.events
         # counted in C: no Python step per event
         by_type: Counter[tuple[str, str]] = Counter(map(_TOPIC_AND_TYPE, events))
-        ages: dict[str, list[float]] = {}
-        # only live events: a replayed or rebuilt one is old by design, not late
-        if len({topic for topic, _ in by_type}) == 1:  # the usual batch: one topic
-            values = [
+        # only live events: a replayed or rebuilt one is old by design, not late; one
+        # pass per topic (a batch usually holds one)
+        for topic in {topic for topic, _ in by_type}:
+            ages = [
                 max((now_ms - ev.timestamp_ms) / 1000, 0.0)
                 for ev in events
-                if ev.live and ev.timestamp_ms is not None
+                if ev.live and ev.timestamp_ms is not None and ev.topic == topic
             ]
-            if values:
-                ages[events[0].topic] = values
-        else:
-            for ev in events:
-                if ev.live and ev.timestamp_ms is not None:
-                    age = (now_ms - ev.timestamp_ms) / 1000
-                    ages.setdefault(ev.topic, []).append(age if age > 0.0 else 0.0)
-        for topic, values in ages.items():
-            observe_many(m.event_age.labels(slot, topic), values)
+            if ages:
+                observe_many(m.event_age.labels(slot, topic), ages)
         for (topic, event_type), n in by_type.items():
             m.events_received.labels(slot, topic, event_type).inc(n)
         for letter in batch.dead_letters:
