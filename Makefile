@@ -47,7 +47,7 @@ test-fast: venv
 	$(BIN)/pytest tests/unit $(EXAMPLE)/tests
 
 deploy-check: venv  ## render and validate the Kubernetes overlays, lint the Dockerfile
-	$(BIN)/pytest -q tests/unit/test_deploy_manifests.py
+	$(BIN)/pytest -q tests/unit/test_deploy_manifests.py tests/unit/test_deploy_dockerfile.py
 
 soak: venv
 	$(BIN)/pytest -m soak tests/faults

@@ -10,7 +10,17 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from tests.support.waiting import missing
+
 PROJECTIONIST = str(Path(sys.executable).with_name("projectionist"))
+
+
+def venv_tool(name: str) -> Path:
+    """A tool installed in the virtualenv beside the interpreter (kubectl, hadolint …)."""
+    path = Path(sys.executable).with_name(name)
+    if not path.exists():
+        missing(f"{name} is not in the virtualenv (make venv installs it from requirements.lock)")
+    return path
 
 
 # Test settings for any Kafka-protocol broker: eager assignment and a short session
