@@ -8,7 +8,6 @@ librdkafka's own log lines (``%3|…``) are not ours to shape and are left out o
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import pytest
@@ -16,6 +15,7 @@ import pytest
 from producers import order_events
 from tests.support import PG_BASE_URL, TEST_ENV, run_cli
 from tests.support.broker import publish
+from tests.support.processes import assert_one_error_line
 from tests.support.servers import smtp_server
 
 SECRET = "s3cret-pw-never-printed"
@@ -383,16 +383,6 @@ def secret_files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     return {"latin1": latin1, "empty": empty, "missing": folder / "nope"}
 
 
-def _check(result_rc: int, stdout: str, stderr: str, code: int, words: str) -> None:
-    assert "Traceback" not in stderr, stderr[-3000:]
-    assert SECRET not in stdout + stderr
-    ours = [line for line in stderr.splitlines() if line.strip() and not line.startswith("%")]
-    assert len(ours) == 1, f"expected one line, got {len(ours)}:\n" + "\n".join(ours[:20])
-    assert ours[0].startswith("error:"), ours[0]
-    assert words in ours[0], ours[0]
-    assert result_rc == code, (result_rc, ours[0])
-
-
 @pytest.mark.parametrize(
     ("label", "command", "env", "code", "words"), CASES, ids=[c[0] for c in CASES]
 )
@@ -413,7 +403,7 @@ def test_a_misconfiguration_is_one_line(
         "PROJECTIONIST_LOG_FORMAT": "console",
     }
     result = run_cli(command, env={**base, **env}, timeout_s=60)
-    _check(result.returncode, result.stdout, result.stderr, code, words)
+    assert_one_error_line(result, code, words, secret=SECRET)
 
 
 @pytest.mark.parametrize(
@@ -429,7 +419,7 @@ def test_a_bad_secret_file_is_one_line(
         "PROJECTIONIST_DATABASE_URL_FILE": str(secret_files[which]),
     }
     result = run_cli(["status"], env=env, timeout_s=60)
-    _check(result.returncode, result.stdout, result.stderr, 2, words)
+    assert_one_error_line(result, 2, words, secret=SECRET)
     assert "caf" not in result.stderr
 
 
@@ -451,49 +441,4 @@ def test_credentials_for_a_server_without_auth_stop_the_consumer(
         }
         result = run_cli(["consume", "notifications", "--drain"], env=env, timeout_s=90)
         assert smtp.received == []
-    _check(result.returncode, result.stdout, result.stderr, 2, "offers no AUTH")
-
-
-DOWN_BROKER = "127.0.0.1:1"  # nothing listens on port 1
-PROBE_S = 2  # PROJECTIONIST_BROKER_TIMEOUT_S for these cases (default 10)
-# every one-off command that talks to the broker; the services wait it out instead
-# (tests/faults/test_startup_outage)
-ONE_OFF: list[list[str]] = [
-    ["produce", "--count", "3"],
-    ["produce-orders", "--orders", "2"],
-    ["relay", "--drain"],
-    ["consume", "blog", "--drain"],
-    ["rebuild", "blog"],
-    ["replay", "blog", "--from", "beginning"],
-    ["status"],
-    ["topics"],
-    ["cleanup", "blog"],
-    ["dlq", "list", "blog"],
-    ["dlq", "show", "blog", "--partition", "0", "--offset", "0"],
-    ["dlq", "replay", "blog", "--all"],
-    ["dlq", "purge", "blog", "--yes"],
-    ["demo", "--commands", "10"],
-]
-
-
-@pytest.mark.parametrize("command", ONE_OFF, ids=[" ".join(c[:2]) for c in ONE_OFF])
-def test_a_broker_away_ends_a_one_off_command_promptly(tmp_path: Path, command: list[str]) -> None:
-    """Bootstrap at a closed port: within the broker timeout, one `error:` line naming the broker address, exit 1, no client log lines."""
-    env = {
-        **TEST_ENV,
-        "PROJECTIONIST_BOOTSTRAP_SERVERS": DOWN_BROKER,
-        "PROJECTIONIST_BROKER_TIMEOUT_S": str(PROBE_S),
-        "PROJECTIONIST_DATABASE_URL": f"sqlite:///{tmp_path / 'db.sqlite'}",
-        "PROJECTIONIST_COMMAND_DATABASE_URL": f"sqlite:///{tmp_path / 'commands.sqlite'}",
-        "PROJECTIONIST_LOG_FORMAT": "console",
-    }
-    started = time.monotonic()
-    result = run_cli(command, env=env, timeout_s=60)
-    elapsed = time.monotonic() - started
-    assert result.stdout.strip() == "", result.stdout[-2000:]
-    # every line counts here, librdkafka's too: the probe's client logs nothing
-    lines = [line for line in result.stderr.splitlines() if line.strip()]
-    assert len(lines) == 1, "\n".join(lines[:20])
-    _check(result.returncode, result.stdout, result.stderr, 1, DOWN_BROKER)
-    assert "PROJECTIONIST_BROKER_TIMEOUT_S" in lines[0]
-    assert PROBE_S <= elapsed < PROBE_S + 8, elapsed
+    assert_one_error_line(result, 2, "offers no AUTH", secret=SECRET)

@@ -33,6 +33,23 @@ TEST_ENV = {
 }
 
 
+def assert_one_error_line(
+    result: subprocess.CompletedProcess[str], code: int, words: str, *, secret: str = ""
+) -> None:
+    """The command failed as a user mistake should: exit ``code``, exactly one line of
+    ours on stderr, ``error: …`` naming ``words``, no traceback, ``secret`` nowhere.
+    librdkafka's own log lines (``%3|…``) are not ours and are left out of the count."""
+    stdout, stderr = result.stdout, result.stderr
+    assert "Traceback" not in stderr, stderr[-3000:]
+    if secret:
+        assert secret not in stdout + stderr
+    ours = [line for line in stderr.splitlines() if line.strip() and not line.startswith("%")]
+    assert len(ours) == 1, f"expected one line, got {len(ours)}:\n" + "\n".join(ours[:20])
+    assert ours[0].startswith("error:"), ours[0]
+    assert words in ours[0], ours[0]
+    assert result.returncode == code, (result.returncode, ours[0])
+
+
 def run_cli(
     args: Sequence[str], *, env: dict[str, str], timeout_s: float = 180
 ) -> subprocess.CompletedProcess[str]:

@@ -24,35 +24,31 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator
-from dataclasses import dataclass
-from pathlib import Path
-from typing import Any
 
 import pytest
 import sqlalchemy as sa
-import yaml
-from confluent_kafka import Producer, TopicPartition
-from confluent_kafka.admin import AdminClient
 
-from consumers.kafka.broker import EmbeddedBroker, free_port
-from consumers.kafka.config import producer_config
-from consumers.kafka.watermarks import FetchedWatermarks
-from consumers.settings.models import Settings
-from producers import SampleEvent, blog_events, order_events
-from schemas import AvroSerde, SchemaCatalog
-from tests.support import fresh_postgres_database, run_cli, wait_for
+from consumers.kafka.broker import free_port
+from producers import blog_events, order_events
+from tests.support import run_cli, wait_for
 from tests.support.broker import publish, publish_poison
-from tests.support.databases import database_roles
 from tests.support.oracle import blog_actual, blog_oracle
-from tests.support.prometheus import PrometheusServer, http_get
-from tests.support.proxy import TcpProxy
-from tests.support.servers import RecordingSmtp, smtp_server
-from tests.system.kubelet import Kubelet, Pod, find
+from tests.support.prometheus import http_get
+from tests.system.deployed import (
+    Deployed,
+    alert_rule,
+    assigned_partitions,
+    dashboard_queries,
+    group_lag,
+    pod_ready,
+    publish_aged,
+    rebuild_progress,
+    run_job,
+    tag_cloud_of,
+)
+from tests.system.kubelet import find
 from tests.unit.test_deploy_manifests import render
 
-ROOT = Path(__file__).resolve().parents[2]
-OBSERVABILITY = ROOT / "deploy" / "observability"
 WORKLOADS = [
     ("StatefulSet", "projectionist-blog"),
     ("StatefulSet", "projectionist-orders"),
@@ -69,152 +65,6 @@ SCENARIO_ALERTS = [
     "ProjectionistOutboxBacklog",
 ]
 STALL_TIMEOUT_S = 5
-# The embedded broker answers a group join in about half the session timeout: the test
-# broker's knobs, as in every other tier (a real cluster keeps the shipped 15 s / 3 s).
-BROKER_SPEED = {
-    "PROJECTIONIST_SESSION_TIMEOUT_MS": "6000",
-    "PROJECTIONIST_HEARTBEAT_INTERVAL_MS": "500",
-}
-
-
-@dataclass
-class Deployed:
-    kubelet: Kubelet
-    prometheus: PrometheusServer
-    proxy: TcpProxy
-    bootstrap: str
-    read_models_url: str
-    targets_file: Path
-    pods: dict[str, Pod]
-    smtp: RecordingSmtp
-
-    def scraped(self) -> None:
-        """What service discovery would list: every running pod's metrics port."""
-        groups = [
-            {"targets": [f"127.0.0.1:{p.ports['metrics']}"], "labels": {"pod": p.name}}
-            for p in self.kubelet.running()
-            if "metrics" in p.ports
-        ]
-        tmp = self.targets_file.with_suffix(".tmp")
-        tmp.write_text(json.dumps(groups))
-        tmp.replace(self.targets_file)
-
-
-def _prometheus_config(targets_file: Path, rules: Path) -> dict[str, Any]:
-    shipped = yaml.safe_load((OBSERVABILITY / "prometheus.yml").read_text())
-    shipped["global"] = {"scrape_interval": "1s", "evaluation_interval": "1s"}
-    shipped["rule_files"] = [str(rules)]
-    (job,) = shipped["scrape_configs"]
-    assert job["job_name"] == "projectionist"
-    del job["static_configs"]
-    job["file_sd_configs"] = [{"files": [str(targets_file)], "refresh_interval": "1s"}]
-    return shipped
-
-
-@pytest.fixture(scope="module")
-def deployed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployed]:
-    base = tmp_path_factory.mktemp("system")
-    docs = render("dev")
-    with (
-        EmbeddedBroker() as broker,
-        fresh_postgres_database() as read_db,
-        fresh_postgres_database() as command_db,
-        database_roles(read_db) as roles,
-        smtp_server(auth_require_tls=False, authenticator=_accept_any) as smtp,
-        TcpProxy(_host_port(read_db)) as proxy,
-    ):
-        via = {r: _via(url, proxy.port) for r, url in roles.items()}
-        secrets = {
-            "projectionist-db": {
-                "owner-url": via["owner"],
-                "writer-url": via["writer"],
-                "reader-url": via["reader"],
-                "outbox-url": command_db,
-            },
-            "projectionist-smtp": {"password": "system-test"},
-        }
-        overrides = {
-            "PROJECTIONIST_BOOTSTRAP_SERVERS": broker.bootstrap_servers,
-            "PROJECTIONIST_SMTP_HOST": "127.0.0.1",
-            "PROJECTIONIST_SMTP_PORT": str(smtp.port),
-            **BROKER_SPEED,
-        }
-        kubelet = Kubelet(docs, base, secrets=secrets, overrides=overrides)
-        targets = base / "targets.json"
-        targets.write_text("[]")
-        config = _prometheus_config(targets, OBSERVABILITY / "alerts.yml")
-        prom_dir = base / "prometheus"
-        prom_dir.mkdir()
-        try:
-            # a lookback longer than RebuildStuck's 15 min: a held rebuild is evaluated at
-            # a later instant on its last scraped values (what it would keep exporting)
-            flags = ["--query.lookback-delta=20m"]
-            with PrometheusServer(prom_dir, config=config, flags=flags) as prometheus:
-                yield Deployed(
-                    kubelet,
-                    prometheus,
-                    proxy,
-                    broker.bootstrap_servers,
-                    roles["owner"],
-                    targets,
-                    {},
-                    smtp,
-                )
-        finally:
-            kubelet.stop_all()
-
-
-def _accept_any(*_args: Any) -> Any:
-    from aiosmtpd.smtp import AuthResult
-
-    return AuthResult(success=True)
-
-
-def _host_port(url: str) -> tuple[str, int]:
-    u = sa.engine.make_url(url)
-    return u.host or "127.0.0.1", u.port or 5432
-
-
-def _via(url: str, port: int) -> str:
-    return sa.engine.make_url(url).set(host="127.0.0.1", port=port).render_as_string(False)
-
-
-def _ready(pod: Pod) -> bool:
-    return pod.alive() and pod.probe("readiness") == 200 and pod.probe("liveness") == 200
-
-
-def _run_job(
-    d: Deployed, kind: str, name: str, *, args: list[str] | None = None, watch: str = ""
-) -> Pod:
-    """Run a Job's (or a CronJob template's) container to completion; with ``watch``, poll
-    its /metrics meanwhile and require that series to have been exported."""
-    pod = d.kubelet.pod(kind, name, args=args).start()
-    d.scraped()
-    seen = False
-    while watch and pod.alive() and not seen:
-        seen = f"\n{watch}{{" in http_get(f"{pod.url('metrics')}/metrics", timeout_s=1)[1]
-        time.sleep(0.02)
-    assert seen or not watch, f"{pod.name} never exported {watch}"
-    code = pod.wait(timeout_s=120)  # far below every Job's activeDeadlineSeconds
-    d.scraped()
-    assert code == 0, f"{pod.name} exited {code}:\n{pod.output[-3000:]}"
-    return pod
-
-
-def _group_lag(bootstrap: str, group: str, topic: str) -> int:
-    """What KEDA's kafka trigger computes: high watermarks minus the group's commits."""
-    marks = FetchedWatermarks({"bootstrap.servers": bootstrap}).watermarks([topic])
-    admin = AdminClient({"bootstrap.servers": bootstrap})
-    request = [TopicPartition(topic, p) for (_t, p) in marks]
-    from confluent_kafka import ConsumerGroupTopicPartitions
-
-    (future,) = admin.list_consumer_group_offsets(
-        [ConsumerGroupTopicPartitions(group, request)]
-    ).values()
-    committed = {tp.partition: tp.offset for tp in future.result().topic_partitions}
-    return sum(
-        m.high - (committed[p] if committed.get(p, -1) >= 0 else 0) for (_t, p), m in marks.items()
-    )
 
 
 def test_the_dev_overlay_over_its_lifecycle(deployed: Deployed) -> None:
@@ -232,7 +82,7 @@ def test_the_dev_overlay_over_its_lifecycle(deployed: Deployed) -> None:
     early = k.pod("StatefulSet", "projectionist-blog").start()
     assert early.wait(timeout_s=60) == 2, early.output[-3000:]
     assert "projectionist migrate" in early.output.strip().splitlines()[-1]
-    _run_job(d, "Job", "projectionist-migrate")
+    run_job(d, "Job", "projectionist-migrate")
     for kind, name in WORKLOADS:
         if name not in d.pods:
             d.pods[name] = k.pod(kind, name).start()
@@ -241,7 +91,7 @@ def test_the_dev_overlay_over_its_lifecycle(deployed: Deployed) -> None:
         budget = pod.container.get("startupProbe", {})
         wait_for(
             f"{name} ready",
-            lambda pod=pod: _ready(pod) or (not pod.alive() and pytest.fail(pod.output[-3000:])),
+            lambda pod=pod: pod_ready(pod) or (not pod.alive() and pytest.fail(pod.output[-3000:])),
             timeout_s=float(budget.get("periodSeconds", 10) * budget.get("failureThreshold", 6)),
             every_s=0.5,
         )
@@ -286,22 +136,22 @@ def test_the_dev_overlay_over_its_lifecycle(deployed: Deployed) -> None:
     keda = find(render("prod"), "ScaledObject", "projectionist-blog")["spec"]["triggers"][0]
     group, topic = keda["metadata"]["consumerGroup"], keda["metadata"]["topic"]
     assert topic == "blog.posts"
-    wait_for("the live group's lag at 0", lambda: _group_lag(d.bootstrap, group, topic) == 0)
+    wait_for("the live group's lag at 0", lambda: group_lag(d.bootstrap, group, topic) == 0)
     assert relay.alive()
     assert prom.firing() == set(), "a healthy install fires no alert"
     for alert in SCENARIO_ALERTS:  # their `for` is minutes: silence is their expression's
-        assert prom.query(_rule(alert)["expr"]) == {}, f"{alert} holds on a healthy install"
+        assert prom.query(alert_rule(alert)["expr"]) == {}, f"{alert} holds on a healthy install"
 
     # -- rebuild (the CronJob's template, as `kubectl create job --from` runs it) ------
     engine = sa.create_engine(d.read_models_url)
     with engine.begin() as conn:  # damage generation 1: the rebuild must repair it
         conn.execute(sa.text("UPDATE tag_cloud_v1 SET posts_count = posts_count + 100"))
     engine.dispose()
-    _run_job(
+    run_job(
         d, "CronJob", "projectionist-rebuild-blog", watch="projectionist_rebuild_progress_ratio"
     )
     tags = json.loads(http_get(f"{api}/tags?limit=500")[1])
-    expected_cloud = _cloud(d.read_models_url, 2)
+    expected_cloud = tag_cloud_of(d.read_models_url, 2)
     wait_for(
         "the API to answer from generation 2",
         lambda: (
@@ -315,7 +165,7 @@ def test_the_dev_overlay_over_its_lifecycle(deployed: Deployed) -> None:
     publish(d.bootstrap, "blog.posts", more)
     wait_for(
         "the live group to follow generation 2 (KEDA's lag back to 0)",
-        lambda: _group_lag(d.bootstrap, group, topic) == 0,
+        lambda: group_lag(d.bootstrap, group, topic) == 0,
         timeout_s=90,
     )
     wait_for(
@@ -325,12 +175,12 @@ def test_the_dev_overlay_over_its_lifecycle(deployed: Deployed) -> None:
     )
 
     # -- reconcile (the CronJob with --repair) and the report-only check ---------------
-    _run_job(d, "CronJob", "projectionist-reconcile-tag-cloud")
+    run_job(d, "CronJob", "projectionist-reconcile-tag-cloud")
     assert prom.query("max(projectionist_tag_cloud_drift_tags)") in ({"": 0.0}, {})
 
     # -- a damaged tag cloud: the tag-cloud-check Deployment (it checks at start, then
     #    every 300 s: restarted here) -> ProjectionistTagCloudDrift's expression ------
-    drift = _rule("ProjectionistTagCloudDrift")
+    drift = alert_rule("ProjectionistTagCloudDrift")
     assert drift["for"] == "30m"
     assert prom.query(drift["expr"]) == {}
     engine = sa.create_engine(d.read_models_url)
@@ -343,18 +193,18 @@ def test_the_dev_overlay_over_its_lifecycle(deployed: Deployed) -> None:
     wait_for("TagCloudDrift's expression to hold", lambda: prom.query(drift["expr"]), timeout_s=60)
 
     # -- rollback and cleanup (operator commands, the rebuild Job's environment) ------
-    _run_job(d, "CronJob", "projectionist-rebuild-blog", args=["rollback", "blog"])
+    run_job(d, "CronJob", "projectionist-rebuild-blog", args=["rollback", "blog"])
     wait_for(
         "the blog consumer back on generation 1",
         lambda: prom.query('projectionist_ready{projection="blog_v1"} == 1'),
         timeout_s=90,
     )
-    cleaned = _run_job(d, "CronJob", "projectionist-rebuild-blog", args=["cleanup", "blog"])
+    cleaned = run_job(d, "CronJob", "projectionist-rebuild-blog", args=["cleanup", "blog"])
     assert "dropped generation(s) 2" in cleaned.output
     assert "projectionist.blog_v2" in cleaned.output
     wait_for(
         "KEDA's lag at 0 after the rollback",
-        lambda: _group_lag(d.bootstrap, group, topic) == 0,
+        lambda: group_lag(d.bootstrap, group, topic) == 0,
         timeout_s=90,
     )
 
@@ -364,7 +214,7 @@ def test_the_dev_overlay_over_its_lifecycle(deployed: Deployed) -> None:
     second.env["PROJECTIONIST_STALL_TIMEOUT_S"] = str(STALL_TIMEOUT_S)
     second.start()
     d.scraped()
-    wait_for("a second blog member ready", lambda: _ready(second), timeout_s=120, every_s=0.5)
+    wait_for("a second blog member ready", lambda: pod_ready(second), timeout_s=120, every_s=0.5)
     wait_for(
         "both members own partitions",
         lambda: len(prom.query("projectionist_assigned_partitions > 0")) >= 2,
@@ -372,7 +222,7 @@ def test_the_dev_overlay_over_its_lifecycle(deployed: Deployed) -> None:
     )
 
     # -- an apply that hangs (the read models locked): ProjectionistStalled's expression
-    stalled = _rule("ProjectionistStalled")
+    stalled = alert_rule("ProjectionistStalled")
     assert stalled["for"] == "1m"
     live = second.container["livenessProbe"]  # the alert fires before the restart
     assert live["periodSeconds"] * live["failureThreshold"] > 60 + 1
@@ -409,7 +259,7 @@ def test_the_dev_overlay_over_its_lifecycle(deployed: Deployed) -> None:
     assert second.stopped_in_s < grace
     wait_for(
         "the remaining member to own every partition",
-        lambda: _assigned(first) == 4,
+        lambda: assigned_partitions(first) == 4,
         timeout_s=60,
         every_s=0.2,
     )
@@ -424,7 +274,7 @@ def test_the_dev_overlay_over_its_lifecycle(deployed: Deployed) -> None:
         publish(d.bootstrap, "blog.posts", outage[start : start + 50])
     wait_for("blog not ready", lambda: first.probe("readiness") == 503, timeout_s=60)
     assert first.probe("liveness") == 200, "an outage is no reason to restart"
-    assert _rule("ProjectionistNotReady")["for"] == "10m"
+    assert alert_rule("ProjectionistNotReady")["for"] == "10m"
     wait_for(
         "ProjectionistNotReady's expression to hold",
         lambda: prom.query('max by (projection) (projectionist_ready{projection="blog_v1"}) == 0'),
@@ -435,8 +285,8 @@ def test_the_dev_overlay_over_its_lifecycle(deployed: Deployed) -> None:
         lambda: sum(prom.query('projectionist_lag_events{projection="blog_v1"}').values()) > 0,
         timeout_s=30,
     )
-    assert _group_lag(d.bootstrap, group, topic) > 1000, "KEDA sees the backlog"
-    growing = _rule("ProjectionistLagGrowing")
+    assert group_lag(d.bootstrap, group, topic) > 1000, "KEDA sees the backlog"
+    growing = alert_rule("ProjectionistLagGrowing")
     assert growing["for"] == "10m"
     wait_for(
         "ProjectionistLagGrowing's expression to hold",
@@ -444,10 +294,10 @@ def test_the_dev_overlay_over_its_lifecycle(deployed: Deployed) -> None:
         timeout_s=30,
     )
     d.proxy.restore()
-    wait_for("blog ready again", lambda: _ready(first), timeout_s=90)
+    wait_for("blog ready again", lambda: pod_ready(first), timeout_s=90)
     wait_for(
         "KEDA's lag at 0 after the outage",
-        lambda: _group_lag(d.bootstrap, group, topic) == 0,
+        lambda: group_lag(d.bootstrap, group, topic) == 0,
         timeout_s=90,
     )
     assert (
@@ -481,15 +331,15 @@ def test_the_dev_overlay_over_its_lifecycle(deployed: Deployed) -> None:
     assert http_get(f"{api}/orders/{order}")[0] == 200
 
     # -- events that arrive 10 min late: ProjectionistEventAgeAboveSLO's expression -----
-    age = _rule("ProjectionistEventAgeAboveSLO")
+    age = alert_rule("ProjectionistEventAgeAboveSLO")
     assert age["for"] == "5m"
     assert prom.query(age["expr"]) == {}
-    _publish_aged(d.bootstrap, "blog.posts", blog_events(posts=60, seed=2030), age_s=600)
+    publish_aged(d.bootstrap, "blog.posts", blog_events(posts=60, seed=2030), age_s=600)
     wait_for("EventAgeAboveSLO's expression to hold", lambda: prom.query(age["expr"]), timeout_s=60)
 
     # -- the relay restarted while the broker is away, commands waiting for 10 min:
     #    ProjectionistOutboxBacklog's expression; silent again once a relay publishes --
-    backlog = _rule("ProjectionistOutboxBacklog")
+    backlog = alert_rule("ProjectionistOutboxBacklog")
     assert backlog["for"] == "5m"
     assert prom.query(backlog["expr"]) == {}
     assert d.pods.pop("projectionist-outbox-relay").terminate() == 0
@@ -531,17 +381,17 @@ def test_the_dev_overlay_over_its_lifecycle(deployed: Deployed) -> None:
         lambda: prom.query(f'up{{job="projectionist",pod="{check.name}"}} == 0'),
         timeout_s=30,
     )
-    assert _rule("ProjectionistConsumerDown")["for"] == "2m"
+    assert alert_rule("ProjectionistConsumerDown")["for"] == "2m"
 
     # -- every dashboard query has had data during the walk ---------------------------
     # (the rebuild panel's series lives in the rebuild Job's pod, which a rebuild of this
     # size leaves between two scrapes: its export was checked on the pod itself above)
-    queries = [q for q in _dashboard_queries() if q != "projectionist_rebuild_progress_ratio"]
+    queries = [q for q in dashboard_queries() if q != "projectionist_rebuild_progress_ratio"]
     empty = [q for q in queries if not prom.query(f"count_over_time(({q})[10m:1s])")]
     assert not empty, f"dashboard queries without data: {empty}"
 
     # -- a rebuild held part-way by a database outage: ProjectionistRebuildStuck --------
-    held_rule = _rule("ProjectionistRebuildStuck")
+    held_rule = alert_rule("ProjectionistRebuildStuck")
     assert held_rule["for"] == "5m"
     rebuild = k.pod(
         "CronJob",
@@ -551,7 +401,7 @@ def test_the_dev_overlay_over_its_lifecycle(deployed: Deployed) -> None:
     d.scraped()
     wait_for(
         "the rebuild part-way",
-        lambda: not rebuild.alive() or 0 < _rebuild_progress(rebuild) < 1,
+        lambda: not rebuild.alive() or 0 < rebuild_progress(rebuild) < 1,
         timeout_s=60,
         every_s=0.01,
     )
@@ -573,75 +423,3 @@ def test_the_dev_overlay_over_its_lifecycle(deployed: Deployed) -> None:
         assert pod.terminate() == 0, f"{name}: {pod.output[-3000:]}"
         assert pod.stopped_in_s is not None
         assert pod.stopped_in_s < float(pod.spec["terminationGracePeriodSeconds"]), name
-
-
-def _publish_aged(bootstrap: str, topic: str, events: list[SampleEvent], *, age_s: int) -> None:
-    """Publish ``events`` with a record timestamp ``age_s`` in the past (what the event-age
-    histogram measures): events that reach the broker late, e.g. from a lagging producer."""
-    producer = Producer(producer_config(Settings(bootstrap_servers=bootstrap).kafka))
-    serde = AvroSerde(SchemaCatalog.load())
-    then_ms = int(time.time() * 1000) - age_s * 1000
-    for ev in events:
-        producer.produce(
-            topic,
-            key=ev.key.encode(),
-            value=serde.encode(ev.event_type, ev.record),
-            headers=[
-                ("event_id", str(ev.record["event_id"]).encode()),
-                ("event_type", ev.event_type.encode()),
-                ("occurred_at", str(then_ms).encode()),
-            ],
-            timestamp=then_ms,
-        )
-    assert producer.flush(30) == 0
-
-
-def _rebuild_progress(pod: Pod) -> float:
-    _status, text = http_get(f"{pod.url('metrics')}/metrics", timeout_s=1)
-    ratios = [
-        float(line.rpartition(" ")[2])
-        for line in text.splitlines()
-        if line.startswith("projectionist_rebuild_progress_ratio{")
-    ]
-    return min(ratios, default=0.0)
-
-
-def _rule(alert: str) -> dict[str, Any]:
-    rules = yaml.safe_load((OBSERVABILITY / "alerts.yml").read_text())
-    (rule,) = [r for g in rules["groups"] for r in g["rules"] if r["alert"] == alert]
-    return dict(rule)
-
-
-def _assigned(pod: Pod) -> int:
-    _status, text = http_get(f"{pod.url('metrics')}/metrics")
-    return int(
-        sum(
-            float(line.rpartition(" ")[2])
-            for line in text.splitlines()
-            if line.startswith("projectionist_assigned_partitions{")
-        )
-    )
-
-
-def _cloud(url: str, generation: int) -> dict[str, int]:
-    engine = sa.create_engine(url)
-    try:
-        with engine.connect() as conn:
-            rows = conn.execute(
-                sa.text(
-                    f"SELECT tag, posts_count FROM tag_cloud_v{generation} WHERE posts_count > 0"
-                )
-            ).all()
-    finally:
-        engine.dispose()
-    return {t: int(n) for t, n in rows}
-
-
-def _dashboard_queries() -> list[str]:
-    board = json.loads((OBSERVABILITY / "grafana-dashboard.json").read_text())
-    out = []
-    for panel in board["panels"]:
-        for target in panel.get("targets", []):
-            expr = target["expr"].replace("$__rate_interval", "1m").replace("$projection", ".*")
-            out.append(expr)
-    return out
