@@ -85,6 +85,22 @@ def quix(cfg: dict[str, Any]) -> dict[str, Any]:
     return _result(out.stdout + out.stderr, "the Quix Streams peer")
 
 
+def _tree_rss_kb(pid: int) -> int:
+    """Resident memory of ``pid`` and all its descendants (a rebuild's workers), in kB."""
+    total, todo = 0, [pid]
+    while todo:
+        p = todo.pop()
+        try:
+            status = Path(f"/proc/{p}/status").read_text()
+            for task in Path(f"/proc/{p}/task").glob("*/children"):
+                todo.extend(int(c) for c in task.read_text().split())
+        except (FileNotFoundError, ProcessLookupError):
+            continue
+        rss = (int(ln.split()[1]) for ln in status.splitlines() if ln.startswith("VmRSS:"))
+        total += next(rss, 0)
+    return total
+
+
 def projectionist(cfg: dict[str, Any], command: str, projection: str = "blog") -> dict[str, Any]:
     """``projectionist consume <projection> --drain`` or ``projectionist rebuild
     <projection>``, measured; ``cfg["topic"]`` is that projection's source topic."""
@@ -135,10 +151,20 @@ def projectionist(cfg: dict[str, Any], command: str, projection: str = "blog") -
 
     reader = threading.Thread(target=read_stderr, daemon=True)
     reader.start()
+    tree = {"peak_kb": 0}
+
+    def sample_tree() -> None:  # every process of the command, sampled: workers included
+        while proc.poll() is None:
+            tree["peak_kb"] = max(tree["peak_kb"], _tree_rss_kb(proc.pid))
+            time.sleep(0.05)
+
+    sampler = threading.Thread(target=sample_tree, daemon=True)
+    sampler.start()
     assert proc.stdout is not None
     out = proc.stdout.read()  # not communicate(): the thread owns stderr
     proc.wait(timeout=900)
     reader.join(10)
+    sampler.join(10)
     total = time.monotonic() - started
     # the last JSON line: under py-spy, its own messages share stdout
     summary = next(
@@ -157,6 +183,9 @@ def projectionist(cfg: dict[str, Any], command: str, projection: str = "blog") -
         "active_s": active,
         "total_s": total,
         "peak_rss_mb": seen["rss"],
+        # the sum over the command's processes (sampled every 50 ms): with --workers, the
+        # parent's peak above is not the whole cost
+        "tree_peak_rss_mb": round(tree["peak_kb"] / 1024, 1),
         "gc_s": seen.get("gc_s"),
         "gc_runs": seen.get("gc_runs"),
     }

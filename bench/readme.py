@@ -30,15 +30,18 @@ _LABELS = {
     "fullstate: Quix Streams": "fullstate: Quix Streams 3.28, BatchingSink + upsert",
     "fullstate: consume": "fullstate: **`projectionist consume blog --drain`**",
     "fullstate: rebuild": "fullstate: **`projectionist rebuild blog`**",
+    "fullstate: rebuild --workers 2": "fullstate: **`projectionist rebuild blog --workers 2`**",
     "orders: ceiling": "orders: ceiling, consume + plain fastavro, no DB",
     "orders: hand-written": "orders: hand-written consume(5000) + COPY + set-based merges",
     "orders: consume": "orders: **`projectionist consume orders --drain`**",
     "orders: rebuild": "orders: **`projectionist rebuild orders`**",
+    "orders: rebuild --workers 2": "orders: **`projectionist rebuild orders --workers 2`**",
     "ceiling (consume+decode)": "own: ceiling, consume + Projectionist's decode, no DB",
     "consume only (no decode)": "own: consume() only, no decode (reference)",
     "consume": "own: **`projectionist consume blog --drain`**",
     "naive (1 tx/event)": "own: naive worker, 1 transaction per event (time-boxed)",
     "rebuild": "own, 1M: **`projectionist rebuild blog`**",
+    "rebuild --workers 2": "own, 1M: **`projectionist rebuild blog --workers 2`**",
     "latency @ rate": "own: latency, producer paced",
     "scale-out: 1 process": "own: scale-out, 1 process",
     "scale-out: 2 processes": "own: scale-out, 2 processes in one group",
@@ -112,12 +115,13 @@ def render(payload: dict[str, Any], profile: dict[str, Any] | None = None) -> st
     ]
     for r in rows:
         lat = r.get("latency_ms")
+        # a rebuild with workers: every process of the command, summed
+        rss = r.get("tree_peak_rss_mb") if "workers" in r["scenario"] else r["peak_rss_mb"]
         wrong = " (**wrong result**)" if r.get("problems") else ""
         lines.append(
             f"| {_LABELS.get(r['scenario'], r['scenario'])}{wrong} | {_DB.get(r['db'], r['db'])} "
             f"| {r['events']:,} | {r['active_s']:.1f} | {_rate(r):,.0f} | "
-            f"{r['peak_rss_mb']:.0f} MB | "
-            + (f"{lat['p50']:.0f} / {lat['p99']:.0f} ms |" if lat else "|")
+            f"{rss:.0f} MB | " + (f"{lat['p50']:.0f} / {lat['p99']:.0f} ms |" if lat else "|")
         )
     for workload in WORKLOADS:
         side = ratios(rows, workload)

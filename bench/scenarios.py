@@ -29,6 +29,9 @@ __all__ = ["Bench", "start_worker"]
 
 ROOT = Path(__file__).resolve().parent.parent
 DATABASES = ("postgres", "sqlite")
+#: the rebuild over partitions side by side: one worker per core of the bench machine
+REBUILD_WORKERS = ("rebuild", "--workers", "2")
+WORKERS = "{}rebuild --workers 2"
 
 
 def _rate(res: dict[str, Any]) -> float:
@@ -197,6 +200,15 @@ class Bench:
             cfg = {**self.base, "topic": topic, "group_prefix": uuid.uuid4().hex}
             res = contenders.projectionist({**cfg, "database_url": self.new_db(db)}, "rebuild")
             self.add("rebuild", db, res)
+        for db in ("sqlite", "postgres"):
+            cfg = {
+                **self.base,
+                "topic": topic,
+                "group_prefix": uuid.uuid4().hex,
+                "cli_args": list(REBUILD_WORKERS[1:]),
+                "database_url": self.new_db(db),
+            }
+            self.add(WORKERS.format(""), db, contenders.projectionist(cfg, "rebuild"))
 
     def fullstate(self) -> None:
         """Issue 15's workload: every peer and Projectionist, ``--repeat`` interleaved rounds.
@@ -220,8 +232,8 @@ class Bench:
         def fresh(db: str) -> dict[str, Any]:
             return {**base, "group_prefix": uuid.uuid4().hex, "database_url": self.new_db(db)}
 
-        def pj(db: str, command: str) -> tuple[dict[str, Any], list[str]]:
-            cfg = fresh(db)
+        def pj(db: str, command: str, *cli_args: str) -> tuple[dict[str, Any], list[str]]:
+            cfg = {**fresh(db), "cli_args": list(cli_args)}
             return contenders.projectionist(cfg, command), check_projectionist(
                 cfg["database_url"], oracle
             )
@@ -240,6 +252,8 @@ class Bench:
             ("fullstate: consume", "sqlite"): lambda: pj("sqlite", "consume"),
             ("fullstate: rebuild", "postgres"): lambda: pj("postgres", "rebuild"),
             ("fullstate: rebuild", "sqlite"): lambda: pj("sqlite", "rebuild"),
+            (WORKERS.format("fullstate: "), "postgres"): lambda: pj("postgres", *REBUILD_WORKERS),
+            (WORKERS.format("fullstate: "), "sqlite"): lambda: pj("sqlite", *REBUILD_WORKERS),
         }
         self._rounds(runs, self.args.fullstate_repeat)
 
@@ -283,8 +297,8 @@ class Bench:
         def fresh(db: str) -> dict[str, Any]:
             return {**base, "group_prefix": uuid.uuid4().hex, "database_url": self.new_db(db)}
 
-        def pj(db: str, command: str) -> tuple[dict[str, Any], list[str]]:
-            cfg = fresh(db)
+        def pj(db: str, command: str, *cli_args: str) -> tuple[dict[str, Any], list[str]]:
+            cfg = {**fresh(db), "cli_args": list(cli_args)}
             res = contenders.projectionist(cfg, command, "orders")
             return res, check_orders_projectionist(cfg["database_url"], oracle)
 
@@ -304,5 +318,7 @@ class Bench:
             ("orders: consume", "sqlite"): lambda: pj("sqlite", "consume"),
             ("orders: rebuild", "postgres"): lambda: pj("postgres", "rebuild"),
             ("orders: rebuild", "sqlite"): lambda: pj("sqlite", "rebuild"),
+            (WORKERS.format("orders: "), "postgres"): lambda: pj("postgres", *REBUILD_WORKERS),
+            (WORKERS.format("orders: "), "sqlite"): lambda: pj("sqlite", *REBUILD_WORKERS),
         }
         self._rounds(runs, self.args.orders_repeat)

@@ -25,6 +25,8 @@ branches live here; a branch that belongs to one layer is defined in that layer
     ├── ConfigurationError        a user mistake in settings or command-line input (exit 2)
     │   └── ReplayRefused         the projection's writes are not idempotent under replay
     │                                                      [consumers.operations.replay]
+    ├── WorkerFailed              a rebuild's worker process died or failed unexpectedly
+    │                                          [consumers.operations.rebuild_workers]
     ├── MailRejected              a 5xx answer: this message or recipient, for good
     │                                                      [projections.notifications.mail]
     └── CommandError              a command was refused; nothing was written

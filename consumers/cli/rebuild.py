@@ -70,6 +70,14 @@ def rebuild(
     batch_max_messages: Annotated[
         int, typer.Option(min=1, help="messages per batch (transaction) while rebuilding")
     ] = 10_000,
+    workers: Annotated[
+        int,
+        typer.Option(
+            min=1,
+            help="processes that drain the partitions side by side (at most one per "
+            "partition); each needs a core and its own memory",
+        ),
+    ] = 1,
     bootstrap_servers: BootstrapOpt = None,
     database_url: DatabaseOpt = None,
     json_out: JsonOpt = False,
@@ -142,6 +150,7 @@ def rebuild(
             allow_partial=allow_partial,
             drop_previous=drop_previous,
             batch_max_messages=batch_max_messages,
+            workers=workers,
             stop=stop,
             on_start=on_start,
             on_batch=on_batch,

@@ -23,6 +23,7 @@ from sqlalchemy import Engine, inspect
 
 from consumers.app import build_runner, projection_registry
 from consumers.kafka.watermarks import Watermarks, WatermarkSource, partial_history
+from consumers.operations.rebuild_workers import drain_in_workers, share_partitions
 from consumers.runtime.snapshot import RunnerSnapshot
 from consumers.runtime.stop import StopSignal
 from consumers.settings.concerns import DatabaseSettings
@@ -124,13 +125,18 @@ def run_rebuild(
     allow_partial: bool = False,
     drop_previous: bool = False,
     batch_max_messages: int = 10_000,
+    workers: int = 1,
     stop: StopSignal | None = None,
     on_start: Callable[[dict[TopicPartition, Watermarks]], None] | None = None,
     on_batch: Callable[[RunnerSnapshot], None] | None = None,
     drop_wait_s: float = 30.0,
     projections: ProjectionRegistry | None = None,
 ) -> RebuildResult:
-    """Build the next generation of ``name``, swap it in, optionally drop the previous one."""
+    """Build the next generation of ``name``, swap it in, optionally drop the previous one.
+
+    ``workers`` > 1 drains the partitions in that many processes (at most one per
+    partition; :mod:`consumers.operations.rebuild_workers`), which build their projections
+    from ``settings``, not from ``projections``."""
     registry = projections or projection_registry(settings)
     engine = make_engine(settings.database.url())
     versions = VersionStore()
@@ -158,23 +164,25 @@ def run_rebuild(
         log.info("rebuild started", projection=target.slot, partitions=len(marks))
         if on_start is not None:
             on_start(marks)
-        runner = build_runner(
-            settings,
-            name,
-            stop=stop,
-            on_batch=on_batch,
-            generation=generation,
-            assignment=sorted(marks),
-            watch_generation=True,
-            live=False,
-            batch_max_messages=batch_max_messages,
-            projections=registry,
-        )
+        shares = share_partitions({tp: m.high - m.low for tp, m in marks.items()}, workers)
         started = time.monotonic()
-        stats = runner.drain()
+        try:
+            stopped, consumed, positions = _drain(
+                settings,
+                name,
+                generation,
+                shares,
+                batch_max_messages=batch_max_messages,
+                stop=stop,
+                on_batch=on_batch,
+                registry=registry,
+            )
+        except BaseException:
+            _abandon(engine, versions, name)
+            raise
         result.seconds = time.monotonic() - started
-        result.events = stats.consumed
-        if runner.stop.is_set():
+        result.events = consumed
+        if stopped:
             with database_errors(), engine.begin() as conn:
                 versions.end_rebuild(conn, name)
             return result  # interrupted: the active generation is untouched
@@ -182,9 +190,7 @@ def run_rebuild(
             versions.swap(conn, target)
         result.swapped = True
         result.handed_over_at = {
-            f"{t}[{p}]": off
-            for (t, p), off in sorted(runner.snapshot().positions.items())
-            if off is not None
+            f"{t}[{p}]": off for (t, p), off in sorted(positions.items()) if off is not None
         }
         log.info("rebuild swapped in", slot=target.slot, **result.as_dict())
         if drop_previous:
@@ -192,6 +198,56 @@ def run_rebuild(
         return result
     finally:
         engine.dispose()
+
+
+def _drain(
+    settings: Settings,
+    name: str,
+    generation: int,
+    shares: list[list[TopicPartition]],
+    *,
+    batch_max_messages: int,
+    stop: StopSignal | None,
+    on_batch: Callable[[RunnerSnapshot], None] | None,
+    registry: ProjectionRegistry,
+) -> tuple[bool, int, dict[TopicPartition, int | None]]:
+    """Drain the new generation's partitions: (stopped, events consumed, last offsets)."""
+    if len(shares) > 1:
+        drained = drain_in_workers(
+            settings,
+            name,
+            generation=generation,
+            shares=shares,
+            batch_max_messages=batch_max_messages,
+            stop=stop or StopSignal(),
+            on_batch=on_batch,
+        )
+        return drained.stopped, drained.stats.consumed, drained.positions
+    runner = build_runner(
+        settings,
+        name,
+        stop=stop,
+        on_batch=on_batch,
+        generation=generation,
+        assignment=shares[0],
+        watch_generation=True,
+        live=False,
+        batch_max_messages=batch_max_messages,
+        projections=registry,
+    )
+    consumed = runner.drain().consumed
+    return runner.stop.is_set(), consumed, dict(runner.snapshot().positions)
+
+
+def _abandon(engine: Engine, versions: VersionStore, name: str) -> None:
+    """A failed drain: clear the rebuilding mark so a rerun need not wait out the
+    heartbeats (the next rebuild drops the half-built tables). Best effort: the
+    database may be the failure."""
+    try:
+        with database_errors(), engine.begin() as conn:
+            versions.end_rebuild(conn, name)
+    except Exception:  # noqa: BLE001 - the drain's own error is the one to report
+        log.warning("could not clear the rebuilding mark", projection=name)
 
 
 def drop_when_idle(engine: Engine, old: Projection, *, wait_s: float) -> bool:
