@@ -44,8 +44,11 @@ SCENARIOS = (
 )  # "live" includes the ceiling
 NOTE = (
     "Seconds run from the first message (for `consume`: the partition assignment) to the "
-    "last commit, so group joins are excluded; `rebuild` is the command's own clock. Each "
-    "contender runs in a process of its own; peak RSS is its VmHWM. Every table written is "
+    "last commit, so group joins are excluded; `rebuild` is the command's own clock "
+    "(with `--workers`, from spawning the workers to the last one's end). Each contender "
+    "runs in a process of its own; peak RSS is its VmHWM, and for `rebuild --workers 2` "
+    "the peak of the sum over the command's processes (parent, workers, multiprocessing's "
+    "resource tracker), sampled every 50 ms. Every table written is "
     "compared with the workload's oracle. On the blog workloads Projectionist also "
     "maintains the tag cloud and the DLQ/dedup/metrics machinery; the peers write posts "
     "only. On the orders workload (2 % re-published duplicates, 0.5 % second fulfilments) "
