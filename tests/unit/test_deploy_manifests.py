@@ -414,8 +414,12 @@ def test_rebuild_and_reconcile_are_suspended_job_templates(target: str) -> None:
         n: j["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"][0]["args"]
         for n, j in jobs.items()
     }
-    for name in rebuilds:
+    for name in rebuilds - {"projectionist-rebuild-blog"}:
         assert args[name] == ["rebuild", name.rpartition("-")[2]]
+    # the blog's rebuild drains in one worker per CPU of its limit
+    assert args["projectionist-rebuild-blog"] == ["rebuild", "blog", "--workers", "2"]
+    blog = jobs["projectionist-rebuild-blog"]["spec"]["jobTemplate"]["spec"]["template"]
+    assert blog["spec"]["containers"][0]["resources"]["limits"]["cpu"] == "2"
     assert args["projectionist-reconcile-tag-cloud"] == ["reconcile", "tag-cloud", "--repair"]
 
 
