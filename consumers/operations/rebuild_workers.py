@@ -41,6 +41,7 @@ from schemas.errors import ProjectionistError
 __all__ = ["Drained", "WorkerFailed", "drain_in_workers", "share_partitions"]
 
 _PR_SET_PDEATHSIG = 1
+_STOPS = {signal.SIGINT, signal.SIGTERM}
 
 #: a worker's process ended without a last word for this long: it died (killed, OOM)
 DEAD_AFTER_S = 2.0
@@ -113,8 +114,16 @@ def drain_in_workers(
         for i, share in enumerate(shares)
     ]
     gather = _Gather(procs, [tp for s in shares for tp in s], on_batch)
-    for p in procs:
-        p.start()
+    # Ctrl-C reaches every process of the terminal's group, and a stop is forwarded as
+    # SIGTERM: a worker still importing would die of either (a traceback, or no last
+    # word). Workers start with both *blocked* (the mask is kept across fork and exec):
+    # one that comes early waits for the worker's own handler, then stops it as usual.
+    blocked = signal.pthread_sigmask(signal.SIG_BLOCK, _STOPS)
+    try:
+        for p in procs:
+            p.start()
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
     try:
         forwarded = False
         while not gather.all_finished():
@@ -226,6 +235,7 @@ def _worker(
 ) -> None:
     stop = StopSignal()
     stop.install()
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, _STOPS)  # see drain_in_workers
     _stop_with_parent(stop)
     try:
         from consumers.app import build_runner, projection_registry

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +18,7 @@ from producers import blog_events, with_noise
 from tests.support import checkpoint_total, run_cli, start_cli, wait_for
 from tests.support.broker import publish
 from tests.support.oracle import assert_blog_matches
+from tests.support.processes import PROJECTIONIST
 
 DRAIN = ["consume", "blog", "--drain", "--json", "--timeout", "120"]
 
@@ -157,3 +159,36 @@ def test_a_stopped_or_dead_worker_swaps_nothing(
     assert again.returncode == 0, again.stderr[-3000:]
     assert json.loads(again.stdout.strip().splitlines()[-1])["events"] == len(events)
     assert_blog_matches(db_url, events, generation=_generations(db_url)[0])
+
+
+def test_ctrl_c_while_the_workers_start(
+    bootstrap: str, topic_env: dict[str, str], db_url: str
+) -> None:
+    """Ctrl-C reaches the terminal's whole process group, workers still importing
+    included: the rebuild stops with its one line, no traceback, nothing swapped."""
+    events = blog_events(posts=2000, seed=59)
+    publish(bootstrap, topic_env["PROJECTIONIST_BLOG_TOPIC"], events, partitions=4)
+    env = _env(topic_env, db_url)
+    live = run_cli(DRAIN, env=env)
+    assert live.returncode == 0, live.stderr[-3000:]
+    proc = subprocess.Popen(
+        [PROJECTIONIST, "rebuild", "blog", "--workers", "2", "--batch-max-messages", "20"],
+        env={**os.environ, **env},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,  # its own group, as a terminal's foreground job
+    )
+    wait_for(
+        "the workers spawned",
+        lambda: proc.poll() is not None or len(_children(proc.pid)) >= 2,
+        timeout_s=60,
+        every_s=0.01,
+    )
+    os.killpg(proc.pid, signal.SIGINT)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err[-3000:]
+    assert "Traceback" not in err, err[-3000:]
+    assert "KeyboardInterrupt" not in err, err[-3000:]
+    assert "nothing was swapped" in out + err
+    assert _generations(db_url) == (1, None)
