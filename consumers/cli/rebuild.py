@@ -33,11 +33,13 @@ from consumers.cli.options import (
 from consumers.kafka.config import client_config
 from consumers.kafka.watermarks import FetchedWatermarks, Watermarks
 from consumers.observability.exporter import Observability
+from consumers.observability.logs import configure_logging
 from consumers.runtime.snapshot import RunnerSnapshot
 from consumers.runtime.stop import StopSignal
+from consumers.settings.models import Settings
 from projections import TopicPartition
 
-__all__ = ["cleanup", "migrate", "rebuild", "rollback"]
+__all__ = ["cleanup", "migrate", "rebuild", "rollback", "worker_logging"]
 
 
 def migrate(database_url: DatabaseOpt = None, json_out: JsonOpt = False) -> None:
@@ -155,6 +157,7 @@ def rebuild(
             on_start=on_start,
             on_batch=on_batch,
             projections=registry,
+            worker_setup=worker_logging,
         )
         if result.swapped and "slot" in state:
             obs.metrics.rebuild_finished(state["slot"])
@@ -177,6 +180,12 @@ def rebuild(
         f"queries now read {projection}_v{result.generation}; "
         f"generation {result.previous_generation} {kept}"
     )
+
+
+def worker_logging(settings: Settings) -> None:
+    """A rebuild worker's logs, configured as this command's (stderr, the same format)."""
+    obs = settings.observability
+    configure_logging(fmt=obs.log_format, level=obs.log_level)
 
 
 def rollback(

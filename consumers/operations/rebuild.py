@@ -21,9 +21,13 @@ from dataclasses import dataclass, field
 import structlog
 from sqlalchemy import Engine, inspect
 
-from consumers.app import build_runner, projection_registry
+from consumers.app import projection_registry
 from consumers.kafka.watermarks import Watermarks, WatermarkSource, partial_history
-from consumers.operations.rebuild_workers import drain_in_workers, share_partitions
+from consumers.operations.rebuild_workers import (
+    drain_in_workers,
+    rebuild_runner,
+    share_partitions,
+)
 from consumers.runtime.snapshot import RunnerSnapshot
 from consumers.runtime.stop import StopSignal
 from consumers.settings.concerns import DatabaseSettings
@@ -131,12 +135,13 @@ def run_rebuild(
     on_batch: Callable[[RunnerSnapshot], None] | None = None,
     drop_wait_s: float = 30.0,
     projections: ProjectionRegistry | None = None,
+    worker_setup: Callable[[Settings], None] | None = None,
 ) -> RebuildResult:
     """Build the next generation of ``name``, swap it in, optionally drop the previous one.
 
     ``workers`` > 1 drains the partitions in that many processes (at most one per
     partition; :mod:`consumers.operations.rebuild_workers`), which build their projections
-    from ``settings``, not from ``projections``."""
+    from ``settings``, not from ``projections``, after ``worker_setup(settings)``."""
     registry = projections or projection_registry(settings)
     engine = make_engine(settings.database.url())
     versions = VersionStore()
@@ -176,6 +181,7 @@ def run_rebuild(
                 stop=stop,
                 on_batch=on_batch,
                 registry=registry,
+                setup=worker_setup,
             )
         except BaseException:
             _abandon(engine, versions, name)
@@ -210,6 +216,7 @@ def _drain(
     stop: StopSignal | None,
     on_batch: Callable[[RunnerSnapshot], None] | None,
     registry: ProjectionRegistry,
+    setup: Callable[[Settings], None] | None,
 ) -> tuple[bool, int, dict[TopicPartition, int | None]]:
     """Drain the new generation's partitions: (stopped, events consumed, last offsets)."""
     if len(shares) > 1:
@@ -221,18 +228,17 @@ def _drain(
             batch_max_messages=batch_max_messages,
             stop=stop or StopSignal(),
             on_batch=on_batch,
+            setup=setup,
         )
         return drained.stopped, drained.stats.consumed, drained.positions
-    runner = build_runner(
+    runner = rebuild_runner(
         settings,
         name,
+        generation,
+        shares[0],
+        batch_max_messages=batch_max_messages,
         stop=stop,
         on_batch=on_batch,
-        generation=generation,
-        assignment=shares[0],
-        watch_generation=True,
-        live=False,
-        batch_max_messages=batch_max_messages,
         projections=registry,
     )
     consumed = runner.drain().consumed

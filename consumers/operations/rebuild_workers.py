@@ -31,14 +31,24 @@ from typing import Any
 
 import structlog
 
+from consumers.app import build_runner, projection_registry
+from consumers.runtime.runner import ProjectionRunner
 from consumers.runtime.snapshot import RunnerSnapshot
 from consumers.runtime.stats import RunStats
 from consumers.runtime.stop import StopSignal
 from consumers.settings.models import Settings
 from projections import TopicPartition
+from projections.registry import ProjectionRegistry
 from schemas.errors import ProjectionistError
 
-__all__ = ["Drained", "WorkerFailed", "drain_in_workers", "share_partitions"]
+__all__ = [
+    "Drained",
+    "WorkerFailed",
+    "drain_in_workers",
+    "merged_stats",
+    "rebuild_runner",
+    "share_partitions",
+]
 
 _PR_SET_PDEATHSIG = 1
 _STOPS = {signal.SIGINT, signal.SIGTERM}
@@ -59,6 +69,33 @@ class Drained:
     stats: RunStats
     positions: dict[TopicPartition, int | None]
     stopped: bool
+
+
+def rebuild_runner(
+    settings: Settings,
+    name: str,
+    generation: int,
+    assignment: list[TopicPartition],
+    *,
+    batch_max_messages: int,
+    stop: StopSignal | None,
+    on_batch: Callable[[RunnerSnapshot], None] | None,
+    projections: ProjectionRegistry,
+) -> ProjectionRunner:
+    """The runner of a rebuild (or of one worker's share): manual assignment, side
+    effects silent (``live=False``), following swaps and replays while it runs."""
+    return build_runner(
+        settings,
+        name,
+        stop=stop,
+        on_batch=on_batch,
+        generation=generation,
+        assignment=assignment,
+        watch_generation=True,
+        live=False,
+        batch_max_messages=batch_max_messages,
+        projections=projections,
+    )
 
 
 def share_partitions(
@@ -94,11 +131,14 @@ def drain_in_workers(
     batch_max_messages: int,
     stop: StopSignal,
     on_batch: Callable[[RunnerSnapshot], None] | None,
+    setup: Callable[[Settings], None] | None = None,
 ) -> Drained:
     """Run one runner per share in its own process until all have drained (or stopped).
 
     Each worker builds its projections from ``settings`` (the shipped ones, entry points,
     ``PROJECTIONIST_PROJECTIONS``, table files), as every ``projectionist`` process does.
+    ``setup`` (a module-level function: it is pickled by name) runs first in each worker,
+    e.g. the command line's logging configuration.
 
     Raises the first worker's error (after stopping the others) or :class:`WorkerFailed`.
     """
@@ -107,7 +147,7 @@ def drain_in_workers(
     procs = [
         ctx.Process(
             target=_worker,
-            args=(i, settings, name, generation, share, batch_max_messages, events),
+            args=(i, settings, name, generation, share, batch_max_messages, setup, events),
             name=f"projectionist-rebuild-{i}",
             daemon=True,
         )
@@ -231,6 +271,7 @@ def _worker(
     generation: int,
     share: list[TopicPartition],
     batch_max_messages: int,
+    setup: Callable[[Settings], None] | None,
     events: Any,
 ) -> None:
     stop = StopSignal()
@@ -238,25 +279,20 @@ def _worker(
     signal.pthread_sigmask(signal.SIG_UNBLOCK, _STOPS)  # see drain_in_workers
     _stop_with_parent(stop)
     try:
-        from consumers.app import build_runner, projection_registry
-        from consumers.observability.logs import configure_logging
-
-        obs = settings.observability
-        configure_logging(fmt=obs.log_format, level=obs.log_level)
+        if setup is not None:
+            setup(settings)
 
         def on_batch(snapshot: RunnerSnapshot) -> None:
             events.put(("batch", index, snapshot.slot, dict(snapshot.positions), snapshot.stats))
 
-        runner = build_runner(
+        runner = rebuild_runner(
             settings,
             name,
+            generation,
+            share,
+            batch_max_messages=batch_max_messages,
             stop=stop,
             on_batch=on_batch,
-            generation=generation,
-            assignment=share,
-            watch_generation=True,
-            live=False,
-            batch_max_messages=batch_max_messages,
             projections=projection_registry(settings),
         )
         stats = runner.drain()

@@ -15,30 +15,14 @@ from confluent_kafka.admin import AdminClient
 from producers import SampleEvent, blog_events, with_noise
 from tests.support import checkpoint_total, json_line, run_cli, start_cli, wait_for
 from tests.support.broker import publish
+from tests.support.databases import blog_posts, query_rows
 from tests.support.oracle import assert_blog_matches
 
 DRAIN = ["consume", "blog", "--drain", "--json", "--timeout", "120"]
 
 
-def _rows(url: str, query: str) -> list[tuple[Any, ...]]:
-    engine = sa.create_engine(url)
-    try:
-        with engine.connect() as conn:
-            return [tuple(r) for r in conn.execute(sa.text(query))]
-    finally:
-        engine.dispose()
-
-
-def _posts(url: str, table: str) -> list[tuple[Any, ...]]:
-    return _rows(
-        url,
-        "SELECT post_id, title, description, tags, author, version, deleted_at IS NULL, "
-        f"last_event_id FROM {table} ORDER BY post_id",
-    )
-
-
 def _cloud(url: str, table: str) -> list[tuple[Any, ...]]:
-    return _rows(url, f"SELECT tag, posts_count FROM {table} ORDER BY tag")
+    return query_rows(url, f"SELECT tag, posts_count FROM {table} ORDER BY tag")
 
 
 def _rebuild(env: dict[str, str], *extra: str) -> dict[str, Any]:
@@ -88,10 +72,10 @@ def test_rebuild_equals_live_after_kills_and_duplicates(
     assert (summary["previous_generation"], summary["generation"]) == (1, 2)
     assert summary["events"] == len(events)
     assert checkpoint_total(db_url, "blog_v2") == len(events)
-    assert _posts(db_url, "posts_v2") == _posts(db_url, "posts_v1")
+    assert blog_posts(db_url, "posts_v2") == blog_posts(db_url, "posts_v1")
     assert _cloud(db_url, "tag_cloud_v2") == _cloud(db_url, "tag_cloud_v1")
     assert_blog_matches(db_url, events, generation=2)
-    assert _posts(db_url, "posts") == _posts(db_url, "posts_v2"), "the view still reads v1"
+    assert blog_posts(db_url, "posts") == blog_posts(db_url, "posts_v2"), "the view still reads v1"
 
 
 class _Reader(threading.Thread):
@@ -154,8 +138,10 @@ def test_rebuild_while_live_consumer_runs(
             lambda: checkpoint_total(db_url, "blog_v1") == len(first),
             timeout_s=60,
         )
-        wait_for("the posts view", lambda: _rows(db_url, "SELECT COUNT(*) FROM posts")[0][0] > 0)
-        baseline = _rows(db_url, "SELECT COUNT(*) FROM posts")[0][0]
+        wait_for(
+            "the posts view", lambda: query_rows(db_url, "SELECT COUNT(*) FROM posts")[0][0] > 0
+        )
+        baseline = query_rows(db_url, "SELECT COUNT(*) FROM posts")[0][0]
         reader, publisher = _Reader(db_url), _Publisher(bootstrap, topic, later)
         reader.start()
         publisher.start()
@@ -182,7 +168,7 @@ def test_rebuild_while_live_consumer_runs(
     )
     assert stats["skipped_offset"] == 0
     assert_blog_matches(db_url, events, generation=2)
-    assert _posts(db_url, "posts") == _posts(db_url, "posts_v2")
+    assert blog_posts(db_url, "posts") == blog_posts(db_url, "posts_v2")
     assert not reader.errors, reader.errors[:3]
     assert reader.counts, "the reader never ran"
     assert min(reader.counts) >= baseline, "a query saw an empty or half-built posts table"
@@ -203,15 +189,15 @@ def test_rollback_restores_previous_rows_exactly(
         )
         conn.execute(sa.text("UPDATE tag_cloud_v1 SET posts_count = posts_count + 7"))
     engine.dispose()
-    damaged_posts, damaged_cloud = _posts(sqlite_url, "posts"), _cloud(sqlite_url, "tag_cloud")
+    damaged_posts, damaged_cloud = blog_posts(sqlite_url, "posts"), _cloud(sqlite_url, "tag_cloud")
 
     _rebuild(env)
     assert_blog_matches(sqlite_url, events, generation=2)
-    assert _posts(sqlite_url, "posts") != damaged_posts
+    assert blog_posts(sqlite_url, "posts") != damaged_posts
 
     result = run_cli(["rollback", "blog"], env=env)
     assert result.returncode == 0, result.stderr[-3000:]
-    assert _posts(sqlite_url, "posts") == damaged_posts
+    assert blog_posts(sqlite_url, "posts") == damaged_posts
     assert _cloud(sqlite_url, "tag_cloud") == damaged_cloud
     status = json.loads(run_cli(["status", "--json"], env=env).stdout)["projections"][0]
     assert (status["active_generation"], status["previous_generation"]) == (1, 2)
@@ -227,10 +213,10 @@ def test_rollback_restores_previous_rows_exactly(
     groups = AdminClient({"bootstrap.servers": env["PROJECTIONIST_BOOTSTRAP_SERVERS"]})
     listed = groups.list_consumer_groups(request_timeout=10).result()
     assert rebuild_group not in {g.group_id for g in listed.valid}, "a retired group is left"
-    assert not _rows(sqlite_url, "SELECT name FROM sqlite_master WHERE name = 'posts_v2'")
+    assert not query_rows(sqlite_url, "SELECT name FROM sqlite_master WHERE name = 'posts_v2'")
     again = _rebuild(env, "--drop-previous")
     assert (again["generation"], again["dropped_previous"]) == (3, True)
-    assert not _rows(sqlite_url, "SELECT name FROM sqlite_master WHERE name = 'posts_v1'")
+    assert not query_rows(sqlite_url, "SELECT name FROM sqlite_master WHERE name = 'posts_v1'")
     assert_blog_matches(sqlite_url, events, generation=3)
     assert run_cli(["rollback", "blog"], env=env).returncode == 2, "rolled back to a dropped table"
 

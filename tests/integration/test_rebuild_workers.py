@@ -12,36 +12,19 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import sqlalchemy as sa
 
 from producers import blog_events, with_noise
 from tests.support import checkpoint_total, run_cli, start_cli, wait_for
 from tests.support.broker import publish
+from tests.support.databases import blog_posts, query_rows
 from tests.support.oracle import assert_blog_matches
 from tests.support.processes import PROJECTIONIST
 
 DRAIN = ["consume", "blog", "--drain", "--json", "--timeout", "120"]
 
 
-def _rows(url: str, query: str) -> list[tuple[Any, ...]]:
-    engine = sa.create_engine(url)
-    try:
-        with engine.connect() as conn:
-            return [tuple(r) for r in conn.execute(sa.text(query))]
-    finally:
-        engine.dispose()
-
-
-def _posts(url: str, table: str) -> list[tuple[Any, ...]]:
-    return _rows(
-        url,
-        "SELECT post_id, title, description, tags, author, version, deleted_at IS NULL, "
-        f"last_event_id FROM {table} ORDER BY post_id",
-    )
-
-
 def _generations(url: str) -> tuple[Any, ...]:
-    (row,) = _rows(
+    (row,) = query_rows(
         url,
         "SELECT active_generation, rebuilding_generation FROM projection_versions "
         "WHERE projection = 'blog'",
@@ -50,10 +33,18 @@ def _generations(url: str) -> tuple[Any, ...]:
 
 
 def _children(pid: int) -> set[int]:
-    """Live child processes of ``pid`` (Linux /proc)."""
+    """The rebuild workers among ``pid``'s child processes (Linux /proc): spawned
+    interpreters, not multiprocessing's resource tracker (which ends on its own once
+    its pipe closes)."""
     found = set()
     for task in Path(f"/proc/{pid}/task").glob("*/children"):
-        found |= {int(c) for c in task.read_text().split()}
+        for child in map(int, task.read_text().split()):
+            try:
+                cmdline = Path(f"/proc/{child}/cmdline").read_bytes()
+            except FileNotFoundError:
+                continue
+            if b"spawn_main" in cmdline:
+                found.add(child)
     return found
 
 
@@ -92,10 +83,10 @@ def test_workers_rebuild_equals_live_and_the_oracle(
         f"{topic_env['PROJECTIONIST_BLOG_TOPIC']}[{p}]" for p in range(4)
     ]
     assert checkpoint_total(db_url, "blog_v2") == len(events)
-    assert _posts(db_url, "posts_v2") == _posts(db_url, "posts_v1")
-    assert _rows(db_url, "SELECT tag, posts_count FROM tag_cloud_v2 ORDER BY tag") == _rows(
-        db_url, "SELECT tag, posts_count FROM tag_cloud_v1 ORDER BY tag"
-    )
+    assert blog_posts(db_url, "posts_v2") == blog_posts(db_url, "posts_v1")
+    assert query_rows(
+        db_url, "SELECT tag, posts_count FROM tag_cloud_v2 ORDER BY tag"
+    ) == query_rows(db_url, "SELECT tag, posts_count FROM tag_cloud_v1 ORDER BY tag")
     assert_blog_matches(db_url, events, generation=2)
     assert _generations(db_url) == (2, None)
     # the workers' log lines go to stderr like the command's own: stdout stays one JSON line
@@ -111,7 +102,7 @@ def test_a_stopped_or_dead_worker_swaps_nothing(
     env = _env(topic_env, db_url)
     live = run_cli(DRAIN, env=env)
     assert live.returncode == 0, live.stderr[-3000:]
-    before = _posts(db_url, "posts")
+    before = blog_posts(db_url, "posts")
 
     proc = start_cli(["rebuild", "blog", "--workers", "2", "--batch-max-messages", "20"], env=env)
     workers: set[int] = set()
@@ -131,9 +122,7 @@ def test_a_stopped_or_dead_worker_swaps_nothing(
     elif how == "parent killed":
         proc.send_signal(signal.SIGKILL)
     else:
-        # multiprocessing's resource tracker is a child too: the worker is the one with
-        # the most files open (broker and database connections)
-        victim = max(workers, key=lambda w: len(os.listdir(f"/proc/{w}/fd")))
+        victim = min(workers)
         os.kill(victim, signal.SIGKILL)
     out, err = proc.communicate(timeout=60)
 
@@ -154,7 +143,7 @@ def test_a_stopped_or_dead_worker_swaps_nothing(
         assert "Traceback" not in err
     assert not [w for w in workers if _alive(w)], "a worker outlived the rebuild"
     assert _generations(db_url)[0] == 1
-    assert _posts(db_url, "posts") == before
+    assert blog_posts(db_url, "posts") == before
     again = run_cli(["rebuild", "blog", "--json", "--workers", "2"], env=env)
     assert again.returncode == 0, again.stderr[-3000:]
     assert json.loads(again.stdout.strip().splitlines()[-1])["events"] == len(events)

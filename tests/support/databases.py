@@ -9,6 +9,7 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import sqlalchemy as sa
 
@@ -44,6 +45,25 @@ def fresh_postgres_database() -> Iterator[str]:
         with admin.connect() as conn:
             conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         admin.dispose()
+
+
+def query_rows(url: str, query: str) -> list[tuple[Any, ...]]:
+    """Every row ``query`` answers, as tuples (a connection of its own)."""
+    engine = sa.create_engine(url)
+    try:
+        with engine.connect() as conn:
+            return [tuple(r) for r in conn.execute(sa.text(query))]
+    finally:
+        engine.dispose()
+
+
+def blog_posts(url: str, table: str) -> list[tuple[Any, ...]]:
+    """A posts table (or view) in a comparable form, ordered by post id."""
+    return query_rows(
+        url,
+        "SELECT post_id, title, description, tags, author, version, deleted_at IS NULL, "
+        f"last_event_id FROM {table} ORDER BY post_id",
+    )
 
 
 def checkpoint_total(url: str, projection: str) -> int:
