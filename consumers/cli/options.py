@@ -25,6 +25,7 @@ __all__ = [
     "command_settings",
     "console",
     "dash",
+    "process_logging",
     "require_broker",
 ]
 
@@ -54,8 +55,13 @@ def command_settings(**overrides: object) -> Settings:
     """The environment with the command's flags on top (``None``: flag not given)."""
     loaded = load_settings(**overrides)
     check_files(loaded)
-    configure_logging(fmt=loaded.observability.log_format, level=loaded.observability.log_level)
+    process_logging(loaded)
     return loaded
+
+
+def process_logging(settings: Settings) -> None:
+    """This process's logs as ``settings`` say (stderr; also each rebuild worker's)."""
+    configure_logging(fmt=settings.observability.log_format, level=settings.observability.log_level)
 
 
 def require_broker(settings: Settings) -> None:

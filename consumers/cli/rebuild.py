@@ -28,18 +28,17 @@ from consumers.cli.options import (
     ProjectionArg,
     command_settings,
     console,
+    process_logging,
     require_broker,
 )
 from consumers.kafka.config import client_config
 from consumers.kafka.watermarks import FetchedWatermarks, Watermarks
 from consumers.observability.exporter import Observability
-from consumers.observability.logs import configure_logging
 from consumers.runtime.snapshot import RunnerSnapshot
 from consumers.runtime.stop import StopSignal
-from consumers.settings.models import Settings
 from projections import TopicPartition
 
-__all__ = ["cleanup", "migrate", "rebuild", "rollback", "worker_logging"]
+__all__ = ["cleanup", "migrate", "rebuild", "rollback"]
 
 
 def migrate(database_url: DatabaseOpt = None, json_out: JsonOpt = False) -> None:
@@ -157,7 +156,7 @@ def rebuild(
             on_start=on_start,
             on_batch=on_batch,
             projections=registry,
-            worker_setup=worker_logging,
+            worker_setup=process_logging,  # pickled by name: a module-level function
         )
         if result.swapped and "slot" in state:
             obs.metrics.rebuild_finished(state["slot"])
@@ -180,12 +179,6 @@ def rebuild(
         f"queries now read {projection}_v{result.generation}; "
         f"generation {result.previous_generation} {kept}"
     )
-
-
-def worker_logging(settings: Settings) -> None:
-    """A rebuild worker's logs, configured as this command's (stderr, the same format)."""
-    obs = settings.observability
-    configure_logging(fmt=obs.log_format, level=obs.log_level)
 
 
 def rollback(
